@@ -1,0 +1,158 @@
+"""The Kafka payloads (CONTRACT.md section 1): what producers send and downstream services read."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from schemas.enums import Channel, DealStage, PersonaType, Speaker
+from schemas.qualification import QualificationState
+
+DEFAULT_MAX_TURN_CHARS = 20_000
+MAX_METADATA_BYTES = 16 * 1024
+TOO_LARGE = "too_large"  # the ValidationError type the consumer maps to the DLQ reason `too_large`
+
+
+def _reject_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class ConversationTurn(BaseModel):
+    """One chat turn of a B2B sales conversation, as published on `conversation.turn`.
+
+    The text limit is `MAX_TURN_CHARS`, passed as validation context `{"max_turn_chars": n}`.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: UUID
+    tenant_id: UUID
+    account_id: Annotated[str, Field(min_length=1, max_length=100)]
+    contact_id: Annotated[str, Field(min_length=1, max_length=100)]
+    contact_email: Annotated[EmailStr, Field(max_length=255)]
+    contact_name: Annotated[str, Field(max_length=200)] | None = None
+    persona_type: PersonaType | None = None
+    channel: Channel
+    speaker: Speaker
+    text: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description=f"1..MAX_TURN_CHARS characters (default {DEFAULT_MAX_TURN_CHARS})",
+            json_schema_extra={"maxLength": DEFAULT_MAX_TURN_CHARS},
+        ),
+    ]
+    occurred_at: AwareDatetime
+    sequence: Annotated[int, Field(ge=0)] | None = None
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="At most 16 KiB serialized; stored, never interpreted"
+    )
+
+    @field_validator("account_id", "contact_id", "contact_name", "text")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return None if value is None else _reject_nul(value)
+
+    @field_validator("text")
+    @classmethod
+    def _text_within_limit(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_turn_chars", DEFAULT_MAX_TURN_CHARS)
+        if len(value) > limit:
+            raise PydanticCustomError(
+                TOO_LARGE, "text has {length} characters, the limit is {limit}",
+                {"length": len(value), "limit": limit},
+            )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_within_limit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        serialized = json.dumps(value, ensure_ascii=False)
+        if len(serialized.encode()) > MAX_METADATA_BYTES:
+            raise PydanticCustomError(
+                TOO_LARGE, "metadata is larger than {limit} bytes serialized",
+                {"limit": MAX_METADATA_BYTES},
+            )
+        if "\\u0000" in serialized:
+            raise ValueError("metadata must not contain NUL characters")
+        return value
+
+    @property
+    def conversation_key(self) -> str:
+        return conversation_key(self.tenant_id, self.account_id, self.contact_id)
+
+
+def conversation_key(tenant_id: UUID, account_id: str, contact_id: str) -> str:
+    """The Kafka key of a conversation: `"{tenant_id}:{account_id}:{contact_id}"`."""
+    return f"{tenant_id}:{account_id}:{contact_id}"
+
+
+class StageChange(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_stage: DealStage = Field(alias="from")
+    to_stage: DealStage = Field(alias="to")
+    accepted: bool
+    reason: str
+
+
+class ExtractionInfo(BaseModel):
+    status: Literal["ok", "failed"]
+    model: str
+    prompt_version: str
+    turns: int = Field(description="How many turns the extraction read")
+
+
+class QualificationUpdated(BaseModel):
+    """Published on `qualification.updated` once per committed state version."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    event_id: UUID
+    tenant_id: UUID
+    account_id: str
+    contact_id: str
+    version: Annotated[int, Field(ge=1)]
+    deal_stage: DealStage
+    previous_stage: DealStage
+    stage_change: StageChange | None = None
+    qualification: QualificationState
+    changed_fields: list[str]
+    interaction_count: int
+    confidence_score: float
+    extraction: ExtractionInfo
+    turn_event_ids: list[UUID]
+    occurred_at: AwareDatetime
+
+
+DeadLetterReason = Literal["invalid_json", "invalid_event", "too_large"]
+
+
+class DeadLetter(BaseModel):
+    """A record the worker could not accept, with why and where it came from."""
+
+    error: DeadLetterReason
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    value: str
+    value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    failed_at: datetime

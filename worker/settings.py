@@ -1,0 +1,49 @@
+"""One frozen settings object, read once from the environment (CONTRACT.md section 6)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RULES_MODEL = "rules"  # LLM_MODEL value that selects the offline rule-based extractor
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Tansu (the embedded broker) does not serve InitProducerId, so idempotence is opt-in.
+    kafka_enable_idempotence: bool = False
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    db_pool_size: int = Field(default=10, ge=2)
+
+    llm_model: str = "anthropic/claude-sonnet-4-20250514"
+    llm_api_base: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_mode: Literal["tools", "json"] = "tools"
+    llm_max_tokens: int = Field(default=2048, ge=64)
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, description="instructor re-asks on invalid output")
+    llm_transport_attempts: int = Field(default=4, ge=1, description="tries on 429/5xx/timeouts")
+    llm_retry_budget_s: float = Field(default=90.0, gt=0, description="total time for all tries")
+    llm_concurrency: int = Field(default=8, ge=1)
+
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=200, ge=1)
+    max_turn_chars: int = Field(default=20_000, ge=1)
+    redelivery_backoff_s: float = Field(default=1.0, ge=0)
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    consumer_group: str = "qualification-worker"
+    turn_topic: str = "conversation.turn"
+    update_topic: str = "qualification.updated"
+    dlq_topic: str = "conversation.turn.dlq"
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @property
+    def uses_rules(self) -> bool:
+        return self.llm_model == RULES_MODEL
