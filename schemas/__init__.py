@@ -3,12 +3,15 @@
 from schemas.enums import Channel, DealStage, PersonaType, Speaker
 from schemas.events import (
     DEFAULT_MAX_TURN_CHARS,
+    UPDATE_EVENT_NAMESPACE,
+    ConversationKey,
     ConversationTurn,
     DeadLetter,
     ExtractionInfo,
     QualificationUpdated,
     StageChange,
     conversation_key,
+    update_event_id,
 )
 from schemas.qualification import (
     BANTSignals,
@@ -21,8 +24,10 @@ from schemas.state import ConversationState, NextAction
 
 __all__ = [
     "DEFAULT_MAX_TURN_CHARS",
+    "UPDATE_EVENT_NAMESPACE",
     "BANTSignals",
     "Channel",
+    "ConversationKey",
     "ConversationState",
     "ConversationTurn",
     "DeadLetter",
@@ -38,4 +43,5 @@ __all__ = [
     "Speaker",
     "StageChange",
     "conversation_key",
+    "update_event_id",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
-from uuid import UUID
+from typing import Annotated, Any, Literal, NamedTuple
+from uuid import UUID, uuid5
 
 from pydantic import (
     AwareDatetime,
@@ -22,6 +22,9 @@ from schemas.enums import Channel, DealStage, PersonaType, Speaker
 from schemas.qualification import QualificationState
 
 DEFAULT_MAX_TURN_CHARS = 20_000
+# `QualificationUpdated.event_id` is uuid5(UPDATE_EVENT_NAMESPACE, "{conversation key}:{version}"),
+# so any consumer can recompute it, and a republished version carries the same id.
+UPDATE_EVENT_NAMESPACE = UUID("6f1d8a52-3c1e-5b8e-9a57-2d5c7c0e4b11")
 MAX_METADATA_BYTES = 16 * 1024
 TOO_LARGE = "too_large"  # the ValidationError type the consumer maps to the DLQ reason `too_large`
 
@@ -75,7 +78,8 @@ class ConversationTurn(BaseModel):
         limit = (info.context or {}).get("max_turn_chars", DEFAULT_MAX_TURN_CHARS)
         if len(value) > limit:
             raise PydanticCustomError(
-                TOO_LARGE, "text has {length} characters, the limit is {limit}",
+                TOO_LARGE,
+                "text has {length} characters, the limit is {limit}",
                 {"length": len(value), "limit": limit},
             )
         return value
@@ -86,7 +90,8 @@ class ConversationTurn(BaseModel):
         serialized = json.dumps(value, ensure_ascii=False)
         if len(serialized.encode()) > MAX_METADATA_BYTES:
             raise PydanticCustomError(
-                TOO_LARGE, "metadata is larger than {limit} bytes serialized",
+                TOO_LARGE,
+                "metadata is larger than {limit} bytes serialized",
                 {"limit": MAX_METADATA_BYTES},
             )
         if "\\u0000" in serialized:
@@ -94,13 +99,28 @@ class ConversationTurn(BaseModel):
         return value
 
     @property
-    def conversation_key(self) -> str:
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.tenant_id, self.account_id, self.contact_id)
+
+
+class ConversationKey(NamedTuple):
+    """The identity of a conversation; expands as the first three parameters of every query."""
+
+    tenant_id: UUID
+    account_id: str
+    contact_id: str
+
+    def __str__(self) -> str:
         return conversation_key(self.tenant_id, self.account_id, self.contact_id)
 
 
 def conversation_key(tenant_id: UUID, account_id: str, contact_id: str) -> str:
     """The Kafka key of a conversation: `"{tenant_id}:{account_id}:{contact_id}"`."""
     return f"{tenant_id}:{account_id}:{contact_id}"
+
+
+def update_event_id(key: ConversationKey, version: int) -> UUID:
+    return uuid5(UPDATE_EVENT_NAMESPACE, f"{key}:{version}")
 
 
 class StageChange(BaseModel):

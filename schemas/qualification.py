@@ -1,4 +1,4 @@
-"""The qualification signals: what the LLM extracts and what the state keeps (CONTRACT.md section 2)."""
+"""The qualification signals: what the LLM extracts and the state keeps (CONTRACT.md section 2)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from schemas.enums import DealStage
 
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
-Evidence = Annotated[list[str], Field(default_factory=list)]
 ShortText = Annotated[str, Field(max_length=2000)]
 
 
@@ -20,55 +19,55 @@ class _Signals(BaseModel):
 class BANTSignals(_Signals):
     budget_identified: bool = False
     budget_confidence: Confidence = 0.0
-    budget_evidence: Evidence
+    budget_evidence: list[str] = Field(default_factory=list)
     budget_range: ShortText | None = None
 
     authority_identified: bool = False
     authority_confidence: Confidence = 0.0
-    authority_evidence: Evidence
+    authority_evidence: list[str] = Field(default_factory=list)
     authority_contact: ShortText | None = None
     authority_role: ShortText | None = None
 
     need_identified: bool = False
     need_confidence: Confidence = 0.0
-    need_evidence: Evidence
+    need_evidence: list[str] = Field(default_factory=list)
     need_description: ShortText | None = None
 
     timeline_identified: bool = False
     timeline_confidence: Confidence = 0.0
-    timeline_evidence: Evidence
+    timeline_evidence: list[str] = Field(default_factory=list)
     timeline_description: ShortText | None = None
 
 
 class MEDDICSignals(_Signals):
     metrics_identified: bool = False
     metrics_confidence: Confidence = 0.0
-    metrics_evidence: Evidence
+    metrics_evidence: list[str] = Field(default_factory=list)
     metrics_description: ShortText | None = None
 
     economic_buyer_identified: bool = False
     economic_buyer_confidence: Confidence = 0.0
-    economic_buyer_evidence: Evidence
+    economic_buyer_evidence: list[str] = Field(default_factory=list)
     economic_buyer_contact: ShortText | None = None
 
     # No `_identified` flag: a non-empty list means identified (CONTRACT.md section 2).
     decision_criteria_confidence: Confidence = 0.0
-    decision_criteria_evidence: Evidence
-    decision_criteria: Annotated[list[ShortText], Field(default_factory=list)]
+    decision_criteria_evidence: list[str] = Field(default_factory=list)
+    decision_criteria: list[ShortText] = Field(default_factory=list)
 
     decision_process_identified: bool = False
     decision_process_confidence: Confidence = 0.0
-    decision_process_evidence: Evidence
+    decision_process_evidence: list[str] = Field(default_factory=list)
     decision_process_description: ShortText | None = None
 
     identify_pain_identified: bool = False
     identify_pain_confidence: Confidence = 0.0
-    identify_pain_evidence: Evidence
+    identify_pain_evidence: list[str] = Field(default_factory=list)
     pain_description: ShortText | None = None
 
     champion_identified: bool = False
     champion_confidence: Confidence = 0.0
-    champion_evidence: Evidence
+    champion_evidence: list[str] = Field(default_factory=list)
     champion_contact: ShortText | None = None
 
 
@@ -77,11 +76,11 @@ class QualificationSignals(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    bant: BANTSignals = Field(default_factory=BANTSignals)
-    meddic: MEDDICSignals = Field(default_factory=MEDDICSignals)
+    bant: BANTSignals = Field(default_factory=lambda: BANTSignals())
+    meddic: MEDDICSignals = Field(default_factory=lambda: MEDDICSignals())
     overall_confidence: Confidence = 0.0
-    key_insights: Annotated[list[ShortText], Field(default_factory=list)]
-    recommended_next_questions: Annotated[list[ShortText], Field(default_factory=list)]
+    key_insights: list[ShortText] = Field(default_factory=list)
+    recommended_next_questions: list[ShortText] = Field(default_factory=list)
 
 
 class QualificationState(QualificationSignals):
@@ -100,4 +99,3 @@ class QualificationExtraction(QualificationSignals):
     stage_reason: Annotated[str, Field(max_length=500)] | None = Field(
         default=None, description="Why that stage, in one sentence."
     )
-

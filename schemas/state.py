@@ -30,7 +30,7 @@ class ConversationState(BaseModel):
     contact_name: Annotated[str, Field(max_length=200)] | None = None
     deal_stage: DealStage = DealStage.PROSPECTING
     persona_type: PersonaType = PersonaType.MANAGER
-    qualification: QualificationState = Field(default_factory=QualificationState)
+    qualification: QualificationState = Field(default_factory=lambda: QualificationState())
     interaction_count: Annotated[int, Field(ge=0)] = 0
     last_interaction: AwareDatetime | None = None
     last_channel: Channel | None = None

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     llm_mode: Literal["tools", "json"] = "tools"
     llm_max_tokens: int = Field(default=2048, ge=64)
     llm_timeout_s: float = Field(default=30.0, gt=0)
-    llm_max_retries: int = Field(default=2, ge=0, description="instructor re-asks on invalid output")
+    llm_max_retries: int = Field(
+        default=2, ge=0, description="instructor re-asks on invalid output"
+    )
     llm_transport_attempts: int = Field(default=4, ge=1, description="tries on 429/5xx/timeouts")
     llm_retry_budget_s: float = Field(default=90.0, gt=0, description="total time for all tries")
     llm_concurrency: int = Field(default=8, ge=1)
@@ -47,3 +49,17 @@ class Settings(BaseSettings):
     @property
     def uses_rules(self) -> bool:
         return self.llm_model == RULES_MODEL
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a one-line ConfigurationError."""
+    from pydantic import ValidationError
+
+    from worker.errors import ConfigurationError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigurationError(f"{name}: {first['msg']}") from None

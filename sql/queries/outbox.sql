@@ -1,0 +1,30 @@
+-- The transactional outbox behind `qualification.updated`.
+
+-- name: insert_outbox
+-- Written in the same transaction as the state version it announces; the deterministic
+-- event_id makes a replayed write (which cannot happen under the row lock) a no-op anyway.
+INSERT INTO tenant.outbox (event_id, tenant_id, topic, key, payload)
+VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::jsonb)
+ON CONFLICT (event_id) DO NOTHING;
+
+-- name: notify_outbox
+SELECT pg_notify('tenant_outbox', '');
+
+-- name: claim_outbox
+-- SKIP LOCKED lets several relays share the table. The advisory lock on the conversation key
+-- keeps a conversation with one relay at a time: without it a second relay could skip the
+-- locked version N and publish N + 1 first. Rows come in id order, which is version order
+-- within a conversation because versions are written under the state's row lock.
+SELECT id, event_id, topic, key, payload
+FROM tenant.outbox
+WHERE published_at IS NULL
+  AND pg_try_advisory_xact_lock(7301, hashtext(key))
+ORDER BY id
+LIMIT $1::int
+FOR UPDATE SKIP LOCKED;
+
+-- name: mark_outbox_published
+UPDATE tenant.outbox SET published_at = now() WHERE id = ANY($1::bigint[]);
+
+-- name: outbox_backlog
+SELECT count(*) FROM tenant.outbox WHERE published_at IS NULL;

@@ -1,0 +1,66 @@
+-- Conversation state. Every statement is scoped by tenant_id.
+
+-- name: get_state
+SELECT * FROM tenant.conversation_states
+WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text;
+
+-- name: lock_state
+-- The row lock serialises every writer of one conversation: two workers (or a redelivered
+-- batch) merging at once would otherwise both read version N and lose one update.
+SELECT * FROM tenant.conversation_states
+WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
+FOR UPDATE;
+
+-- name: insert_empty_state
+-- First turn of a conversation: create the row so it can be locked. ON CONFLICT DO NOTHING
+-- because a concurrent writer may create it first; the caller then locks that row instead.
+INSERT INTO tenant.conversation_states (tenant_id, account_id, contact_id, contact_email)
+VALUES ($1::uuid, $2::text, $3::text, $4::text)
+ON CONFLICT (tenant_id, account_id, contact_id) DO NOTHING
+RETURNING *;
+
+-- name: upsert_state
+-- Writes a whole state. The unique key makes this an upsert; callers that hold the row lock
+-- (lock_state) pass version + 1 themselves.
+INSERT INTO tenant.conversation_states (
+    tenant_id, account_id, contact_id, contact_email, contact_name, deal_stage, persona_type,
+    qualification_data, interaction_count, last_interaction, last_channel, escalated,
+    escalation_reason, confidence_score, next_actions, follow_up_scheduled, metadata_json,
+    updated_at, version)
+VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
+        $9::int, $10::timestamptz, $11::text, $12::bool, $13::text, $14::float8, $15::jsonb,
+        $16::timestamptz, $17::jsonb, $18::timestamptz, $19::bigint)
+ON CONFLICT (tenant_id, account_id, contact_id) DO UPDATE SET
+    contact_email = EXCLUDED.contact_email,
+    contact_name = EXCLUDED.contact_name,
+    deal_stage = EXCLUDED.deal_stage,
+    persona_type = EXCLUDED.persona_type,
+    qualification_data = EXCLUDED.qualification_data,
+    interaction_count = EXCLUDED.interaction_count,
+    last_interaction = EXCLUDED.last_interaction,
+    last_channel = EXCLUDED.last_channel,
+    escalated = EXCLUDED.escalated,
+    escalation_reason = EXCLUDED.escalation_reason,
+    confidence_score = EXCLUDED.confidence_score,
+    next_actions = EXCLUDED.next_actions,
+    follow_up_scheduled = EXCLUDED.follow_up_scheduled,
+    metadata_json = EXCLUDED.metadata_json,
+    updated_at = EXCLUDED.updated_at,
+    version = EXCLUDED.version
+RETURNING *;
+
+-- name: list_states_by_tenant
+SELECT * FROM tenant.conversation_states
+WHERE tenant_id = $1::uuid AND ($2::text IS NULL OR deal_stage = $2::text)
+ORDER BY account_id, contact_id;
+
+-- name: insert_stage_transition
+INSERT INTO tenant.stage_transitions (
+    tenant_id, account_id, contact_id, version, from_stage, to_stage, accepted, reason)
+VALUES ($1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::bool, $8::text);
+
+-- name: list_stage_transitions
+SELECT from_stage, to_stage, accepted, reason, version, created_at
+FROM tenant.stage_transitions
+WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
+ORDER BY id;

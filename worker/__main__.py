@@ -1,0 +1,68 @@
+"""The command line: `python -m worker …` (also installed as `qualification-worker`).
+
+Every command reports failure as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from worker import cli
+from worker.errors import WorkerError
+from worker.logs import configure_logging
+
+EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="consume turns until SIGTERM/SIGINT").set_defaults(fn=cli.run)
+    sub.add_parser("migrate", help="apply sql/migrations").set_defaults(fn=cli.migrate)
+    stack = sub.add_parser("stack", help="the embedded local stack (PostgreSQL + broker)")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(fn=cli.stack)
+    produce = sub.add_parser("produce", help="publish turns from a JSONL file, keyed")
+    produce.add_argument("file")
+    produce.add_argument(
+        "--skip-invalid", action="store_true", help="publish the valid lines even if some are not"
+    )
+    produce.set_defaults(fn=cli.produce)
+    state = sub.add_parser("state", help="print one conversation's state as JSON")
+    for name in ("tenant", "account", "contact"):
+        state.add_argument(name)
+    state.set_defaults(fn=cli.state)
+    pipeline = sub.add_parser("pipeline", help="table of a tenant's conversations")
+    pipeline.add_argument("tenant")
+    pipeline.add_argument("--stage", default=None)
+    pipeline.set_defaults(fn=cli.pipeline)
+    sub.add_parser("demo", help="the main job end to end on the embedded stack").set_defaults(
+        fn=cli.demo
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Before anything logs; logs go to stderr so stdout stays the command's output.
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
+    command: Command = args.fn
+    try:
+        return asyncio.run(command(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except WorkerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""What each CLI command does; worker/__main__.py parses arguments and reports errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from uuid import UUID
+
+from schemas import ConversationState, DealStage
+from worker.errors import ConfigurationError
+from worker.repository import ConversationStateRepository
+from worker.settings import load_settings
+from worker.sql import connect, create_pool
+from worker.sql import migrate as apply_migrations
+
+
+def parse_uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise ConfigurationError(f"{what} must be a UUID, got {value!r}") from None
+
+
+def parse_stage(value: str | None) -> DealStage | None:
+    if value is None:
+        return None
+    try:
+        return DealStage(value)
+    except ValueError:
+        choices = ", ".join(stage.value for stage in DealStage)
+        raise ConfigurationError(f"unknown stage {value!r}; one of: {choices}") from None
+
+
+async def migrate(args: argparse.Namespace) -> int:
+    conn = await connect(load_settings().database_url)
+    try:
+        applied = await apply_migrations(conn)
+    finally:
+        await conn.close()
+    print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+async def state(args: argparse.Namespace) -> int:
+    tenant_id = parse_uuid(args.tenant, "TENANT")
+    pool = await create_pool(load_settings().database_url, max_size=2)
+    try:
+        found = await ConversationStateRepository(pool=pool).get_state(
+            tenant_id, args.account, args.contact
+        )
+    finally:
+        await pool.close()
+    if found is None:
+        print(f"no conversation {args.tenant}:{args.account}:{args.contact}", file=sys.stderr)
+        return 1
+    print(found.model_dump_json(indent=2))
+    return 0
+
+
+async def pipeline(args: argparse.Namespace) -> int:
+    tenant_id = parse_uuid(args.tenant, "TENANT")
+    stage = parse_stage(args.stage)
+    pool = await create_pool(load_settings().database_url, max_size=2)
+    try:
+        states = await ConversationStateRepository(pool=pool).list_states_by_tenant(
+            tenant_id, stage
+        )
+    finally:
+        await pool.close()
+    print(render_pipeline(tenant_id, states))
+    return 0
+
+
+def render_pipeline(tenant_id: UUID, states: list[ConversationState]) -> str:
+    header = f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  BANT  MEDDIC"
+    lines = [f"tenant {tenant_id}: {len(states)} conversation(s)", header, "-" * len(header)]
+    for s in states:
+        lines.append(
+            f"{s.account_id[:24]:<24} {s.contact_id[:22]:<22} {s.deal_stage.value:<13} "
+            f"{s.confidence_score:>4.2f} {s.interaction_count:>5}  "
+            f"{bant_flags(s)}  {meddic_flags(s)}"
+        )
+    return "\n".join(lines)
+
+
+def bant_flags(state: ConversationState) -> str:
+    """'BA·T': the letter of each identified dimension, a dot for the others."""
+    b = state.qualification.bant
+    found = (b.budget_identified, b.authority_identified, b.need_identified, b.timeline_identified)
+    return "".join(letter if hit else "·" for letter, hit in zip("BANT", found, strict=True))
+
+
+def meddic_flags(state: ConversationState) -> str:
+    m = state.qualification.meddic
+    found = (
+        m.metrics_identified,
+        m.economic_buyer_identified,
+        bool(m.decision_criteria),
+        m.decision_process_identified,
+        m.identify_pain_identified,
+        m.champion_identified,
+    )
+    return "".join(letter if hit else "·" for letter, hit in zip("MEDDIC", found, strict=True))
+
+
+async def run(args: argparse.Namespace) -> int:
+    from worker.app import create_app  # imports litellm: only for the commands that need it
+
+    await create_app(load_settings()).run()
+    return 0
+
+
+async def produce(args: argparse.Namespace) -> int:
+    from worker.producer import publish_turns, read_turns
+
+    settings = load_settings()
+    turns = read_turns(Path(args.file), max_turn_chars=settings.max_turn_chars)
+    for line_number, problem in turns.problems:
+        print(f"{args.file}:{line_number}: {problem}", file=sys.stderr)
+    if turns.problems and not args.skip_invalid:
+        print(
+            f"nothing published: {len(turns.problems)} invalid line(s) "
+            "(fix them, or pass --skip-invalid to publish the valid ones)",
+            file=sys.stderr,
+        )
+        return 1
+    sent = await publish_turns(turns.valid, settings)
+    print(f"published {sent} turn(s) to {settings.turn_topic}")
+    return 1 if turns.problems else 0
+
+
+async def stack(args: argparse.Namespace) -> int:
+    raise ConfigurationError("'stack' is not available in this build")
+
+
+async def demo(args: argparse.Namespace) -> int:
+    raise ConfigurationError("'demo' is not available in this build")
