@@ -1,0 +1,187 @@
+"""The offline rule-based extractor: what it finds, what it ignores, what it proposes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from schemas import BANTSignals, Channel, DealStage, QualificationState, Speaker
+from worker.extractor import TurnText
+from worker.rules import RulesExtractor, extract, sentences
+
+START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+
+DISCOVERY_CALL = (
+    (Speaker.REP, "Thanks for taking the call, Priya. What prompted you to reach out?"),
+    (
+        Speaker.PROSPECT,
+        "Honestly, our SDRs are struggling. Lead routing is done manually in spreadsheets "
+        "and we lose about 15 hours a week to it.",
+    ),
+    (Speaker.REP, "That sounds painful. Do you have a budget in mind?"),
+    (Speaker.PROSPECT, "We have a budget of $40k-$60k per year set aside for this."),
+    (Speaker.PROSPECT, "We need to have something live by the end of Q3 2025."),
+)
+SMALL_TALK = (
+    (Speaker.PROSPECT, "Hi! How was your weekend?"),
+    (Speaker.REP, "Great, thanks. We went hiking. You?"),
+    (Speaker.PROSPECT, "Lovely weather here too. No problem at all, talk soon!"),
+)
+
+
+def turns(lines: tuple[tuple[Speaker, str], ...]) -> list[TurnText]:
+    return [
+        TurnText(
+            event_id=uuid.uuid4(),
+            speaker=speaker,
+            channel=Channel.CALL,
+            text=text,
+            occurred_at=START + timedelta(minutes=n),
+        )
+        for n, (speaker, text) in enumerate(lines)
+    ]
+
+
+def prospect_text(lines: tuple[tuple[Speaker, str], ...]) -> str:
+    return "\n".join(text for speaker, text in lines if speaker is Speaker.PROSPECT)
+
+
+def test_finds_budget_timeline_and_pain_in_a_discovery_call() -> None:
+    found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
+
+    assert found.bant.budget_identified and found.bant.budget_range == "$40k-$60k"
+    assert found.bant.budget_evidence == [
+        "We have a budget of $40k-$60k per year set aside for this."
+    ]
+    assert found.bant.timeline_identified
+    assert "Q3 2025" in (found.bant.timeline_description or "")
+    assert found.meddic.identify_pain_identified
+    assert found.meddic.identify_pain_evidence[0].startswith("Honestly, our SDRs are struggling.")
+    assert found.meddic.metrics_identified  # "15 hours a week"
+    assert found.bant.need_identified
+
+
+def test_evidence_is_verbatim_prospect_text() -> None:
+    found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
+    said_by_prospect = prospect_text(DISCOVERY_CALL)
+
+    quotes = [
+        quote
+        for signals in (found.bant, found.meddic)
+        for name, value in signals
+        if name.endswith("_evidence")
+        for quote in value
+    ]
+    assert quotes
+    assert all(quote in said_by_prospect for quote in quotes)
+
+
+def test_small_talk_yields_nothing() -> None:
+    found = extract(turns(SMALL_TALK), QualificationState(), DealStage.PROSPECTING)
+
+    assert found.bant == BANTSignals()
+    assert not any(value for name, value in found.meddic if name.endswith("_evidence"))
+    assert found.key_insights == []
+    assert found.suggested_stage is None
+    assert found.overall_confidence == 0.0
+
+
+def test_rep_statements_are_not_evidence_of_the_prospect() -> None:
+    pitch = ((Speaker.REP, "Our plan costs $20k a year and we need a signed order by Q2."),)
+
+    found = extract(turns(pitch), QualificationState(), DealStage.PROSPECTING)
+
+    assert not found.bant.budget_identified and not found.bant.timeline_identified
+
+
+def test_proposes_discovery_once_a_need_shows() -> None:
+    found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
+
+    assert found.suggested_stage is DealStage.DISCOVERY
+    assert found.stage_reason
+
+
+def test_proposes_qualification_only_with_budget_authority_and_need() -> None:
+    call = turns(DISCOVERY_CALL)
+    without_authority = extract(call, QualificationState(), DealStage.DISCOVERY)
+    decider = ((Speaker.PROSPECT, "I'm the VP of Sales and the final decision is mine."),)
+    with_authority = extract([*call, *turns(decider)], QualificationState(), DealStage.DISCOVERY)
+
+    assert without_authority.suggested_stage is None
+    assert with_authority.bant.authority_identified
+    assert with_authority.bant.authority_role == "VP of Sales"
+    assert with_authority.suggested_stage is DealStage.QUALIFICATION
+
+
+def test_proposes_evaluation_when_decision_criteria_show() -> None:
+    criteria = ((Speaker.PROSPECT, "It must integrate with HubSpot and support SSO."),)
+
+    found = extract(turns(criteria), QualificationState(), DealStage.QUALIFICATION)
+
+    assert found.meddic.decision_criteria == ["integrate with HubSpot", "SSO"]
+    assert found.suggested_stage is DealStage.EVALUATION
+
+
+def test_never_proposes_a_skip() -> None:
+    everything = (
+        *DISCOVERY_CALL,
+        (Speaker.PROSPECT, "Our CFO approves the budget. Procurement runs a security review."),
+    )
+    for stage in DealStage:
+        found = extract(turns(everything), QualificationState(), stage)
+        proposal = found.suggested_stage
+        assert proposal is None or proposal is stage or _next(stage) is proposal
+
+
+def _next(stage: DealStage) -> DealStage | None:
+    order = list(DealStage)[:5]
+    return order[order.index(stage) + 1] if stage in order[:-1] else None
+
+
+def test_known_state_counts_towards_the_stage_and_the_questions() -> None:
+    known = QualificationState(
+        bant=BANTSignals(
+            authority_identified=True,
+            authority_confidence=0.7,
+            need_identified=True,
+            need_confidence=0.6,
+        )
+    )
+    budget_only = ((Speaker.PROSPECT, "We have a budget of $50k for this."),)
+
+    found = extract(turns(budget_only), known, DealStage.DISCOVERY)
+
+    assert found.suggested_stage is DealStage.QUALIFICATION
+    assert not any("budget" in q.lower() for q in found.recommended_next_questions)
+
+
+def test_sentences_are_substrings_of_the_text() -> None:
+    text = "We pay $1.5M a year. Is that a lot?\nMaybe! Q3 works."
+
+    parts = sentences(text)
+
+    assert parts == ["We pay $1.5M a year.", "Is that a lot?", "Maybe!", "Q3 works."]
+    assert all(part in text for part in parts)
+
+
+async def test_rules_extractor_reports_an_ok_free_result() -> None:
+    extractor = RulesExtractor()
+
+    result = await extractor.extract_signals(
+        turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING
+    )
+
+    assert result.status == "ok" and result.extraction is not None
+    assert (result.model, result.prompt_version, result.cost_usd) == ("rules", "rules-v1", 0.0)
+
+
+def test_importing_the_rules_loads_no_llm_library() -> None:
+    probe = "import sys, worker.rules; print(sorted({'litellm', 'instructor'} & set(sys.modules)))"
+
+    output = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+
+    assert output.strip() == "[]"

@@ -1,0 +1,368 @@
+"""The LLM extractor: instructor over LiteLLM, the versioned prompt, retries, evidence check.
+
+One call extracts every BANT and MEDDIC signal of a batch of turns. Two retry layers:
+instructor re-asks when the output does not validate (`LLM_MAX_RETRIES`); tenacity retries
+transport trouble (429, 5xx, timeouts, refused connections) with jittered exponential
+backoff, bounded by attempts (`LLM_TRANSPORT_ATTEMPTS`) and a total budget
+(`LLM_RETRY_BUDGET_S`). LiteLLM's and the OpenAI SDK's own retries are off (`num_retries=0`).
+When everything fails the extractor fails open: status `failed`, no extraction, no exception.
+"""
+
+from __future__ import annotations
+
+import os
+
+# LiteLLM downloads a price list at import unless told to use its bundled copy; set it first.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+import asyncio
+import functools
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, cast
+
+import instructor
+import litellm
+import litellm.exceptions
+import pydantic
+import structlog
+from instructor.core.exceptions import (
+    AsyncValidationError,
+    InstructorRetryException,
+    ResponseParsingError,
+)
+from instructor.core.hooks import Hooks
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from schemas import DealStage, QualificationExtraction, QualificationState
+from worker.extractor import ExtractionResult, Extractor, TurnText
+from worker.prompt import PROMPT_VERSION, Message, build_messages
+from worker.rules import RulesExtractor
+from worker.settings import Settings
+
+litellm.suppress_debug_info = True  # no banner, no "Give Feedback" lines on errors
+# instructor logs each failed attempt at ERROR with the exception text; a validation error's
+# text quotes the model output, which quotes the turns. We log failures ourselves, without text.
+logging.getLogger("instructor").setLevel(logging.CRITICAL)
+
+log = structlog.get_logger(__name__)
+
+_MODES: Mapping[str, instructor.Mode] = {
+    "tools": instructor.Mode.TOOLS,
+    "json": instructor.Mode.JSON,
+}
+# What instructor re-asks on: the output did not parse or did not validate.
+_REASK_ERRORS = (
+    pydantic.ValidationError,
+    json.JSONDecodeError,
+    ResponseParsingError,
+    AsyncValidationError,
+)
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx (529: Anthropic overloaded)
+_QUOTE_MARKS = "\"'\u201c\u201d\u2018\u2019 \t\n"
+
+S = TypeVar("S", bound=pydantic.BaseModel)
+
+
+def build_extractor(settings: Settings) -> Extractor:
+    """The rules when `LLM_MODEL=rules`, else the LLM extractor configured from settings."""
+    if settings.uses_rules:
+        return RulesExtractor()
+    return QualificationExtractor.from_settings(settings)
+
+
+@dataclass(kw_only=True)
+class QualificationExtractor:
+    """Extracts all signals of a batch of turns with one structured LLM call (fail-open)."""
+
+    model_name: str
+    api_base: str | None = None
+    api_key: str | None = None
+    mode: Literal["tools", "json"] = "tools"
+    max_tokens: int = 2048
+    timeout_s: float = 30.0
+    max_retries: int = 2
+    transport_attempts: int = 4
+    retry_budget_s: float = 90.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    prompt_version: str = PROMPT_VERSION
+    _client: instructor.AsyncInstructor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._client = instructor.from_litellm(
+            litellm.acompletion, mode=_MODES[self.mode], async_client=True
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QualificationExtractor:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return cls(
+            model_name=settings.llm_model,
+            api_base=settings.llm_api_base,
+            api_key=key,
+            mode=settings.llm_mode,
+            max_tokens=settings.llm_max_tokens,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            transport_attempts=settings.llm_transport_attempts,
+            retry_budget_s=settings.llm_retry_budget_s,
+        )
+
+    async def extract_signals(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+    ) -> ExtractionResult:
+        """One call for all signals in `turns`; never raises for LLM trouble (fail-open)."""
+        if not turns:
+            return self._result(_CallLog(), extraction=QualificationExtraction())
+        messages = build_messages(turns, existing_state, current_stage)
+        calls = _CallLog()
+        try:
+            # The budget bounds everything: attempts, re-asks and the backoff sleeps between.
+            async with asyncio.timeout(self.retry_budget_s):
+                extraction: QualificationExtraction = await self._retrying()(
+                    self._extract_once, messages, calls
+                )
+        except Exception as error:  # fail-open: any failure leaves the caller's state as is
+            return self._failed(error, calls)
+        return self._verified(extraction, turns, calls)
+
+    # --- the call --------------------------------------------------------------------
+
+    async def _extract_once(
+        self, messages: list[Message], calls: _CallLog
+    ) -> QualificationExtraction:
+        calls.transport_attempts += 1
+        extraction: QualificationExtraction = await self._client.create(
+            response_model=QualificationExtraction,
+            messages=cast("list[Any]", messages),  # our plain dicts are valid chat messages
+            max_retries=self._reasking(),
+            strict=False,  # lax JSON: "0.8" as a string is fine; out-of-range still fails
+            hooks=calls.hooks(),
+            **self._completion_kwargs(),
+        )
+        return extraction
+
+    def _completion_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model_name,
+            "max_tokens": self.max_tokens,
+            "timeout": self.timeout_s,
+            "num_retries": 0,  # also sets the OpenAI SDK's max_retries to 0: we retry ourselves
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        return kwargs
+
+    def _reasking(self) -> AsyncRetrying:
+        # Our own Retrying, not an int: with an int instructor also stops re-asking once
+        # `timeout` seconds have passed in total, which ties LLM_MAX_RETRIES to latency.
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            retry=retry_if_exception_type(_REASK_ERRORS),
+            reraise=True,
+        )
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.transport_attempts)
+            | stop_before_delay(self.retry_budget_s),
+            wait=wait_random_exponential(multiplier=self.backoff_initial_s, max=self.backoff_max_s),
+            retry=retry_if_exception(is_transient),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "llm_transport_retry",
+            error=error_name(error),
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 3),
+            model=self.model_name,
+        )
+
+    # --- results ---------------------------------------------------------------------
+
+    def _verified(
+        self, extraction: QualificationExtraction, turns: Sequence[TurnText], calls: _CallLog
+    ) -> ExtractionResult:
+        verified, drops = verify_evidence(extraction, turns)
+        dropped = sum(drops.values())
+        if dropped:
+            log.warning("evidence_dropped", dropped=dropped, fields=drops, model=self.model_name)
+        return self._result(calls, extraction=verified, evidence_dropped=dropped)
+
+    def _failed(self, error: Exception, calls: _CallLog) -> ExtractionResult:
+        name = error_name(error)
+        log.error(
+            "extraction_failed",
+            error=name,
+            attempts=calls.requests,
+            transport_attempts=calls.transport_attempts,
+            model=self.model_name,
+            prompt_version=self.prompt_version,
+        )
+        return self._result(calls, extraction=None, error=name)
+
+    def _result(
+        self,
+        calls: _CallLog,
+        *,
+        extraction: QualificationExtraction | None,
+        evidence_dropped: int = 0,
+        error: str | None = None,
+    ) -> ExtractionResult:
+        return ExtractionResult(
+            status="failed" if extraction is None else "ok",
+            extraction=extraction,
+            model=self.model_name,
+            prompt_version=self.prompt_version,
+            attempts=calls.requests,
+            prompt_tokens=calls.prompt_tokens,
+            completion_tokens=calls.completion_tokens,
+            cost_usd=cost_usd(self.model_name, calls.prompt_tokens, calls.completion_tokens),
+            evidence_dropped=evidence_dropped,
+            error=error,
+        )
+
+
+@dataclass
+class _CallLog:
+    """What one extraction spent: requests sent (re-asks included) and tokens billed."""
+
+    requests: int = 0
+    transport_attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def hooks(self) -> Hooks:
+        hooks = Hooks()
+        hooks.on("completion:kwargs", self._on_request)
+        hooks.on("completion:response", self._on_response)
+        return hooks
+
+    def _on_request(self, *_args: Any, **_kwargs: Any) -> None:
+        self.requests += 1
+
+    def _on_response(self, response: Any) -> None:
+        # Every response counts, also the ones that failed validation: they were billed too.
+        usage = getattr(response, "usage", None)
+        self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
+        self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def api_error(error: BaseException | None) -> BaseException | None:
+    """The LiteLLM error inside instructor's wrapper (instructor sets it as `__cause__`)."""
+    if isinstance(error, InstructorRetryException) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth another try: rate limits, server errors, timeouts, refused connections."""
+    cause = api_error(error)
+    if isinstance(cause, litellm.exceptions.Timeout | litellm.exceptions.APIConnectionError):
+        return True
+    status = getattr(cause, "status_code", None)
+    return isinstance(status, int) and (status in _TRANSIENT_STATUS or status >= 500)
+
+
+def error_name(error: BaseException | None) -> str:
+    return type(api_error(error)).__name__
+
+
+# --- cost --------------------------------------------------------------------------------
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """The price of the tokens, or None when LiteLLM's bundled price list lacks the model."""
+    prices = token_prices(model)
+    if prices is None:
+        return None
+    return prompt_tokens * prices[0] + completion_tokens * prices[1]
+
+
+@functools.cache
+def token_prices(model: str) -> tuple[float, float] | None:
+    # An unknown model either raises or comes back priced at 0; both mean "price unknown".
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:
+        return None
+    prices = (info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0)
+    return prices if any(prices) else None
+
+
+# --- evidence ----------------------------------------------------------------------------
+
+
+def normalize(text: str) -> str:
+    """Case- and whitespace-insensitive form used to match quotes against turns."""
+    return " ".join(text.casefold().split())
+
+
+def clean_quote(quote: str) -> str:
+    # Models often wrap quotes in quotation marks; those are not part of what was said.
+    return quote.strip(_QUOTE_MARKS)
+
+
+def verify_evidence(
+    extraction: QualificationExtraction, turns: Sequence[TurnText]
+) -> tuple[QualificationExtraction, dict[str, int]]:
+    """Keep only quotes that occur in one of `turns`; returns {evidence field: dropped}."""
+    texts = [turn.text for turn in turns]
+    bant, bant_drops = _verified_signals(extraction.bant, texts)
+    meddic, meddic_drops = _verified_signals(extraction.meddic, texts)
+    verified = extraction.model_copy(update={"bant": bant, "meddic": meddic})
+    return verified, {**bant_drops, **meddic_drops}
+
+
+def _verified_signals(signals: S, texts: list[str]) -> tuple[S, dict[str, int]]:
+    update: dict[str, list[str]] = {}
+    drops: dict[str, int] = {}
+    for name in _evidence_fields(type(signals)):
+        quotes: list[str] = getattr(signals, name)
+        located = [locate(quote, texts) for quote in quotes]
+        kept = list(dict.fromkeys(quote for quote in located if quote is not None))
+        if kept != quotes:
+            update[name] = kept
+        if None in located:
+            drops[name] = located.count(None)
+    return signals.model_copy(update=update), drops
+
+
+def locate(quote: str, texts: list[str]) -> str | None:
+    """The quote as it stands in the turns (original case and spacing), or None if absent."""
+    needle = normalize(clean_quote(quote))
+    if not needle or not any(needle in normalize(text) for text in texts):
+        return None
+    # Store what was said, not the model's re-spacing or re-casing of it.
+    pattern = re.compile(r"\s+".join(map(re.escape, needle.split())), re.IGNORECASE)
+    found = (pattern.search(text) for text in texts)
+    return next((match.group(0) for match in found if match), clean_quote(quote))
+
+
+@functools.cache
+def _evidence_fields(model: type[pydantic.BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name in model.model_fields if name.endswith("_evidence"))
