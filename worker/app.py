@@ -1,0 +1,154 @@
+"""Composition root: settings → pool → extractor → service → FastStream app.
+
+`worker.app:app` is what `faststream run` and `python -m worker run` start. Nothing connects at
+import time: the lifespan hooks open and close everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+
+from schemas import DeadLetter
+from worker.consumer import BatchHandler, register_consumer
+from worker.errors import ConfigurationError
+from worker.extraction import build_extractor
+from worker.extractor import Extractor
+from worker.logs import configure_logging
+from worker.outbox import Message, OutboxRelay
+from worker.repository import ConversationStateRepository
+from worker.service import QualificationService
+from worker.settings import Settings
+from worker.sql import create_pool, load_migrations
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    """What the lifespan opens, for the handler and the shutdown hooks to use."""
+
+    settings: Settings
+    broker: KafkaBroker
+    pool: asyncpg.Pool | None = None
+    extractor: Extractor | None = None
+    handler: BatchHandler | None = None
+    producer: AIOKafkaProducer | None = None
+    relay_task: asyncio.Task[None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def batch_handler(self) -> BatchHandler:
+        assert self.handler is not None, "the handler is built on startup"
+        return self.handler
+
+    async def open(self) -> None:
+        s = self.settings
+        self.pool = await create_pool(s.database_url, max_size=s.db_pool_size)
+        await require_migrated(self.pool)
+        self.extractor = build_extractor(s)
+        service = QualificationService(
+            repository=ConversationStateRepository(pool=self.pool),
+            extractor=self.extractor,
+            update_topic=s.update_topic,
+            concurrency=s.llm_concurrency,
+        )
+        self.handler = BatchHandler(
+            process_batch=service.process_batch,
+            publish_dead_letter=self.publish_dead_letter,
+            max_turn_chars=s.max_turn_chars,
+            backoff_s=s.redelivery_backoff_s,
+        )
+
+    async def start_relay(self) -> None:
+        s = self.settings
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            enable_idempotence=s.kafka_enable_idempotence,
+            acks="all",
+            linger_ms=5,
+        )
+        await self.producer.start()
+        assert self.pool is not None
+        relay = OutboxRelay(
+            pool=self.pool,
+            database_url=s.database_url,
+            publish_many=self.publish_many,
+            poll_interval_s=s.outbox_poll_interval_s,
+        )
+        self.relay_task = asyncio.create_task(relay.run(self.stopping), name="outbox-relay")
+
+    async def close(self) -> None:
+        self.stopping.set()
+        if self.relay_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.relay_task
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def publish_many(self, messages: Sequence[Message]) -> None:
+        assert self.producer is not None
+        futures = [
+            await self.producer.send(topic, value=value, key=key, headers=headers)
+            for topic, key, value, headers in messages
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        await self.broker.publish(
+            letter.model_dump_json().encode(),
+            topic=self.settings.dlq_topic,
+            key=key,
+            headers={"content-type": "application/json"},
+        )
+
+
+async def require_migrated(pool: asyncpg.Pool) -> None:
+    """Refuse to start on a database `migrate` has not brought up to date."""
+    expected = {m.version for m in load_migrations()}
+    try:
+        applied = {
+            r["version"] for r in await pool.fetch("SELECT version FROM tenant.schema_migrations")
+        }
+    except asyncpg.UndefinedTableError:
+        applied = set()
+    if missing := sorted(expected - applied):
+        raise ConfigurationError(
+            f"the database lacks migrations {', '.join(missing)}: run `python -m worker migrate`"
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastStream:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        enable_idempotence=settings.kafka_enable_idempotence,
+        # FastStream's per-message "Received/Processed" lines would double our batch log line.
+        log_level=logging.DEBUG,
+    )
+    runtime = Runtime(settings=settings, broker=broker)
+    register_consumer(
+        broker,
+        topic=settings.turn_topic,
+        group_id=settings.consumer_group,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        handler=runtime.batch_handler,
+    )
+    return FastStream(
+        broker,
+        on_startup=[runtime.open],
+        after_startup=[runtime.start_relay],
+        after_shutdown=[runtime.close],
+    )
+
+
+app = create_app()

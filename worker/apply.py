@@ -1,0 +1,128 @@
+"""The next version of a conversation: turns and an extraction applied to its locked state.
+
+Pure: the service calls this inside its write transaction, with the state it just locked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from schemas import (
+    ConversationKey,
+    ConversationState,
+    ConversationTurn,
+    ExtractionInfo,
+    QualificationUpdated,
+    StageChange,
+    update_event_id,
+)
+from worker.extractor import ExtractionResult
+from worker.merge import changed_fields, merge_qualification_signals
+from worker.stages import check_transition
+
+
+@dataclass(frozen=True, kw_only=True)
+class NextVersion:
+    state: ConversationState
+    stage_change: StageChange | None
+    changed_fields: list[str]
+
+
+def order_turns(turns: Sequence[ConversationTurn]) -> list[ConversationTurn]:
+    """Producer's sequence, then occurred_at; the sort is stable, so offset order breaks ties."""
+    return sorted(turns, key=lambda t: (t.sequence is None, t.sequence or 0, t.occurred_at))
+
+
+def next_version(
+    state: ConversationState,
+    applied: Sequence[ConversationTurn],
+    result: ExtractionResult,
+    *,
+    now: datetime,
+) -> NextVersion:
+    """`applied` are the turns newly stored in this transaction, in conversation order."""
+    updated = _with_turns(state, applied)
+    fields: list[str] = []
+    stage_change = None
+    if result.extraction is not None:
+        merged = merge_qualification_signals(state.qualification, result.extraction, now=now)
+        fields = changed_fields(state.qualification, merged)
+        updated = updated.model_copy(
+            update={"qualification": merged, "confidence_score": merged.overall_confidence}
+        )
+        stage_change = _stage_proposal(state, result)
+        if stage_change is not None and stage_change.accepted:
+            updated = updated.model_copy(update={"deal_stage": stage_change.to_stage})
+            fields.append("deal_stage")
+    updated = updated.model_copy(update={"updated_at": now, "version": state.version + 1})
+    return NextVersion(state=updated, stage_change=stage_change, changed_fields=fields)
+
+
+def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -> ConversationState:
+    """Counters and contact details follow the turns; null fields keep the stored value."""
+    latest = max(applied, key=lambda t: t.occurred_at)
+    update: dict[str, object] = {
+        "interaction_count": state.interaction_count + len(applied),
+        "contact_email": applied[-1].contact_email,
+    }
+    if state.last_interaction is None or latest.occurred_at >= state.last_interaction:
+        update |= {"last_interaction": latest.occurred_at, "last_channel": latest.channel}
+    if names := [t.contact_name for t in applied if t.contact_name is not None]:
+        update["contact_name"] = names[-1]
+    if personas := [t.persona_type for t in applied if t.persona_type is not None]:
+        update["persona_type"] = personas[-1]
+    return state.model_copy(update=update)
+
+
+def _stage_proposal(state: ConversationState, result: ExtractionResult) -> StageChange | None:
+    """A suggestion of the stage the deal is already in is no proposal: nothing to record."""
+    assert result.extraction is not None
+    proposed = result.extraction.suggested_stage
+    if proposed is None or proposed == state.deal_stage:
+        return None
+    check = check_transition(state.deal_stage, proposed)
+    # An accepted move is explained by the model; a rejected one by the stage machine.
+    reason = (result.extraction.stage_reason if check.accepted else check.reason) or (
+        f"{state.deal_stage.value} -> {proposed.value}"
+    )
+    return StageChange(
+        from_stage=state.deal_stage, to_stage=proposed, accepted=check.accepted, reason=reason
+    )
+
+
+def update_event(
+    key: ConversationKey,
+    before: ConversationState,
+    version: NextVersion,
+    result: ExtractionResult,
+    *,
+    turn_event_ids: Sequence[UUID],
+    extracted_turns: int,
+    now: datetime,
+) -> QualificationUpdated:
+    state = version.state
+    return QualificationUpdated(
+        event_id=update_event_id(key, state.version),
+        tenant_id=key.tenant_id,
+        account_id=key.account_id,
+        contact_id=key.contact_id,
+        version=state.version,
+        deal_stage=state.deal_stage,
+        previous_stage=before.deal_stage,
+        stage_change=version.stage_change,
+        qualification=state.qualification,
+        changed_fields=version.changed_fields,
+        interaction_count=state.interaction_count,
+        confidence_score=state.confidence_score,
+        extraction=ExtractionInfo(
+            status=result.status,
+            model=result.model,
+            prompt_version=result.prompt_version,
+            turns=extracted_turns,
+        ),
+        turn_event_ids=list(turn_event_ids),
+        occurred_at=now,
+    )

@@ -1,0 +1,231 @@
+"""The FastStream subscriber on `conversation.turn`, and the only place that decides between
+committing offsets and asking for redelivery.
+
+Records are decoded one by one (a bad record is dead-lettered, never fails its batch); offsets
+are committed only after every conversation of the batch is stored in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+import structlog
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from schemas import ConversationTurn, DeadLetter
+from schemas.events import TOO_LARGE
+from worker.service import BatchOutcome
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_S = 30.0
+
+
+class Record(Protocol):
+    """The parts of an aiokafka ConsumerRecord the worker reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class ProcessBatch(Protocol):
+    async def __call__(self, turns: Sequence[ConversationTurn]) -> BatchOutcome: ...
+
+
+PublishDeadLetter = Callable[[DeadLetter, bytes | None], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodedBatch:
+    turns: list[ConversationTurn]
+    dead_letters: list[tuple[DeadLetter, bytes | None]]  # with the original key
+
+
+def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
+    raw = record.value or b""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return dead_letter(record, "invalid_json", f"not valid JSON: {error}")
+    if not isinstance(payload, dict):
+        return dead_letter(
+            record, "invalid_event", f"expected a JSON object, got {type(payload).__name__}"
+        )
+    try:
+        return ConversationTurn.model_validate(payload, context={"max_turn_chars": max_turn_chars})
+    except ValidationError as error:
+        reason = (
+            "too_large" if any(e["type"] == TOO_LARGE for e in error.errors()) else "invalid_event"
+        )
+        return dead_letter(record, reason, describe(error))
+
+
+def describe(error: ValidationError) -> str:
+    """`field: message; …` without echoing the input (it may be huge or personal)."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors()]
+    return "; ".join(parts)[:1000]
+
+
+def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
+    raw = record.value or b""
+    try:
+        value, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        value, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
+    return DeadLetter(
+        error=error,
+        detail=detail,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key,
+        value=value,
+        value_encoding=encoding,
+        failed_at=datetime.now(UTC),
+    )
+
+
+def decode_batch(records: Sequence[Record], *, max_turn_chars: int) -> DecodedBatch:
+    turns: list[ConversationTurn] = []
+    dead: list[tuple[DeadLetter, bytes | None]] = []
+    for record in records:
+        decoded = decode_record(record, max_turn_chars=max_turn_chars)
+        if isinstance(decoded, DeadLetter):
+            dead.append((decoded, record.key))
+        else:
+            turns.append(decoded)
+    return DecodedBatch(turns=turns, dead_letters=dead)
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the batch's last record: what a commit stores."""
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    return offsets
+
+
+def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """Per partition, the batch's first offset: where a redelivery starts."""
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = min(offsets.get(tp, r.offset), r.offset)
+    return offsets
+
+
+@dataclass(kw_only=True)
+class BatchHandler:
+    process_batch: ProcessBatch
+    publish_dead_letter: PublishDeadLetter
+    max_turn_chars: int
+    backoff_s: float = 1.0
+    _failures_in_a_row: int = field(default=0, init=False)
+
+    async def handle(self, records: Sequence[Record], consumer: Any) -> bool:
+        """Process one batch; True when its offsets were committed."""
+        decoded = decode_batch(records, max_turn_chars=self.max_turn_chars)
+        try:
+            outcome = await self.process_batch(decoded.turns)
+            for letter, key in decoded.dead_letters:
+                await self.publish_dead_letter(letter, key)
+        except Exception as error:  # transient or not, redelivery loses nothing
+            await self._redeliver_later(records, consumer, error)
+            return False
+        self._failures_in_a_row = 0
+        self._log_batch(records, decoded, outcome)
+        return await self._commit(records, consumer)
+
+    async def _redeliver_later(
+        self, records: Sequence[Record], consumer: Any, error: Exception
+    ) -> None:
+        self._failures_in_a_row += 1
+        delay = min(self.backoff_s * 2 ** (self._failures_in_a_row - 1), MAX_BACKOFF_S)
+        log.warning(
+            "batch_not_committed",
+            records=len(records),
+            error=type(error).__name__,
+            detail=str(error)[:300],
+            retry_in_s=delay,
+            failures_in_a_row=self._failures_in_a_row,
+        )
+        await asyncio.sleep(delay)
+        for tp, offset in first_offsets(records).items():
+            try:
+                consumer.seek(tp, offset)
+            except (IllegalStateError, KafkaError, AssertionError):
+                pass  # revoked meanwhile: its new owner starts from the last commit anyway
+
+    async def _commit(self, records: Sequence[Record], consumer: Any) -> bool:
+        try:
+            await consumer.commit(next_offsets(records))
+        except (CommitFailedError, IllegalStateError, KafkaError) as error:
+            # A rebalance took the partitions: the new owner redelivers, event_ids dedupe.
+            log.warning("offset_commit_failed", error=type(error).__name__)
+            return False
+        return True
+
+    def _log_batch(
+        self, records: Sequence[Record], decoded: DecodedBatch, outcome: BatchOutcome
+    ) -> None:
+        log.info(
+            "batch_committed",
+            records=len(records),
+            turns=len(decoded.turns),
+            applied=outcome.applied,
+            duplicates=outcome.duplicates,
+            dead_lettered=len(decoded.dead_letters),
+            conversations=len(outcome.conversations),
+        )
+
+
+async def _pass_through(message: Any) -> None:
+    """FastStream's default decoder JSON-parses the whole batch and fails it on one bad
+    record; the handler decodes each record itself instead."""
+    return None
+
+
+def register_consumer(
+    broker: KafkaBroker,
+    *,
+    topic: str,
+    group_id: str,
+    max_records: int,
+    batch_timeout_ms: int,
+    handler: Callable[[], BatchHandler],
+) -> None:
+    """Subscribe with manual acks: FastStream never commits; BatchHandler does."""
+
+    @broker.subscriber(
+        topic,
+        batch=True,
+        group_id=group_id,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        decoder=_pass_through,
+        title="conversation.turn consumer",
+        description="Chat turns of B2B sales conversations (ConversationTurn JSON).",
+    )
+    async def on_turns(message: KafkaMessage) -> None:
+        records = message.raw_message
+        await handler().handle(
+            records if isinstance(records, tuple) else (records,), message.consumer
+        )

@@ -1,0 +1,249 @@
+"""The unit of work: one consumed batch, conversation by conversation (DESIGN.md, data flow).
+
+Per conversation: a short read → one extraction with no connection held → one write
+transaction under the state's row lock. Redelivered turns are recognised by event_id and
+cost neither an LLM call nor a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+
+from schemas import (
+    ConversationKey,
+    ConversationState,
+    ConversationTurn,
+    DealStage,
+    QualificationState,
+)
+from worker import outbox
+from worker.apply import NextVersion, next_version, order_turns, update_event
+from worker.errors import TransientError
+from worker.extractor import ExtractionResult, Extractor, TurnText
+from worker.repository import ConversationStateRepository
+
+log = structlog.get_logger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversationOutcome:
+    key: ConversationKey
+    applied: int = 0  # turns stored and counted by this call
+    duplicates: int = 0  # turns that were already stored
+    version: int | None = None  # the version written, None when nothing was new
+    extraction_status: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOutcome:
+    conversations: list[ConversationOutcome]
+
+    @property
+    def applied(self) -> int:
+        return sum(c.applied for c in self.conversations)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(c.duplicates for c in self.conversations)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Snapshot:
+    """What the short read saw; the write transaction re-reads the state under its lock."""
+
+    state: ConversationState | None
+    new_turns: list[ConversationTurn]
+    pending: list[TurnText]
+
+
+def group_by_conversation(
+    turns: Sequence[ConversationTurn],
+) -> dict[ConversationKey, list[ConversationTurn]]:
+    """Turns grouped by the payload's conversation, each group in conversation order,
+    with a turn repeated inside the batch kept once."""
+    groups: dict[ConversationKey, dict[object, ConversationTurn]] = {}
+    for turn in turns:
+        groups.setdefault(turn.key, {}).setdefault(turn.event_id, turn)
+    return {key: order_turns(list(group.values())) for key, group in groups.items()}
+
+
+def as_turn_text(turn: ConversationTurn) -> TurnText:
+    return TurnText(
+        event_id=turn.event_id,
+        speaker=turn.speaker,
+        channel=turn.channel,
+        text=turn.text,
+        occurred_at=turn.occurred_at,
+    )
+
+
+@dataclass(kw_only=True)
+class QualificationService:
+    repository: ConversationStateRepository
+    extractor: Extractor
+    update_topic: str
+    concurrency: int = 8
+    max_pending_turns: int = 100  # caps one prompt after a long LLM outage; the rest follow
+    clock: Callable[[], datetime] = utc_now
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.concurrency)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.repository.pool
+
+    async def process_batch(self, turns: Sequence[ConversationTurn]) -> BatchOutcome:
+        """Every conversation is attempted; if any failed, raise so nothing is committed.
+
+        Conversations that did commit stay committed: the redelivery finds their turns
+        stored and skips them.
+        """
+        groups = group_by_conversation(turns)
+        results = await asyncio.gather(
+            *(self._bounded(key, group) for key, group in groups.items()), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise TransientError(
+                f"{len(failures)} of {len(groups)} conversations failed: {failures[0]!r}"
+            ) from failures[0]
+        return BatchOutcome(
+            conversations=[r for r in results if isinstance(r, ConversationOutcome)]
+        )
+
+    async def _bounded(
+        self, key: ConversationKey, turns: list[ConversationTurn]
+    ) -> ConversationOutcome:
+        async with self._slots:
+            return await self.process_conversation(key, turns)
+
+    async def process_conversation(
+        self, key: ConversationKey, turns: list[ConversationTurn]
+    ) -> ConversationOutcome:
+        snapshot = await self._read(key, turns)
+        if not snapshot.new_turns:
+            return ConversationOutcome(key=key, duplicates=len(turns))
+        to_extract = snapshot.pending + [as_turn_text(t) for t in snapshot.new_turns]
+        known, stage = QualificationState(), DealStage.PROSPECTING  # a new conversation
+        if snapshot.state is not None:
+            known, stage = snapshot.state.qualification, snapshot.state.deal_stage
+        result = await self.extractor.extract_signals(to_extract, known, stage)
+        try:
+            applied, version = await self._write(key, snapshot, result, len(to_extract))
+        except _NothingNew:  # another worker stored these turns since our read
+            return ConversationOutcome(key=key, duplicates=len(turns))
+        return ConversationOutcome(
+            key=key,
+            applied=applied,
+            duplicates=len(turns) - applied,
+            version=version,
+            extraction_status=result.status,
+        )
+
+    async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
+        async with self.pool.acquire() as conn:
+            stored = await self.repository.find_stored_turns(
+                conn, key.tenant_id, [t.event_id for t in turns]
+            )
+            new_turns = [t for t in turns if t.event_id not in stored]
+            if not new_turns:
+                return _Snapshot(state=None, new_turns=[], pending=[])
+            state = await self.repository.read_state(conn, key)
+            pending = await self.repository.pending_turns(conn, key, limit=self.max_pending_turns)
+        return _Snapshot(state=state, new_turns=new_turns, pending=pending)
+
+    async def _write(
+        self,
+        key: ConversationKey,
+        snapshot: _Snapshot,
+        result: ExtractionResult,
+        extracted_turns: int,
+    ) -> tuple[int, int]:
+        """Returns (turns applied, version written)."""
+        now = self.clock()
+        extracted_at = now if result.status == "ok" else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            state = await self.repository.lock_or_create_state(
+                conn, key, snapshot.new_turns[-1].contact_email
+            )
+            inserted = await self.repository.insert_turns(
+                conn, key, snapshot.new_turns, extracted_at=extracted_at
+            )
+            if not inserted:
+                raise _NothingNew  # rolls back the (possibly just created) state row
+            applied = [t for t in snapshot.new_turns if t.event_id in inserted]
+            if extracted_at is not None:
+                await self.repository.mark_turns_extracted(
+                    conn, key.tenant_id, [t.event_id for t in snapshot.pending], extracted_at
+                )
+            version = next_version(state, applied, result, now=now)
+            await self._save(conn, key, state, version, result, applied, extracted_turns, now)
+        self._log_version(key, version, result, len(applied))
+        return len(applied), version.state.version
+
+    async def _save(
+        self,
+        conn: asyncpg.Connection,
+        key: ConversationKey,
+        before: ConversationState,
+        version: NextVersion,
+        result: ExtractionResult,
+        applied: list[ConversationTurn],
+        extracted_turns: int,
+        now: datetime,
+    ) -> None:
+        await self.repository.write_state(conn, version.state)
+        if (change := version.stage_change) is not None:
+            await self.repository.record_stage_transition(
+                conn,
+                key,
+                version=version.state.version,
+                from_stage=change.from_stage,
+                to_stage=change.to_stage,
+                accepted=change.accepted,
+                reason=change.reason,
+            )
+        event = update_event(
+            key,
+            before,
+            version,
+            result,
+            turn_event_ids=[t.event_id for t in applied],
+            extracted_turns=extracted_turns,
+            now=now,
+        )
+        await outbox.enqueue(conn, self.update_topic, event)
+
+    def _log_version(
+        self, key: ConversationKey, version: NextVersion, result: ExtractionResult, applied: int
+    ) -> None:
+        change = version.stage_change
+        log.info(
+            "state_version_committed",
+            tenant_id=str(key.tenant_id),
+            conversation=str(key),
+            version=version.state.version,
+            turns_applied=applied,
+            extraction=result.status,
+            stage=version.state.deal_stage.value,
+            stage_change=f"{change.from_stage.value}->{change.to_stage.value}"
+            f" {'accepted' if change.accepted else 'rejected'}"
+            if change
+            else None,
+        )
+
+
+class _NothingNew(Exception):
+    """Raised inside the write transaction to roll it back when no turn was new after all."""
