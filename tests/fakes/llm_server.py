@@ -1,13 +1,15 @@
 """A fake OpenAI-compatible chat-completions server, for tests and the benchmark.
 
 It runs in-process (`async with FakeLLMServer() as server:`) or as a subprocess
-(`python -m tests.fakes.llm_server --port 0 --print-port`), always on 127.0.0.1.
+(`python -m tests.fakes.llm_server --port 0 --print-port [--latency-ms N] [--reply echo|empty]`,
+or `with subprocess_server() as base_url:`), always on 127.0.0.1.
 The worker reaches it through the real LiteLLM client with `LLM_MODEL=openai/<name>` and
 `LLM_API_BASE=server.base_url`, so instructor, LiteLLM, the OpenAI SDK and HTTP are all real.
 
 Replies are scripted per test: `server.script(reply, reply, ...)` queues replies that are used
 in order, one per request; when the queue is empty the default reply is built from the request
-(`reply_builder`, or a fixed, valid, empty extraction). Every request body is recorded.
+(`reply_builder`, or a fixed, valid, empty extraction; `echo_extraction` quotes the first
+prospect sentence as a need, and is the subprocess default). Every request body is recorded.
 
 Control (subprocess mode, also served in-process):
   POST /_control {"mode": "ok"} | {"mode": "error", "status": 500} | {"mode": "hang"}
@@ -22,11 +24,14 @@ import argparse
 import asyncio
 import itertools
 import json
+import re
 import signal
+import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +104,31 @@ def extraction_reply(extraction: JsonObject, request: JsonObject) -> Reply:
     if request.get("tools"):
         return ToolCallReply(arguments=extraction)
     return ContentReply(content=json.dumps(extraction))
+
+
+_PROSPECT_TURN = re.compile(r'<turn [^>]*speaker="prospect"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)
+
+
+def echo_extraction(request: JsonObject) -> JsonObject:
+    """A plausible extraction: the first prospect sentence of the request, quoted as a need.
+
+    The quote is verbatim, so it survives the extractor's evidence check and changes state:
+    enough for end-to-end and reliability runs to see real merges.
+    """
+    user = " ".join(str(m.get("content") or "") for m in request.get("messages", []))
+    found = _PROSPECT_TURN.search(user)
+    if found is None:
+        return EMPTY_EXTRACTION
+    sentence = re.split(r"(?<=[.!?])\s", found.group("text").strip(), maxsplit=1)[0][:120]
+    need = {"need_identified": True, "need_confidence": 0.6, "need_evidence": [sentence]}
+    need["need_description"] = sentence
+    return {**EMPTY_EXTRACTION, "bant": need, "overall_confidence": 0.2}
+
+
+REPLY_BUILDERS: dict[str, ReplyBuilder] = {
+    "empty": lambda _request: EMPTY_EXTRACTION,
+    "echo": echo_extraction,
+}
 
 
 def estimated_usage(request: JsonObject, answer: str) -> Usage:
@@ -304,6 +334,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every reply")
     parser.add_argument("--print-port", action="store_true", help="print the bound port first")
     parser.add_argument("--record-limit", type=int, default=100, help="request bodies kept")
+    parser.add_argument("--reply", choices=sorted(REPLY_BUILDERS), default="echo")
     return parser.parse_args(argv)
 
 
@@ -313,6 +344,7 @@ async def serve(args: argparse.Namespace) -> None:
         port=args.port,
         latency_s=args.latency_ms / 1000,
         record_limit=args.record_limit,
+        reply_builder=REPLY_BUILDERS[args.reply],
     )
     await server.start()
     if args.print_port:
@@ -331,3 +363,18 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+@contextmanager
+def subprocess_server(*, latency_ms: float = 0.0, reply: str = "echo") -> Iterator[str]:
+    """Run the server in its own process (its CPU is not ours); yields its base URL."""
+    command = [sys.executable, "-m", "tests.fakes.llm_server", "--print-port"]
+    command += ["--latency-ms", str(latency_ms), "--reply", reply]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

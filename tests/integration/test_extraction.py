@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
@@ -21,6 +22,7 @@ from schemas import (
     Channel,
     DealStage,
     MEDDICSignals,
+    QualificationExtraction,
     QualificationState,
     Speaker,
 )
@@ -31,6 +33,7 @@ from tests.fakes.llm_server import (
     JsonObject,
     ToolCallReply,
     Usage,
+    subprocess_server,
 )
 from worker.extraction import (
     QualificationExtractor,
@@ -148,6 +151,7 @@ async def test_tool_call_reply_becomes_a_validated_extraction(llm_server: FakeLL
     result = await extract(extractor_for(llm_server))
 
     assert result.status == "ok"
+    assert type(result.extraction) is QualificationExtraction  # not instructor's wrapper class
     assert result.extraction.bant.budget_identified
     assert result.extraction.bant.budget_evidence == [BUDGET_QUOTE]
     assert result.extraction.suggested_stage is DealStage.QUALIFICATION
@@ -169,7 +173,8 @@ async def test_one_request_carries_every_signal_the_state_summary_and_the_turns(
     assert set(BANTSignals.model_fields) <= properties
     assert set(MEDDICSignals.model_fields) <= properties
     assert {"suggested_stage", "stage_reason", "key_insights"} <= properties
-    assert request["tool_choice"]["function"]["name"] == request["tools"][0]["function"]["name"]
+    assert request["tools"][0]["function"]["name"] == "QualificationExtraction"
+    assert request["tool_choice"]["function"]["name"] == "QualificationExtraction"
     assert request["model"] == "fake-model"
     assert request["max_tokens"] == Settings().llm_max_tokens
     user = user_message(request)
@@ -415,3 +420,29 @@ def test_cost_is_known_only_where_litellm_has_a_price() -> None:
     assert cost_usd("openai/fake-model", 1000, 100) is None
     # The pinned LiteLLM's bundled price list does not know the default model: no cost, not 0.
     assert cost_usd("anthropic/claude-sonnet-4-20250514", 1000, 100) is None
+
+
+# --- the fake server as a subprocess (what reliability tests and the benchmark use) --------
+
+
+async def test_subprocess_server_is_controlled_over_http() -> None:
+    with subprocess_server(reply="echo") as base_url:
+        extractor = dataclasses.replace(
+            QualificationExtractor.from_settings(
+                llm_settings(FakeLLMServer(), llm_api_base=base_url)
+            ),
+            backoff_initial_s=0.05,
+        )
+        root = base_url.removesuffix("/v1")
+
+        ok = await extract(extractor)
+        async with aiohttp.ClientSession() as http:
+            await http.post(f"{root}/_control", json={"mode": "error", "status": 500})
+            failed = await extract(extractor)
+            await http.post(f"{root}/_control", json={"mode": "ok"})
+            stats = await (await http.get(f"{root}/_stats")).json()
+
+    assert ok.status == "ok" and ok.extraction.bant.need_evidence == [TURN_TEXTS[0][1]]
+    assert failed.status == "failed"
+    assert stats["requests"] == 1 + TRANSPORT_ATTEMPTS
+    assert stats["prompt_tokens"] > 0
