@@ -29,10 +29,12 @@ from worker.settings import RULES_MODEL
 
 RULES_VERSION = "rules-v1"
 MAX_DESCRIPTION_CHARS = 200
+MAX_SENTENCE_CHARS = 300
 
 _I = re.IGNORECASE
 # A sentence ends at . ! ? followed by space and a capital, digit or quote, or at a line break.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'$€£])|\n+")
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 _MONEY = re.compile(
     r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:k|m|mm|bn|million|thousand|billion)\b)?"
     r"|\b\d[\d,]*(?:\.\d+)?\s?(?:k|m|million|thousand)?\s?(?:usd|eur|gbp|dollars|euros)\b",
@@ -310,8 +312,16 @@ DETECTORS: tuple[Detector, ...] = (
 
 
 def sentences(text: str) -> list[str]:
-    """The sentences of a turn, each a verbatim substring of it (so it can be evidence)."""
-    return [piece.strip() for piece in _SENTENCE_BREAK.split(text) if piece.strip()]
+    """The sentences of a turn (long ones cut into clauses), each a verbatim substring."""
+    pieces = [piece.strip() for piece in _SENTENCE_BREAK.split(text) if piece.strip()]
+    return [clause for piece in pieces for clause in _clauses(piece)]
+
+
+def _clauses(sentence: str) -> list[str]:
+    # A run-on sentence makes poor evidence; its clauses are shorter and still verbatim.
+    if len(sentence) <= MAX_SENTENCE_CHARS:
+        return [sentence]
+    return [clause.strip() for clause in _CLAUSE_BREAK.split(sentence) if clause.strip()]
 
 
 def find_hits(turns: Sequence[TurnText]) -> list[Hit]:

@@ -166,6 +166,14 @@ def test_sentences_are_substrings_of_the_text() -> None:
     assert all(part in text for part in parts)
 
 
+def test_run_on_sentences_are_cut_into_clauses() -> None:
+    run_on = "Well, " + "and so on, " * 40 + "we have a budget of $30k, more or less"
+
+    found = extract(turns(((Speaker.PROSPECT, run_on),)), QualificationState(), DealStage.DISCOVERY)
+
+    assert found.bant.budget_evidence == ["we have a budget of $30k,"]
+
+
 async def test_rules_extractor_reports_an_ok_free_result() -> None:
     extractor = RulesExtractor()
 
