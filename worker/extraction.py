@@ -91,7 +91,7 @@ class QualificationExtractor:
 
     model_name: str
     api_base: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in logs or tracebacks
     mode: Literal["tools", "json"] = "tools"
     max_tokens: int = 2048
     timeout_s: float = 30.0

@@ -412,6 +412,8 @@ def test_build_extractor_selects_rules_or_the_llm() -> None:
     llm = build_extractor(Settings(llm_model="openai/gpt-4o-mini", llm_timeout_s=7))
     assert isinstance(llm, QualificationExtractor)
     assert (llm.model_name, llm.timeout_s) == ("openai/gpt-4o-mini", 7)
+    keyed = build_extractor(Settings(llm_model="openai/x", llm_api_key="sk-secret"))
+    assert "sk-secret" not in repr(keyed)
 
 
 def test_cost_is_known_only_where_litellm_has_a_price() -> None:
