@@ -130,9 +130,45 @@ async def produce(args: argparse.Namespace) -> int:
     return 1 if turns.problems else 0
 
 
+async def migrate_url(database_url: str) -> None:
+    conn = await connect(database_url)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
 async def stack(args: argparse.Namespace) -> int:
-    raise ConfigurationError("'stack' is not available in this build")
+    from worker import stack as embedded
+
+    root = Path(".stack")
+    if args.action == "up":
+        settings = load_settings()
+        topics = [settings.turn_topic, settings.update_topic, settings.dlq_topic]
+        info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_url)
+        print(info.export_lines(), end="")
+        print(f"# written to {root / 'env.sh'}: run `source {root / 'env.sh'}`", file=sys.stderr)
+    elif args.action == "down":
+        stopped = embedded.stack_down(root)
+        print("stack stopped" if stopped else "no stack was running")
+    else:
+        status = embedded.stack_status(root)
+        if status is None:
+            print("no stack recorded under .stack/")
+            return 1
+        print(
+            f"PostgreSQL {status.info.database_url}: "
+            f"{'running' if status.postgres_running else 'stopped'}"
+        )
+        print(
+            f"broker {status.info.kafka_bootstrap_servers}: "
+            f"{'running' if status.broker_running else 'stopped'}"
+        )
+        return 0 if status.all_running else 1
+    return 0
 
 
 async def demo(args: argparse.Namespace) -> int:
-    raise ConfigurationError("'demo' is not available in this build")
+    from worker.demo import run_demo
+
+    return await run_demo(load_settings())

@@ -51,8 +51,26 @@ PublishDeadLetter = Callable[[DeadLetter, bytes | None], Awaitable[None]]
 
 @dataclass(frozen=True, kw_only=True)
 class DecodedBatch:
-    turns: list[ConversationTurn]
+    decoded: list[tuple[Record, ConversationTurn]]
     dead_letters: list[tuple[DeadLetter, bytes | None]]  # with the original key
+
+    @property
+    def turns(self) -> list[ConversationTurn]:
+        return [turn for _, turn in self.decoded]
+
+    def rejected_by_database(self, outcome: BatchOutcome) -> list[tuple[DeadLetter, bytes | None]]:
+        """Dead letters for the turns of conversations PostgreSQL refused to store."""
+        rejected = outcome.rejected
+        return [
+            (
+                dead_letter(
+                    record, "invalid_event", f"rejected by PostgreSQL: {rejected[turn.key]}"
+                ),
+                record.key,
+            )
+            for record, turn in self.decoded
+            if turn.key in rejected
+        ]
 
 
 def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
@@ -101,15 +119,15 @@ def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
 
 
 def decode_batch(records: Sequence[Record], *, max_turn_chars: int) -> DecodedBatch:
-    turns: list[ConversationTurn] = []
+    turns: list[tuple[Record, ConversationTurn]] = []
     dead: list[tuple[DeadLetter, bytes | None]] = []
     for record in records:
         decoded = decode_record(record, max_turn_chars=max_turn_chars)
         if isinstance(decoded, DeadLetter):
             dead.append((decoded, record.key))
         else:
-            turns.append(decoded)
-    return DecodedBatch(turns=turns, dead_letters=dead)
+            turns.append((record, decoded))
+    return DecodedBatch(decoded=turns, dead_letters=dead)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
@@ -143,13 +161,14 @@ class BatchHandler:
         decoded = decode_batch(records, max_turn_chars=self.max_turn_chars)
         try:
             outcome = await self.process_batch(decoded.turns)
-            for letter, key in decoded.dead_letters:
+            dead_letters = decoded.dead_letters + decoded.rejected_by_database(outcome)
+            for letter, key in dead_letters:
                 await self.publish_dead_letter(letter, key)
         except Exception as error:  # transient or not, redelivery loses nothing
             await self._redeliver_later(records, consumer, error)
             return False
         self._failures_in_a_row = 0
-        self._log_batch(records, decoded, outcome)
+        self._log_batch(records, decoded, outcome, len(dead_letters))
         return await self._commit(records, consumer)
 
     async def _redeliver_later(
@@ -182,7 +201,7 @@ class BatchHandler:
         return True
 
     def _log_batch(
-        self, records: Sequence[Record], decoded: DecodedBatch, outcome: BatchOutcome
+        self, records: Sequence[Record], decoded: DecodedBatch, outcome: BatchOutcome, dead: int
     ) -> None:
         log.info(
             "batch_committed",
@@ -190,7 +209,7 @@ class BatchHandler:
             turns=len(decoded.turns),
             applied=outcome.applied,
             duplicates=outcome.duplicates,
-            dead_lettered=len(decoded.dead_letters),
+            dead_lettered=dead,
             conversations=len(outcome.conversations),
         )
 

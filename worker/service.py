@@ -42,6 +42,7 @@ class ConversationOutcome:
     duplicates: int = 0  # turns that were already stored
     version: int | None = None  # the version written, None when nothing was new
     extraction_status: str | None = None
+    rejected: str | None = None  # why PostgreSQL refused this conversation's data, if it did
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +56,10 @@ class BatchOutcome:
     @property
     def duplicates(self) -> int:
         return sum(c.duplicates for c in self.conversations)
+
+    @property
+    def rejected(self) -> dict[ConversationKey, str]:
+        return {c.key: c.rejected for c in self.conversations if c.rejected is not None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +132,15 @@ class QualificationService:
         self, key: ConversationKey, turns: list[ConversationTurn]
     ) -> ConversationOutcome:
         async with self._slots:
-            return await self.process_conversation(key, turns)
+            try:
+                return await self.process_conversation(key, turns)
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+                # Valid by the contract but refused by the database: retrying cannot help and
+                # would stall the partition, so the consumer dead-letters these turns instead.
+                log.error(
+                    "conversation_rejected", conversation=str(key), error=type(error).__name__
+                )
+                return ConversationOutcome(key=key, rejected=f"{type(error).__name__}: {error}")
 
     async def process_conversation(
         self, key: ConversationKey, turns: list[ConversationTurn]

@@ -9,7 +9,8 @@ CREATE TABLE tenant.conversation_states (
     contact_email       varchar(255) NOT NULL,
     contact_name        varchar(200),
     deal_stage          varchar(50)  NOT NULL DEFAULT 'prospecting',
-    persona_type        varchar(20)  NOT NULL DEFAULT 'manager',
+    -- varchar(32), not the contract's 20: 'individual_contributor' has 22 characters.
+    persona_type        varchar(32)  NOT NULL DEFAULT 'manager',
     qualification_data  jsonb        NOT NULL DEFAULT '{}',
     interaction_count   integer      NOT NULL DEFAULT 0,
     last_interaction    timestamptz,

@@ -1,0 +1,95 @@
+"""QualificationService against a real PostgreSQL, with the offline rules extractor."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+
+from schemas import ConversationKey, ConversationTurn
+from tests.harness import turn
+from worker.repository import ConversationStateRepository
+from worker.rules import RulesExtractor
+from worker.service import QualificationService
+
+
+def service_for(repository: ConversationStateRepository) -> QualificationService:
+    return QualificationService(
+        repository=repository, extractor=RulesExtractor(), update_topic="updates"
+    )
+
+
+def turns_of(*payloads: dict[str, Any]) -> list[ConversationTurn]:
+    return [ConversationTurn.model_validate(p) for p in payloads]
+
+
+async def test_individual_contributor_persona_is_stored(
+    repository: ConversationStateRepository,
+) -> None:
+    """Regression: the contract's varchar(20) cannot hold 'individual_contributor' (22)."""
+    tenant = uuid.uuid4()
+    batch = turns_of(turn(tenant, "acme", "ic", 0, "hello", persona_type="individual_contributor"))
+    outcome = await service_for(repository).process_batch(batch)
+    state = await repository.get_state(tenant, "acme", "ic")
+    assert outcome.applied == 1 and outcome.rejected == {}
+    assert state is not None and state.persona_type == "individual_contributor"
+
+
+async def test_data_the_database_refuses_is_reported_not_retried(
+    repository: ConversationStateRepository, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(
+        "ALTER TABLE tenant.conversation_turns ADD CONSTRAINT test_refuses CHECK (text <> 'refused')"
+    )
+    tenant = uuid.uuid4()
+    batch = turns_of(
+        turn(tenant, "acme", "refused", 0, "refused"), turn(tenant, "acme", "fine", 0, "fine")
+    )
+    outcome = await service_for(repository).process_batch(batch)
+    refused = ConversationKey(tenant, "acme", "refused")
+    assert list(outcome.rejected) == [refused]
+    assert "CheckViolationError" in outcome.rejected[refused]
+    assert outcome.applied == 1
+    assert await repository.get_state(*refused) is None
+
+
+async def test_overlapping_concurrent_batches_count_each_turn_once(
+    repository: ConversationStateRepository, pool: asyncpg.Pool
+) -> None:
+    tenant = uuid.uuid4()
+    sent = turns_of(
+        *(turn(tenant, "acme", "jane", i, f"We need this by Q{i % 4 + 1}.") for i in range(30))
+    )
+    service = service_for(repository)
+    await asyncio.gather(
+        service.process_batch(sent[:20]),
+        service.process_batch(sent[10:]),
+        service.process_batch(sent[5:25]),
+        service.process_batch(sent),
+    )
+    state = await repository.get_state(tenant, "acme", "jane")
+    assert state is not None and state.interaction_count == 30
+    versions = [
+        r["version"]
+        for r in await pool.fetch(
+            "SELECT (payload->>'version')::int AS version FROM tenant.outbox ORDER BY 1"
+        )
+    ]
+    assert versions == list(range(1, state.version + 1))
+    stored = await pool.fetchval("SELECT count(*) FROM tenant.conversation_turns")
+    assert stored == 30
+
+
+async def test_redelivered_batch_is_skipped_before_extraction(
+    repository: ConversationStateRepository,
+) -> None:
+    tenant = uuid.uuid4()
+    batch = turns_of(*(turn(tenant, "acme", "jane", i, "Budget is $40k.") for i in range(5)))
+    service = service_for(repository)
+    first = await service.process_batch(batch)
+    again = await service.process_batch(batch)
+    assert (first.applied, first.duplicates) == (5, 0)
+    assert (again.applied, again.duplicates) == (0, 5)
+    assert [c.extraction_status for c in again.conversations] == [None]

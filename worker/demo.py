@@ -1,0 +1,128 @@
+"""`python -m worker demo`: the main job end to end on the embedded stack.
+
+Brings the stack up, publishes examples/conversations.jsonl, runs the worker (the offline
+rules extractor unless LLM_MODEL is set), waits until every turn is applied, prints each
+tenant's pipeline, and shuts down what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+from worker.cli import render_pipeline
+from worker.errors import ConfigurationError, WorkerError
+from worker.producer import publish_turns, read_turns
+from worker.repository import ConversationStateRepository
+from worker.settings import RULES_MODEL, Settings
+from worker.sql import create_pool
+from worker.stack import StackInfo, stack_down, stack_status, stack_up_async
+
+STACK_ROOT = Path(".stack")
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "conversations.jsonl"
+APPLY_DEADLINE_S = 300.0
+
+
+async def run_demo(settings: Settings, *, examples: Path = EXAMPLES) -> int:
+    from worker.cli import migrate_url
+
+    was_running = (status := stack_status(STACK_ROOT)) is not None and status.all_running
+    info = await stack_up_async(
+        STACK_ROOT,
+        topics=[settings.turn_topic, settings.update_topic, settings.dlq_topic],
+        migrate=migrate_url,
+    )
+    print(f"stack: PostgreSQL on {info.database_url}, broker on {info.kafka_bootstrap_servers}")
+    env = demo_env(info)
+    worker = start_worker(env)
+    try:
+        await _publish_and_wait(settings, info, env, examples, worker)
+    finally:
+        _stop(worker)
+        if not was_running:
+            stack_down(STACK_ROOT)
+            print("stack stopped")
+    return 0
+
+
+def demo_env(info: StackInfo) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": info.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap_servers,
+    }
+    env.setdefault("LLM_MODEL", RULES_MODEL)
+    return env
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = (STACK_ROOT / "demo-worker.log").open("ab")
+    print(f"worker: LLM_MODEL={env['LLM_MODEL']}, logs in {STACK_ROOT / 'demo-worker.log'}")
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+async def _publish_and_wait(
+    settings: Settings,
+    info: StackInfo,
+    env: dict[str, str],
+    examples: Path,
+    worker: subprocess.Popen[bytes],
+) -> None:
+    turns = read_turns(examples, max_turn_chars=settings.max_turn_chars)
+    if turns.problems:
+        raise ConfigurationError(f"{examples} has invalid lines: {turns.problems[:3]}")
+    target = settings.model_copy(update={"kafka_bootstrap_servers": info.kafka_bootstrap_servers})
+    await publish_turns(turns.valid, target)
+    tenants = sorted({turn.tenant_id for turn, _ in turns.valid}, key=str)
+    expected = len({turn.event_id for turn, _ in turns.valid})
+    print(f"published {len(turns.valid)} turns of {len(tenants)} tenants; waiting for the worker")
+    pool = await create_pool(info.database_url, max_size=2)
+    try:
+        await _wait_until_applied(pool, tenants, expected, worker)
+        repository = ConversationStateRepository(pool=pool)
+        for tenant in tenants:
+            print()
+            print(render_pipeline(tenant, await repository.list_states_by_tenant(tenant)))
+    finally:
+        await pool.close()
+
+
+async def _wait_until_applied(
+    pool: object, tenants: list[UUID], expected: int, worker: subprocess.Popen[bytes]
+) -> None:
+    query = (
+        "SELECT coalesce(sum(interaction_count), 0) FROM tenant.conversation_states"
+        " WHERE tenant_id = ANY($1::uuid[])"
+    )
+    deadline = time.monotonic() + APPLY_DEADLINE_S
+    applied = -1
+    while applied < expected:
+        if worker.poll() is not None:
+            raise WorkerError(
+                f"the worker exited ({worker.returncode}); see .stack/demo-worker.log"
+            )
+        if time.monotonic() > deadline:
+            raise WorkerError(
+                f"only {applied} of {expected} turns applied after {APPLY_DEADLINE_S}s"
+            )
+        applied = await pool.fetchval(query, tenants)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)
+    print(f"all {expected} turns applied")
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
