@@ -25,6 +25,9 @@ lint: install
 demo: install
 	$(PY) -m worker demo
 
+bench: install
+	$(PY) -m tests.bench.run
+
 schemas: install
 	$(PY) -m schemas.export
 

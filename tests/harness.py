@@ -63,6 +63,8 @@ def worker_env(
         "OUTBOX_POLL_INTERVAL_S": "0.5",
         "BATCH_TIMEOUT_MS": "100",
         "LOG_FORMAT": "json",
+        "KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
     }
     env.update(extra)
     return env

@@ -141,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastStream:
         group_id=settings.consumer_group,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         handler=runtime.batch_handler,
     )
     return FastStream(

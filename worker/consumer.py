@@ -227,6 +227,8 @@ def register_consumer(
     group_id: str,
     max_records: int,
     batch_timeout_ms: int,
+    session_timeout_ms: int,
+    heartbeat_interval_ms: int,
     handler: Callable[[], BatchHandler],
 ) -> None:
     """Subscribe with manual acks: FastStream never commits; BatchHandler does."""
@@ -237,6 +239,8 @@ def register_consumer(
         group_id=group_id,
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         decoder=_pass_through,

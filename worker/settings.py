@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
 
     consumer_group: str = "qualification-worker"
+    # How fast the group notices a dead worker and hands its partitions to the others.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     turn_topic: str = "conversation.turn"
     update_topic: str = "qualification.updated"
     dlq_topic: str = "conversation.turn.dlq"
