@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, NamedTuple
@@ -102,6 +103,14 @@ class ConversationTurn(BaseModel):
     def key(self) -> ConversationKey:
         return ConversationKey(self.tenant_id, self.account_id, self.contact_id)
 
+    def fingerprint(self) -> str:
+        """sha256 of the turn's canonical JSON (sorted keys): equal for a redelivery of the
+        same turn, different when a producer reuses an event_id for other content."""
+        canonical = json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
 
 class ConversationKey(NamedTuple):
     """The identity of a conversation; expands as the first three parameters of every query."""
@@ -161,7 +170,8 @@ class QualificationUpdated(BaseModel):
     occurred_at: AwareDatetime
 
 
-DeadLetterReason = Literal["invalid_json", "invalid_event", "too_large"]
+# `conflict`: an event_id already stored with other content (the first one wins).
+DeadLetterReason = Literal["invalid_json", "invalid_event", "too_large", "conflict"]
 
 
 class DeadLetter(BaseModel):

@@ -58,6 +58,16 @@ class DecodedBatch:
     def turns(self) -> list[ConversationTurn]:
         return [turn for _, turn in self.decoded]
 
+    def conflicting(self, outcome: BatchOutcome) -> list[tuple[DeadLetter, bytes | None]]:
+        """Dead letters for turns whose event_id was taken by other content first."""
+        conflicts = outcome.conflicts
+        detail = "event_id already used by a turn with other content; the first one wins"
+        return [
+            (dead_letter(record, "conflict", detail), record.key)
+            for record, turn in self.decoded
+            if (turn.event_id, turn.fingerprint()) in conflicts
+        ]
+
     def rejected_by_database(self, outcome: BatchOutcome) -> list[tuple[DeadLetter, bytes | None]]:
         """Dead letters for the turns of conversations PostgreSQL refused to store."""
         rejected = outcome.rejected
@@ -161,7 +171,11 @@ class BatchHandler:
         decoded = decode_batch(records, max_turn_chars=self.max_turn_chars)
         try:
             outcome = await self.process_batch(decoded.turns)
-            dead_letters = decoded.dead_letters + decoded.rejected_by_database(outcome)
+            dead_letters = [
+                *decoded.dead_letters,
+                *decoded.conflicting(outcome),
+                *decoded.rejected_by_database(outcome),
+            ]
             for letter, key in dead_letters:
                 await self.publish_dead_letter(letter, key)
         except Exception as error:  # transient or not, redelivery loses nothing

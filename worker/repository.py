@@ -189,9 +189,10 @@ class ConversationStateRepository:
 
     async def find_stored_turns(
         self, conn: asyncpg.Connection, tenant_id: UUID, event_ids: Sequence[UUID]
-    ) -> set[UUID]:
+    ) -> dict[UUID, str]:
+        """The stored fingerprint of each of `event_ids` this tenant already has."""
         rows = await conn.fetch(queries()["find_stored_turns"], tenant_id, list(event_ids))
-        return {row["event_id"] for row in rows}
+        return {row["event_id"]: row["fingerprint"] for row in rows}
 
     async def pending_turns(
         self, conn: asyncpg.Connection, key: ConversationKey, *, limit: int
@@ -227,6 +228,7 @@ class ConversationStateRepository:
             [t.occurred_at for t in turns],
             [t.sequence for t in turns],
             [t.metadata for t in turns],
+            [t.fingerprint() for t in turns],
             [extracted_at] * len(turns),
         )
         return {row["event_id"] for row in rows}

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -43,11 +44,19 @@ class ConversationOutcome:
     version: int | None = None  # the version written, None when nothing was new
     extraction_status: str | None = None
     rejected: str | None = None  # why PostgreSQL refused this conversation's data, if it did
+    conflicts: tuple[ConversationTurn, ...] = ()  # reused event_ids with other content
 
 
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
     conversations: list[ConversationOutcome]
+    batch_conflicts: list[ConversationTurn] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> set[tuple[UUID, str]]:
+        """(event_id, fingerprint) of every turn that lost to an earlier one with its id."""
+        losers = [*self.batch_conflicts, *(t for c in self.conversations for t in c.conflicts)]
+        return {(t.event_id, t.fingerprint()) for t in losers}
 
     @property
     def applied(self) -> int:
@@ -69,17 +78,27 @@ class _Snapshot:
     state: ConversationState | None
     new_turns: list[ConversationTurn]
     pending: list[TurnText]
+    conflicts: list[ConversationTurn]
 
 
 def group_by_conversation(
     turns: Sequence[ConversationTurn],
-) -> dict[ConversationKey, list[ConversationTurn]]:
-    """Turns grouped by the payload's conversation, each group in conversation order,
-    with a turn repeated inside the batch kept once."""
-    groups: dict[ConversationKey, dict[object, ConversationTurn]] = {}
+) -> tuple[dict[ConversationKey, list[ConversationTurn]], list[ConversationTurn]]:
+    """Turns grouped by the payload's conversation, each group in conversation order.
+
+    An event_id repeated inside the batch is kept once; a repeat with other content is a
+    conflict (the first one wins), returned separately.
+    """
+    first: dict[UUID, ConversationTurn] = {}
+    conflicts: list[ConversationTurn] = []
     for turn in turns:
-        groups.setdefault(turn.key, {}).setdefault(turn.event_id, turn)
-    return {key: order_turns(list(group.values())) for key, group in groups.items()}
+        seen = first.setdefault(turn.event_id, turn)
+        if seen is not turn and seen.fingerprint() != turn.fingerprint():
+            conflicts.append(turn)
+    groups: dict[ConversationKey, list[ConversationTurn]] = {}
+    for turn in first.values():
+        groups.setdefault(turn.key, []).append(turn)
+    return {key: order_turns(group) for key, group in groups.items()}, conflicts
 
 
 def as_turn_text(turn: ConversationTurn) -> TurnText:
@@ -115,7 +134,7 @@ class QualificationService:
         Conversations that did commit stay committed: the redelivery finds their turns
         stored and skips them.
         """
-        groups = group_by_conversation(turns)
+        groups, conflicts = group_by_conversation(turns)
         results = await asyncio.gather(
             *(self._bounded(key, group) for key, group in groups.items()), return_exceptions=True
         )
@@ -124,9 +143,8 @@ class QualificationService:
             raise TransientError(
                 f"{len(failures)} of {len(groups)} conversations failed: {failures[0]!r}"
             ) from failures[0]
-        return BatchOutcome(
-            conversations=[r for r in results if isinstance(r, ConversationOutcome)]
-        )
+        outcomes = [r for r in results if isinstance(r, ConversationOutcome)]
+        return BatchOutcome(conversations=outcomes, batch_conflicts=conflicts)
 
     async def _bounded(
         self, key: ConversationKey, turns: list[ConversationTurn]
@@ -147,22 +165,28 @@ class QualificationService:
     ) -> ConversationOutcome:
         snapshot = await self._read(key, turns)
         if not snapshot.new_turns:
-            return ConversationOutcome(key=key, duplicates=len(turns))
+            return ConversationOutcome(
+                key=key,
+                duplicates=len(turns) - len(snapshot.conflicts),
+                conflicts=tuple(snapshot.conflicts),
+            )
         to_extract = snapshot.pending + [as_turn_text(t) for t in snapshot.new_turns]
         known, stage = QualificationState(), DealStage.PROSPECTING  # a new conversation
         if snapshot.state is not None:
             known, stage = snapshot.state.qualification, snapshot.state.deal_stage
         result = await self.extractor.extract_signals(to_extract, known, stage)
         try:
-            applied, version = await self._write(key, snapshot, result, len(to_extract))
-        except _NothingNew:  # another worker stored these turns since our read
-            return ConversationOutcome(key=key, duplicates=len(turns))
+            applied, version, raced = await self._write(key, snapshot, result, len(to_extract))
+        except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
+            applied, version, raced = 0, None, nothing.conflicts
+        conflicts = (*snapshot.conflicts, *raced)
         return ConversationOutcome(
             key=key,
             applied=applied,
-            duplicates=len(turns) - applied,
+            duplicates=len(turns) - applied - len(conflicts),
             version=version,
-            extraction_status=result.status,
+            extraction_status=result.status if version is not None else None,
+            conflicts=conflicts,
         )
 
     async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
@@ -171,11 +195,14 @@ class QualificationService:
                 conn, key.tenant_id, [t.event_id for t in turns]
             )
             new_turns = [t for t in turns if t.event_id not in stored]
+            conflicts = [
+                t for t in turns if stored.get(t.event_id, t.fingerprint()) != t.fingerprint()
+            ]
             if not new_turns:
-                return _Snapshot(state=None, new_turns=[], pending=[])
+                return _Snapshot(state=None, new_turns=[], pending=[], conflicts=conflicts)
             state = await self.repository.read_state(conn, key)
             pending = await self.repository.pending_turns(conn, key, limit=self.max_pending_turns)
-        return _Snapshot(state=state, new_turns=new_turns, pending=pending)
+        return _Snapshot(state=state, new_turns=new_turns, pending=pending, conflicts=conflicts)
 
     async def _write(
         self,
@@ -183,8 +210,8 @@ class QualificationService:
         snapshot: _Snapshot,
         result: ExtractionResult,
         extracted_turns: int,
-    ) -> tuple[int, int]:
-        """Returns (turns applied, version written)."""
+    ) -> tuple[int, int, list[ConversationTurn]]:
+        """Returns (turns applied, version written, turns that turned out to conflict)."""
         now = self.clock()
         extracted_at = now if result.status == "ok" else None
         async with self.pool.acquire() as conn, conn.transaction():
@@ -194,8 +221,9 @@ class QualificationService:
             inserted = await self.repository.insert_turns(
                 conn, key, snapshot.new_turns, extracted_at=extracted_at
             )
+            raced = await self._raced_conflicts(conn, key, snapshot.new_turns, inserted)
             if not inserted:
-                raise _NothingNew  # rolls back the (possibly just created) state row
+                raise _NothingNew(raced)  # rolls back the (possibly just created) state row
             applied = [t for t in snapshot.new_turns if t.event_id in inserted]
             if extracted_at is not None:
                 await self.repository.mark_turns_extracted(
@@ -204,7 +232,24 @@ class QualificationService:
             version = next_version(state, applied, result, now=now)
             await self._save(conn, key, state, version, result, applied, extracted_turns, now)
         self._log_version(key, version, result, len(applied))
-        return len(applied), version.state.version
+        return len(applied), version.state.version, raced
+
+    async def _raced_conflicts(
+        self,
+        conn: asyncpg.Connection,
+        key: ConversationKey,
+        new_turns: list[ConversationTurn],
+        inserted: set[UUID],
+    ) -> list[ConversationTurn]:
+        """New at our read but not inserted: a concurrent redelivery of the same turn (harmless)
+        or an event_id taken by other content, maybe in another tenant (a conflict)."""
+        raced = [t for t in new_turns if t.event_id not in inserted]
+        if not raced:
+            return []
+        stored = await self.repository.find_stored_turns(
+            conn, key.tenant_id, [t.event_id for t in raced]
+        )
+        return [t for t in raced if stored.get(t.event_id) != t.fingerprint()]
 
     async def _save(
         self,
@@ -260,3 +305,7 @@ class QualificationService:
 
 class _NothingNew(Exception):
     """Raised inside the write transaction to roll it back when no turn was new after all."""
+
+    def __init__(self, conflicts: list[ConversationTurn]) -> None:
+        super().__init__("no new turns")
+        self.conflicts = conflicts

@@ -50,6 +50,8 @@ CREATE TABLE tenant.conversation_turns (
     occurred_at  timestamptz  NOT NULL,
     sequence     integer,
     metadata     jsonb        NOT NULL DEFAULT '{}',
+    -- sha256 of the turn's canonical JSON: a repeated event_id with other content is a conflict.
+    fingerprint  text         NOT NULL,
     received_at  timestamptz  NOT NULL DEFAULT now(),
     extracted_at timestamptz  -- null while the turn's extraction is pending (LLM failed open)
 );

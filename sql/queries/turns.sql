@@ -3,7 +3,8 @@
 -- name: find_stored_turns
 -- The short read before extraction: which of the batch's turns are already stored, so a
 -- redelivered batch costs no LLM call. No lock: the write transaction re-checks on insert.
-SELECT event_id FROM tenant.conversation_turns
+-- The fingerprint tells a redelivery (same content) from a conflict (same id, other content).
+SELECT event_id, fingerprint FROM tenant.conversation_turns
 WHERE tenant_id = $1::uuid AND event_id = ANY($2::uuid[]);
 
 -- name: pending_turns
@@ -20,12 +21,13 @@ LIMIT $4::int;
 -- only those count towards interaction_count, so a redelivered turn counts once.
 INSERT INTO tenant.conversation_turns (
     event_id, tenant_id, account_id, contact_id, speaker, channel, text, occurred_at,
-    sequence, metadata, extracted_at)
+    sequence, metadata, fingerprint, extracted_at)
 SELECT t.event_id, $1::uuid, $2::text, $3::text, t.speaker, t.channel, t.text, t.occurred_at,
-       t.sequence, t.metadata, t.extracted_at
+       t.sequence, t.metadata, t.fingerprint, t.extracted_at
 FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::int[],
-            $10::jsonb[], $11::timestamptz[])
-     AS t(event_id, speaker, channel, text, occurred_at, sequence, metadata, extracted_at)
+            $10::jsonb[], $11::text[], $12::timestamptz[])
+     AS t(event_id, speaker, channel, text, occurred_at, sequence, metadata, fingerprint,
+          extracted_at)
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
 

@@ -41,7 +41,8 @@ async def test_data_the_database_refuses_is_reported_not_retried(
     repository: ConversationStateRepository, pool: asyncpg.Pool
 ) -> None:
     await pool.execute(
-        "ALTER TABLE tenant.conversation_turns ADD CONSTRAINT test_refuses CHECK (text <> 'refused')"
+        "ALTER TABLE tenant.conversation_turns"
+        " ADD CONSTRAINT test_refuses CHECK (text <> 'refused')"
     )
     tenant = uuid.uuid4()
     batch = turns_of(
@@ -93,3 +94,38 @@ async def test_redelivered_batch_is_skipped_before_extraction(
     assert (first.applied, first.duplicates) == (5, 0)
     assert (again.applied, again.duplicates) == (0, 5)
     assert [c.extraction_status for c in again.conversations] == [None]
+
+
+async def test_reused_event_id_with_other_content_is_a_conflict_first_wins(
+    repository: ConversationStateRepository,
+) -> None:
+    tenant = uuid.uuid4()
+    original = turn(tenant, "acme", "jane", 0, "the original text")
+    reused = {**original, "text": "different text, same event_id"}
+    service = service_for(repository)
+
+    in_one_batch = await service.process_batch(turns_of(original, reused))
+    redelivered = await service.process_batch(turns_of(original))
+    later = await service.process_batch(turns_of(reused))
+
+    loser = ConversationTurn.model_validate(reused)
+    assert in_one_batch.applied == 1
+    assert in_one_batch.conflicts == {(loser.event_id, loser.fingerprint())}
+    assert redelivered.conflicts == set() and redelivered.duplicates == 1
+    assert later.conflicts == {(loser.event_id, loser.fingerprint())} and later.applied == 0
+    state = await repository.get_state(tenant, "acme", "jane")
+    assert state is not None and state.interaction_count == 1
+
+
+async def test_event_id_taken_by_another_tenant_is_a_conflict_not_a_silent_drop(
+    repository: ConversationStateRepository,
+) -> None:
+    first = turn(uuid.uuid4(), "acme", "jane", 0, "tenant one's turn")
+    other_tenant = {**first, "tenant_id": str(uuid.uuid4()), "text": "tenant two's turn"}
+    service = service_for(repository)
+    await service.process_batch(turns_of(first))
+    outcome = await service.process_batch(turns_of(other_tenant))
+    loser = ConversationTurn.model_validate(other_tenant)
+    assert outcome.conflicts == {(loser.event_id, loser.fingerprint())}
+    assert outcome.applied == 0
+    assert await repository.get_state(loser.tenant_id, "acme", "jane") is None
