@@ -123,7 +123,18 @@ async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, max_size=20)
+    """Connections as the worker runs them: role qualification_worker, row-level security on."""
+    pool = await create_pool(database_url, max_size=20, role="qualification_worker")
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest_asyncio.fixture
+async def owner_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """Connections as the tables' owner, for setting up and checking across tenants."""
+    pool = await create_pool(database_url, max_size=4)
     try:
         yield pool
     finally:

@@ -49,7 +49,7 @@ class Runtime:
 
     async def open(self) -> None:
         s = self.settings
-        self.pool = await create_pool(s.database_url, max_size=s.db_pool_size)
+        self.pool = await create_pool(s.database_url, max_size=s.db_pool_size, role=s.db_role)
         await require_migrated(self.pool)
         self.extractor = build_extractor(s)
         service = QualificationService(

@@ -44,7 +44,8 @@ async def migrate(args: argparse.Namespace) -> int:
 
 async def state(args: argparse.Namespace) -> int:
     tenant_id = parse_uuid(args.tenant, "TENANT")
-    pool = await create_pool(load_settings().database_url, max_size=2)
+    settings = load_settings()
+    pool = await create_pool(settings.database_url, max_size=2, role=settings.db_role)
     try:
         found = await ConversationStateRepository(pool=pool).get_state(
             tenant_id, args.account, args.contact
@@ -61,7 +62,8 @@ async def state(args: argparse.Namespace) -> int:
 async def pipeline(args: argparse.Namespace) -> int:
     tenant_id = parse_uuid(args.tenant, "TENANT")
     stage = parse_stage(args.stage)
-    pool = await create_pool(load_settings().database_url, max_size=2)
+    settings = load_settings()
+    pool = await create_pool(settings.database_url, max_size=2, role=settings.db_role)
     try:
         states = await ConversationStateRepository(pool=pool).list_states_by_tenant(
             tenant_id, stage

@@ -84,10 +84,10 @@ async def _publish_and_wait(
     tenants = sorted({turn.tenant_id for turn, _ in turns.valid}, key=str)
     expected = len({turn.event_id for turn, _ in turns.valid})
     print(f"published {len(turns.valid)} turns of {len(tenants)} tenants; waiting for the worker")
-    pool = await create_pool(info.database_url, max_size=2)
+    pool = await create_pool(info.database_url, max_size=2, role=settings.db_role)
     try:
-        await _wait_until_applied(pool, tenants, expected, worker)
         repository = ConversationStateRepository(pool=pool)
+        await _wait_until_applied(repository, tenants, expected, worker)
         for tenant in tenants:
             print()
             print(render_pipeline(tenant, await repository.list_states_by_tenant(tenant)))
@@ -95,13 +95,17 @@ async def _publish_and_wait(
         await pool.close()
 
 
+async def applied_turns(repository: ConversationStateRepository, tenants: list[UUID]) -> int:
+    states = [s for tenant in tenants for s in await repository.list_states_by_tenant(tenant)]
+    return sum(state.interaction_count for state in states)
+
+
 async def _wait_until_applied(
-    pool: object, tenants: list[UUID], expected: int, worker: subprocess.Popen[bytes]
+    repository: ConversationStateRepository,
+    tenants: list[UUID],
+    expected: int,
+    worker: subprocess.Popen[bytes],
 ) -> None:
-    query = (
-        "SELECT coalesce(sum(interaction_count), 0) FROM tenant.conversation_states"
-        " WHERE tenant_id = ANY($1::uuid[])"
-    )
     deadline = time.monotonic() + APPLY_DEADLINE_S
     applied = -1
     while applied < expected:
@@ -113,7 +117,7 @@ async def _wait_until_applied(
             raise WorkerError(
                 f"only {applied} of {expected} turns applied after {APPLY_DEADLINE_S}s"
             )
-        applied = await pool.fetchval(query, tenants)  # type: ignore[attr-defined]
+        applied = await applied_turns(repository, tenants)
         await asyncio.sleep(0.2)
     print(f"all {expected} turns applied")
 

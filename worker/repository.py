@@ -6,7 +6,8 @@ own; the pool-level methods are each a whole unit of work.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,23 +91,31 @@ def state_to_params(state: ConversationState) -> tuple[Any, ...]:
 class ConversationStateRepository:
     pool: asyncpg.Pool
 
+    @contextlib.asynccontextmanager
+    async def tenant_connection(self, tenant_id: UUID) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in `tenant_id`'s context: row-level security shows it that
+        tenant's rows only, whatever a query's WHERE clause says."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(queries()["set_tenant"], str(tenant_id))
+            yield conn
+
     # --- whole units of work -------------------------------------------------------------
 
     async def get_state(
         self, tenant_id: UUID, account_id: str, contact_id: str
     ) -> ConversationState | None:
-        async with self.pool.acquire() as conn:
+        async with self.tenant_connection(tenant_id) as conn:
             return await self.read_state(conn, ConversationKey(tenant_id, account_id, contact_id))
 
     async def save_state(self, state: ConversationState) -> ConversationState:
-        async with self.pool.acquire() as conn:
+        async with self.tenant_connection(state.tenant_id) as conn:
             return await self.write_state(conn, state)
 
     async def list_states_by_tenant(
         self, tenant_id: UUID, deal_stage: DealStage | None = None
     ) -> list[ConversationState]:
         stage = deal_stage.value if deal_stage else None
-        async with self.pool.acquire() as conn:
+        async with self.tenant_connection(tenant_id) as conn:
             rows = await conn.fetch(queries()["list_states_by_tenant"], tenant_id, stage)
         return [state_from_row(row) for row in rows]
 
@@ -119,7 +128,7 @@ class ConversationStateRepository:
     ) -> ConversationState:
         """Merge `new_signals` into the stored state under its row lock; version + 1."""
         key = ConversationKey(tenant_id, account_id, contact_id)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.tenant_connection(tenant_id) as conn, conn.transaction():
             state = await self.lock_state(conn, key)
             if state is None:
                 raise StateNotFound(f"no conversation state for {key}")
@@ -241,11 +250,11 @@ class ConversationStateRepository:
 
     async def count_turns(self, key: ConversationKey) -> tuple[int, int]:
         """(stored, pending) turns of one conversation."""
-        async with self.pool.acquire() as conn:
+        async with self.tenant_connection(key.tenant_id) as conn:
             row = await conn.fetchrow(queries()["count_turns"], *key)
         return row["total"], row["pending"]
 
     async def stage_transitions(self, key: ConversationKey) -> Sequence[asyncpg.Record]:
-        async with self.pool.acquire() as conn:
+        async with self.tenant_connection(key.tenant_id) as conn:
             rows: list[asyncpg.Record] = await conn.fetch(queries()["list_stage_transitions"], *key)
         return rows

@@ -190,7 +190,7 @@ class QualificationService:
         )
 
     async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
-        async with self.pool.acquire() as conn:
+        async with self.repository.tenant_connection(key.tenant_id) as conn:
             stored = await self.repository.find_stored_turns(
                 conn, key.tenant_id, [t.event_id for t in turns]
             )
@@ -214,7 +214,7 @@ class QualificationService:
         """Returns (turns applied, version written, turns that turned out to conflict)."""
         now = self.clock()
         extracted_at = now if result.status == "ok" else None
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.repository.tenant_connection(key.tenant_id) as conn, conn.transaction():
             state = await self.repository.lock_or_create_state(
                 conn, key, snapshot.new_turns[-1].contact_email
             )

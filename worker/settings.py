@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = False
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     db_pool_size: int = Field(default=10, ge=2)
+    # The role the worker's queries run as (migration 0002): owns nothing, sees one tenant at a
+    # time. Empty: run as the login role itself (then row-level security may not apply).
+    db_role: str = "qualification_worker"
 
     llm_model: str = "anthropic/claude-sonnet-4-20250514"
     llm_api_base: str | None = None
@@ -48,6 +51,13 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+
+    # /health, /ready, /metrics and /docs/asyncapi; HTTP_PORT=0 serves no HTTP at all.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    # /ready fails when records wait and no batch was committed for this long (LLM retries
+    # included: keep it above LLM_RETRY_BUDGET_S).
+    ready_stall_s: float = Field(default=180.0, gt=0)
 
     @property
     def uses_rules(self) -> bool:

@@ -80,7 +80,11 @@ async def connect(database_url: str) -> asyncpg.Connection:
     return conn
 
 
-async def create_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    database_url: str, *, max_size: int = 10, role: str | None = None
+) -> asyncpg.Pool:
+    """A pool whose connections run as `role` (a startup parameter, so it survives resets)."""
+    server_settings = {"role": role} if role else None
     try:
         return await asyncpg.create_pool(
             database_url,
@@ -88,6 +92,7 @@ async def create_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
             max_size=max_size,
             init=init_connection,
             timeout=CONNECT_TIMEOUT_S,
+            server_settings=server_settings,
         )
     except BaseException as error:
         raise _explain(error, database_url) from error

@@ -64,3 +64,8 @@ SELECT from_stage, to_stage, accepted, reason, version, created_at
 FROM tenant.stage_transitions
 WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
 ORDER BY id;
+
+-- name: set_tenant
+-- Declares the tenant for the row-level security policies (migration 0002). Session-level
+-- on a pooled connection: the pool's RESET ALL on release clears it.
+SELECT set_config('app.tenant_id', $1::text, false);

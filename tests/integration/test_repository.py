@@ -121,7 +121,7 @@ async def test_concurrent_updates_of_one_conversation_lose_nothing(
 
 
 async def test_concurrent_updates_touch_only_their_own_rows(
-    repository: ConversationStateRepository, pool: asyncpg.Pool
+    repository: ConversationStateRepository, owner_pool: asyncpg.Pool
 ) -> None:
     tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
     targets = [await repository.save_state(new_state(tenant_a, f"c-{i}")) for i in range(25)]
@@ -130,7 +130,7 @@ async def test_concurrent_updates_touch_only_their_own_rows(
     bystanders = [await repository.save_state(new_state(contact_id=f"c-{i}")) for i in range(5)]
     before = {
         r["id"]: dict(r)
-        for r in await pool.fetch(
+        for r in await owner_pool.fetch(
             "SELECT * FROM tenant.conversation_states WHERE id = ANY($1::uuid[])",
             [s.id for s in bystanders],
         )
@@ -151,7 +151,7 @@ async def test_concurrent_updates_touch_only_their_own_rows(
         assert after.qualification.bant.need_evidence == [f"distinct quote {i}"]
     after_rows = {
         r["id"]: dict(r)
-        for r in await pool.fetch(
+        for r in await owner_pool.fetch(
             "SELECT * FROM tenant.conversation_states WHERE id = ANY($1::uuid[])", list(before)
         )
     }

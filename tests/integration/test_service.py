@@ -38,9 +38,9 @@ async def test_individual_contributor_persona_is_stored(
 
 
 async def test_data_the_database_refuses_is_reported_not_retried(
-    repository: ConversationStateRepository, pool: asyncpg.Pool
+    repository: ConversationStateRepository, owner_pool: asyncpg.Pool
 ) -> None:
-    await pool.execute(
+    await owner_pool.execute(
         "ALTER TABLE tenant.conversation_turns"
         " ADD CONSTRAINT test_refuses CHECK (text <> 'refused')"
     )
@@ -57,7 +57,7 @@ async def test_data_the_database_refuses_is_reported_not_retried(
 
 
 async def test_overlapping_concurrent_batches_count_each_turn_once(
-    repository: ConversationStateRepository, pool: asyncpg.Pool
+    repository: ConversationStateRepository, owner_pool: asyncpg.Pool
 ) -> None:
     tenant = uuid.uuid4()
     sent = turns_of(
@@ -74,12 +74,12 @@ async def test_overlapping_concurrent_batches_count_each_turn_once(
     assert state is not None and state.interaction_count == 30
     versions = [
         r["version"]
-        for r in await pool.fetch(
+        for r in await owner_pool.fetch(
             "SELECT (payload->>'version')::int AS version FROM tenant.outbox ORDER BY 1"
         )
     ]
     assert versions == list(range(1, state.version + 1))
-    stored = await pool.fetchval("SELECT count(*) FROM tenant.conversation_turns")
+    stored = await owner_pool.fetchval("SELECT count(*) FROM tenant.conversation_turns")
     assert stored == 30
 
 
