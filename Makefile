@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench schemas clean
+.PHONY: install test lint demo bench schemas docs up down clean
 
 install: $(STAMP)
 
@@ -30,6 +30,17 @@ bench: install
 
 schemas: install
 	$(PY) -m schemas.export
+
+# The AsyncAPI document of the service (a test fails when it is stale).
+docs: install
+	$(PY) -m faststream docs gen worker.asyncapi:document_app --factory --yaml --out docs/asyncapi.yaml
+
+# Kafka (KRaft), PostgreSQL, topics, migrations and the worker in Docker (see README, Docker).
+up:
+	docker compose up --build --detach --wait
+
+down:
+	docker compose down --volumes
 
 clean:
 	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache

@@ -65,6 +65,7 @@ def worker_env(
         "LOG_FORMAT": "json",
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "HTTP_PORT": "0",  # tests that use the endpoints pass a free port
     }
     env.update(extra)
     return env

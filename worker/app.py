@@ -1,6 +1,7 @@
 """Composition root: settings → pool → extractor → service → FastStream app.
 
-`worker.app:app` is what `faststream run` and `python -m worker run` start. Nothing connects at
+`worker.app:app` is what `faststream run` and `python -m worker run` start: an `AsgiFastStream`
+with `/health`, `/ready`, `/metrics` and the AsyncAPI page (worker/http.py). Nothing connects at
 import time: the lifespan hooks open and close everything.
 """
 
@@ -14,16 +15,22 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream, AsyncAPIRoute
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
+from worker import tracing
+from worker.asyncapi import declare_publishers, specification
 from worker.consumer import BatchHandler, register_consumer
 from worker.errors import ConfigurationError
 from worker.extraction import build_extractor
 from worker.extractor import Extractor
+from worker.http import operational_routes
 from worker.logs import configure_logging
 from worker.outbox import Message, OutboxRelay
+from worker.readiness import ConsumerProgress, Readiness
 from worker.repository import ConversationStateRepository
 from worker.service import QualificationService
 from worker.settings import Settings
@@ -36,6 +43,7 @@ class Runtime:
 
     settings: Settings
     broker: KafkaBroker
+    progress: ConsumerProgress
     pool: asyncpg.Pool | None = None
     extractor: Extractor | None = None
     handler: BatchHandler | None = None
@@ -49,6 +57,8 @@ class Runtime:
 
     async def open(self) -> None:
         s = self.settings
+        tracing.configure_tracing()
+        self.progress.started_at = self.progress.clock()
         self.pool = await create_pool(s.database_url, max_size=s.db_pool_size, role=s.db_role)
         await require_migrated(self.pool)
         self.extractor = build_extractor(s)
@@ -63,6 +73,7 @@ class Runtime:
             publish_dead_letter=self.publish_dead_letter,
             max_turn_chars=s.max_turn_chars,
             backoff_s=s.redelivery_backoff_s,
+            on_committed=self.progress.committed,
         )
 
     async def start_relay(self) -> None:
@@ -92,6 +103,7 @@ class Runtime:
             await self.producer.stop()
         if self.pool is not None:
             await self.pool.close()
+        tracing.shutdown_tracing()
 
     async def publish_many(self, messages: Sequence[Message]) -> None:
         assert self.producer is not None
@@ -125,7 +137,7 @@ async def require_migrated(pool: asyncpg.Pool) -> None:
         )
 
 
-def create_app(settings: Settings | None = None) -> FastStream:
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     broker = KafkaBroker(
@@ -133,8 +145,12 @@ def create_app(settings: Settings | None = None) -> FastStream:
         enable_idempotence=settings.kafka_enable_idempotence,
         # FastStream's per-message "Received/Processed" lines would double our batch log line.
         log_level=logging.DEBUG,
+        # Through the root handler (worker/logs.py), so its warnings are JSON lines on stderr too.
+        logger=logging.getLogger("worker.broker"),
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name="qualification-worker")],
     )
-    runtime = Runtime(settings=settings, broker=broker)
+    progress = ConsumerProgress(stall_s=settings.ready_stall_s)
+    runtime = Runtime(settings=settings, broker=broker, progress=progress)
     register_consumer(
         broker,
         topic=settings.turn_topic,
@@ -145,8 +161,15 @@ def create_app(settings: Settings | None = None) -> FastStream:
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         handler=runtime.batch_handler,
     )
-    return FastStream(
+    declare_publishers(broker, settings)
+    readiness = Readiness(broker=broker, progress=progress, pool=lambda: runtime.pool)
+    return AsgiFastStream(
         broker,
+        asgi_routes=operational_routes(readiness),
+        logger=logging.getLogger("worker.app"),
+        # The page only: no "try it out" endpoint that would publish to production topics.
+        asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
+        specification=specification(),
         on_startup=[runtime.open],
         after_startup=[runtime.start_relay],
         after_shutdown=[runtime.close],

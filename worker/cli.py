@@ -108,8 +108,10 @@ def meddic_flags(state: ConversationState) -> str:
 
 async def run(args: argparse.Namespace) -> int:
     from worker.app import create_app  # imports litellm: only for the commands that need it
+    from worker.http import serve
 
-    await create_app(load_settings()).run()
+    settings = load_settings()
+    await serve(create_app(settings), host=settings.http_host, port=settings.http_port)
     return 0
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import orjson
 import structlog
@@ -25,6 +26,8 @@ from pydantic import ValidationError
 
 from schemas import ConversationTurn, DeadLetter
 from schemas.events import TOO_LARGE
+from worker import metrics, tracing
+from worker.asyncapi import DocumentedAs
 from worker.service import BatchOutcome
 
 log = structlog.get_logger(__name__)
@@ -164,10 +167,18 @@ class BatchHandler:
     publish_dead_letter: PublishDeadLetter
     max_turn_chars: int
     backoff_s: float = 1.0
+    on_committed: Callable[[Any], Awaitable[None]] | None = None  # given the consumer
     _failures_in_a_row: int = field(default=0, init=False)
 
     async def handle(self, records: Sequence[Record], consumer: Any) -> bool:
         """Process one batch; True when its offsets were committed."""
+        with tracing.span("batch", records=len(records)) as span:
+            committed = await self._handle(records, consumer, time.perf_counter())
+            span.set_attribute("committed", committed)
+        metrics.BATCHES.labels(outcome="committed" if committed else "not_committed").inc()
+        return committed
+
+    async def _handle(self, records: Sequence[Record], consumer: Any, started: float) -> bool:
         decoded = decode_batch(records, max_turn_chars=self.max_turn_chars)
         try:
             outcome = await self.process_batch(decoded.turns)
@@ -182,8 +193,12 @@ class BatchHandler:
             await self._redeliver_later(records, consumer, error)
             return False
         self._failures_in_a_row = 0
-        self._log_batch(records, decoded, outcome, len(dead_letters))
-        return await self._commit(records, consumer)
+        self._log_batch(records, decoded, outcome, dead_letters, time.perf_counter() - started)
+        if not await self._commit(records, consumer):
+            return False
+        if self.on_committed is not None:
+            await self.on_committed(consumer)
+        return True
 
     async def _redeliver_later(
         self, records: Sequence[Record], consumer: Any, error: Exception
@@ -215,7 +230,12 @@ class BatchHandler:
         return True
 
     def _log_batch(
-        self, records: Sequence[Record], decoded: DecodedBatch, outcome: BatchOutcome, dead: int
+        self,
+        records: Sequence[Record],
+        decoded: DecodedBatch,
+        outcome: BatchOutcome,
+        dead: list[tuple[DeadLetter, bytes | None]],
+        seconds: float,
     ) -> None:
         log.info(
             "batch_committed",
@@ -223,9 +243,17 @@ class BatchHandler:
             turns=len(decoded.turns),
             applied=outcome.applied,
             duplicates=outcome.duplicates,
-            dead_lettered=dead,
+            dead_lettered=len(dead),
             conversations=len(outcome.conversations),
+            duration_ms=round(seconds * 1000, 1),
         )
+        metrics.observe_batch(
+            records=len(records),
+            applied=outcome.applied,
+            duplicates=outcome.duplicates,
+            seconds=seconds,
+        )
+        metrics.observe_dead_letters(letter.error for letter, _ in dead)
 
 
 async def _pass_through(message: Any) -> None:
@@ -261,7 +289,11 @@ def register_consumer(
         title="conversation.turn consumer",
         description="Chat turns of B2B sales conversations (ConversationTurn JSON).",
     )
-    async def on_turns(message: KafkaMessage) -> None:
+    async def on_turns(
+        turn: Annotated[Any, DocumentedAs(ConversationTurn)] = None,  # for AsyncAPI only
+        *,
+        message: KafkaMessage,
+    ) -> None:
         records = message.raw_message
         await handler().handle(
             records if isinstance(records, tuple) else (records,), message.consumer

@@ -39,6 +39,7 @@ class ExtractionResult:
     cost_usd: float | None = None
     evidence_dropped: int = 0
     error: str | None = None  # the error class name when failed; never turn text
+    seconds: float = 0.0  # wall time of the call, retries included; set by the service
 
 
 class Extractor(Protocol):

@@ -26,6 +26,21 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    for noisy in ("LiteLLM", "litellm", "httpx", "aiokafka", "faststream"):
+    # Libraries log through the standard library: render their records the same way (one JSON
+    # object per line by default), on stderr, at WARNING and above.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for noisy in ("LiteLLM", "litellm", "httpx", "aiokafka", "faststream", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import orjson
 import structlog
 
 from schemas import QualificationUpdated
+from worker import metrics
 from worker.sql import connect, queries
 
 NOTIFY_CHANNEL = "tenant_outbox"
@@ -63,14 +65,18 @@ class OutboxRelay:
             rows = await conn.fetch(queries()["claim_outbox"], self.batch_size)
             if not rows:
                 return 0
+            started = time.perf_counter()
             await self.publish_many([_message(row) for row in rows])
             await conn.execute(queries()["mark_outbox_published"], [row["id"] for row in rows])
+        waited = time.perf_counter() - started
+        metrics.observe_published(row["age_s"] + waited for row in rows)
         return len(rows)
 
     async def _drain_safely(self) -> None:
         try:
             while await self.publish_pending() == self.batch_size:
                 pass
+            metrics.OUTBOX_BACKLOG.set(await self.pool.fetchval(queries()["outbox_backlog"]))
         except Exception as error:  # database or broker down: the rows wait for the next round
             log.warning("outbox_relay_failed", error=type(error).__name__, detail=str(error)[:200])
 

@@ -8,8 +8,9 @@ cost neither an LLM call nor a count.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -23,7 +24,7 @@ from schemas import (
     DealStage,
     QualificationState,
 )
-from worker import outbox
+from worker import metrics, outbox, tracing
 from worker.apply import NextVersion, next_version, order_turns, update_event
 from worker.errors import TransientError
 from worker.extractor import ExtractionResult, Extractor, TurnText
@@ -151,7 +152,8 @@ class QualificationService:
     ) -> ConversationOutcome:
         async with self._slots:
             try:
-                return await self.process_conversation(key, turns)
+                with tracing.span("conversation", conversation=str(key), turns=len(turns)):
+                    return await self.process_conversation(key, turns)
             except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
                 # Valid by the contract but refused by the database: retrying cannot help and
                 # would stall the partition, so the consumer dead-letters these turns instead.
@@ -174,9 +176,10 @@ class QualificationService:
         known, stage = QualificationState(), DealStage.PROSPECTING  # a new conversation
         if snapshot.state is not None:
             known, stage = snapshot.state.qualification, snapshot.state.deal_stage
-        result = await self.extractor.extract_signals(to_extract, known, stage)
+        result = await self._extract(to_extract, known, stage)
         try:
-            applied, version, raced = await self._write(key, snapshot, result, len(to_extract))
+            with tracing.span("write_transaction", turns=len(snapshot.new_turns)):
+                applied, version, raced = await self._write(key, snapshot, result, len(to_extract))
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
             applied, version, raced = 0, None, nothing.conflicts
         conflicts = (*snapshot.conflicts, *raced)
@@ -188,6 +191,21 @@ class QualificationService:
             extraction_status=result.status if version is not None else None,
             conflicts=conflicts,
         )
+
+    async def _extract(
+        self, turns: list[TurnText], known: QualificationState, stage: DealStage
+    ) -> ExtractionResult:
+        """The one extractor call, with no connection held: timed, counted and traced."""
+        with tracing.span("extraction", turns=len(turns)) as span:
+            started = time.perf_counter()
+            result = await self.extractor.extract_signals(turns, known, stage)
+            result = replace(result, seconds=time.perf_counter() - started)
+            span.set_attribute("llm.model", result.model)
+            span.set_attribute("extraction.status", result.status)
+            span.set_attribute("llm.prompt_tokens", result.prompt_tokens)
+            span.set_attribute("llm.completion_tokens", result.completion_tokens)
+        metrics.observe_extraction(result, result.seconds)
+        return result
 
     async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
         async with self.repository.tenant_connection(key.tenant_id) as conn:
@@ -212,6 +230,7 @@ class QualificationService:
         extracted_turns: int,
     ) -> tuple[int, int, list[ConversationTurn]]:
         """Returns (turns applied, version written, turns that turned out to conflict)."""
+        started = time.perf_counter()
         now = self.clock()
         extracted_at = now if result.status == "ok" else None
         async with self.repository.tenant_connection(key.tenant_id) as conn, conn.transaction():
@@ -231,7 +250,7 @@ class QualificationService:
                 )
             version = next_version(state, applied, result, now=now)
             await self._save(conn, key, state, version, result, applied, extracted_turns, now)
-        self._log_version(key, version, result, len(applied))
+        self._log_version(key, version, result, len(applied), time.perf_counter() - started)
         return len(applied), version.state.version, raced
 
     async def _raced_conflicts(
@@ -285,8 +304,14 @@ class QualificationService:
         await outbox.enqueue(conn, self.update_topic, event)
 
     def _log_version(
-        self, key: ConversationKey, version: NextVersion, result: ExtractionResult, applied: int
+        self,
+        key: ConversationKey,
+        version: NextVersion,
+        result: ExtractionResult,
+        applied: int,
+        write_s: float = 0.0,
     ) -> None:
+        metrics.observe_version(version, result.status)
         change = version.stage_change
         log.info(
             "state_version_committed",
@@ -300,6 +325,8 @@ class QualificationService:
             f" {'accepted' if change.accepted else 'rejected'}"
             if change
             else None,
+            extract_ms=round(result.seconds * 1000, 1),
+            write_ms=round(write_s * 1000, 1),
         )
 
 

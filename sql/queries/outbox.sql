@@ -15,7 +15,8 @@ SELECT pg_notify('tenant_outbox', '');
 -- keeps a conversation with one relay at a time: without it a second relay could skip the
 -- locked version N and publish N + 1 first. Rows come in id order, which is version order
 -- within a conversation because versions are written under the state's row lock.
-SELECT id, event_id, topic, key, payload
+SELECT id, event_id, topic, key, payload,
+       extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s  -- for the metrics
 FROM tenant.outbox
 WHERE published_at IS NULL
   AND pg_try_advisory_xact_lock(7301, hashtext(key))

@@ -1,0 +1,87 @@
+"""The service's AsyncAPI document: the three topics and their payload schemas.
+
+`make docs` writes it to docs/asyncapi.yaml with FastStream's own generator
+(`faststream docs gen worker.asyncapi:document_app --factory --yaml`), for the contract's
+default topic names; a test fails when the file is stale. The running worker also serves it
+at `/docs/asyncapi` (and `/docs/asyncapi.json`), with "try it out" publishing disabled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from schemas import DeadLetter, QualificationUpdated
+
+if TYPE_CHECKING:
+    from faststream.asgi import AsgiFastStream
+    from faststream.kafka import KafkaBroker
+
+    from worker.settings import Settings
+
+TITLE = "qualification-worker"
+VERSION = "0.1.0"  # pyproject's version; bump both together
+DESCRIPTION = (
+    "Extracts BANT and MEDDIC qualification signals from B2B sales conversation turns and "
+    "publishes one `QualificationUpdated` per committed state version (at least once; "
+    "dedupe on `event_id`). Records it cannot read go to the dead-letter topic."
+)
+
+
+class DocumentedAs:
+    """`Annotated[Any, DocumentedAs(Model)]`: document a handler parameter as `Model` without
+    validating it (the batch handler decodes each record itself, see consumer.py)."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(self.model.__pydantic_core_schema__)
+
+
+def specification() -> AsyncAPI:
+    return AsyncAPI(title=TITLE, version=VERSION, description=DESCRIPTION)
+
+
+def declare_publishers(broker: KafkaBroker, settings: Settings) -> None:
+    """What the worker publishes, for the document. The outbox relay sends the updates with
+    its own producer and the consumer sends dead letters with `broker.publish`."""
+    broker.publisher(
+        settings.update_topic,
+        title=f"{settings.update_topic} publisher",
+        description="One event per committed state version, keyed by conversation, "
+        "header `event_id`.",
+        schema=QualificationUpdated,
+    )
+    broker.publisher(
+        settings.dlq_topic,
+        title=f"{settings.dlq_topic} publisher",
+        description="Records that could not be applied, with the reason and their position.",
+        schema=DeadLetter,
+    )
+
+
+def contract_settings() -> Settings:
+    """Settings with the contract's default topics and servers, whatever the environment says."""
+    from worker.settings import Settings
+
+    names = ("kafka_bootstrap_servers", "turn_topic", "update_topic", "dlq_topic")
+    defaults: dict[str, Any] = {name: Settings.model_fields[name].default for name in names}
+    return Settings(**defaults)
+
+
+def document_app() -> AsgiFastStream:
+    """The app `make docs` documents (a factory: nothing is built at import)."""
+    from worker.app import create_app
+
+    return create_app(contract_settings())
+
+
+def document_yaml() -> str:
+    return document_app().schema.to_specification().to_yaml()

@@ -1,0 +1,115 @@
+"""Prometheus metrics of the worker, served on `/metrics` (README, Operations).
+
+One process-wide registry (prometheus_client's default, which also carries the process and
+Python collectors). The `observe_*` functions take the worker's own result objects, so the
+modules that do the work call one function each and never touch prometheus_client.
+Labels are closed sets (reasons, models, stages, partitions): never a tenant or conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from worker.apply import NextVersion
+    from worker.extractor import ExtractionResult
+
+P = "qualification_"
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+TURNS_CONSUMED = Counter(f"{P}turns_consumed", "Records read from the turn topic")
+TURNS_APPLIED = Counter(f"{P}turns_applied", "Turns stored and counted in a state version")
+DUPLICATES_SKIPPED = Counter(f"{P}duplicates_skipped", "Turns skipped: event_id already stored")
+DEAD_LETTERED = Counter(f"{P}dead_lettered", "Records sent to the DLQ", ["reason"])
+BATCHES = Counter(f"{P}batches", "Consumed batches by outcome", ["outcome"])
+BATCH_SIZE = Histogram(
+    f"{P}batch_size_records", "Records per batch", buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000)
+)
+BATCH_SECONDS = Histogram(f"{P}batch_duration_seconds", "Time to process a batch", buckets=_SECONDS)
+CONSUMER_LAG = Gauge(f"{P}consumer_lag", "Records behind the end", ["topic", "partition"])
+
+LLM_CALLS = Counter(f"{P}llm_calls", "Extractions, one per conversation", ["model", "status"])
+LLM_REQUESTS = Counter(f"{P}llm_requests", "Requests sent, re-asks included", ["model"])
+LLM_SECONDS = Histogram(
+    f"{P}llm_latency_seconds", "Extraction time, retries included", ["model"], buckets=_SECONDS
+)
+LLM_TOKENS = Counter(f"{P}llm_tokens", "Tokens billed", ["model", "kind"])
+LLM_COST = Counter(f"{P}llm_cost_usd", "Cost of the tokens (models with a known price)", ["model"])
+LLM_FAILURES = Counter(f"{P}llm_failures", "Extractions that failed open", ["model", "error"])
+EVIDENCE_DROPPED = Counter(f"{P}evidence_quotes_dropped", "Quotes not found in the turns")
+
+VERSIONS = Counter(f"{P}state_versions", "State versions committed", ["extraction"])
+STAGE_PROPOSALS = Counter(
+    f"{P}stage_proposals", "Stage proposals by outcome", ["from_stage", "to_stage", "outcome"]
+)
+OUTBOX_BACKLOG = Gauge(f"{P}outbox_backlog", "Outbox rows not yet published")
+OUTBOX_PUBLISHED = Counter(f"{P}outbox_published", "Update events published")
+OUTBOX_LATENCY = Histogram(
+    f"{P}outbox_publish_latency_seconds",
+    "From the state version's transaction to the broker's acknowledgement",
+    buckets=_SECONDS,
+)
+
+# Every reason a record can be dead-lettered for shows up as 0 before the first one.
+for _reason in ("invalid_json", "invalid_event", "too_large", "conflict"):
+    DEAD_LETTERED.labels(reason=_reason)
+
+
+def observe_batch(*, records: int, applied: int, duplicates: int, seconds: float) -> None:
+    TURNS_CONSUMED.inc(records)
+    TURNS_APPLIED.inc(applied)
+    DUPLICATES_SKIPPED.inc(duplicates)
+    BATCH_SIZE.observe(records)
+    BATCH_SECONDS.observe(seconds)
+
+
+def observe_dead_letters(reasons: Iterable[str]) -> None:
+    for reason in reasons:
+        DEAD_LETTERED.labels(reason=reason).inc()
+
+
+def observe_extraction(result: ExtractionResult, seconds: float) -> None:
+    model = result.model
+    LLM_CALLS.labels(model=model, status=result.status).inc()
+    LLM_REQUESTS.labels(model=model).inc(result.attempts)
+    LLM_SECONDS.labels(model=model).observe(seconds)
+    LLM_TOKENS.labels(model=model, kind="prompt").inc(result.prompt_tokens)
+    LLM_TOKENS.labels(model=model, kind="completion").inc(result.completion_tokens)
+    if result.cost_usd:
+        LLM_COST.labels(model=model).inc(result.cost_usd)
+    if result.status == "failed":
+        LLM_FAILURES.labels(model=model, error=result.error or "unknown").inc()
+    EVIDENCE_DROPPED.inc(result.evidence_dropped)
+
+
+def observe_version(version: NextVersion, extraction_status: str) -> None:
+    VERSIONS.labels(extraction=extraction_status).inc()
+    if (change := version.stage_change) is not None:
+        STAGE_PROPOSALS.labels(
+            from_stage=change.from_stage.value,
+            to_stage=change.to_stage.value,
+            outcome="accepted" if change.accepted else "rejected",
+        ).inc()
+
+
+def observe_published(ages_s: Iterable[float]) -> None:
+    for age in ages_s:
+        OUTBOX_PUBLISHED.inc()
+        OUTBOX_LATENCY.observe(max(age, 0.0))
+
+
+def set_lag(lag: Mapping[tuple[str, int], int], *, previous: Iterable[tuple[str, int]]) -> None:
+    """Per-partition lag; partitions this process no longer owns lose their series."""
+    for topic, partition in set(previous) - set(lag):
+        CONSUMER_LAG.remove(topic, str(partition))
+    for (topic, partition), behind in lag.items():
+        CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(behind)
+
+
+def exposition() -> tuple[bytes, str]:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
