@@ -57,9 +57,10 @@ def configure_tracing(service_name: str = TRACER_NAME) -> bool:
 
 
 def use_tracer_provider(provider: Any) -> None:
-    """Trace with `provider` (an SDK TracerProvider); also how tests install an in-memory one."""
+    """Trace with `provider` (an SDK TracerProvider; None: stop tracing). Tests install an
+    in-memory one this way."""
     global _tracer
-    _tracer = provider.get_tracer(TRACER_NAME)
+    _tracer = None if provider is None else provider.get_tracer(TRACER_NAME)
 
 
 def shutdown_tracing() -> None:
