@@ -10,8 +10,9 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, get_args
 
+from schemas.events import DeadLetterReason
 from worker import cli
 from worker.errors import WorkerError
 from worker.logs import configure_logging
@@ -47,7 +48,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="the main job end to end on the embedded stack").set_defaults(
         fn=cli.demo
     )
+    add_operator_commands(sub)
     return parser
+
+
+def add_operator_commands(sub: Any) -> None:
+    dlq = sub.add_parser("dlq", help="list dead letters; re-publish fixed ones to TURN_TOPIC")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("--error", choices=list(get_args(DeadLetterReason)), help="only this reason")
+    dlq.add_argument("--json", action="store_true", help="list: the dead letters as JSON lines")
+    dlq.add_argument(
+        "--file", help="replay (or list) dead letters from a file of `list --json` lines"
+    )
+    dlq.add_argument("--dry-run", action="store_true", help="replay: validate, publish nothing")
+    dlq.set_defaults(fn=cli.dlq)
+    reextract = sub.add_parser(
+        "reextract", help="extract stored turns again; each result is a new state version"
+    )
+    reextract.add_argument("tenant")
+    reextract.add_argument("account", nargs="?")
+    reextract.add_argument("contact", nargs="?")
+    reextract.add_argument(
+        "--all",
+        action="store_true",
+        help="every selected conversation from its latest turns (after a prompt or model "
+        "change), not only those whose extraction failed",
+    )
+    reextract.set_defaults(fn=cli.reextract)
 
 
 def main(argv: list[str] | None = None) -> int:

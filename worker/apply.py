@@ -43,8 +43,9 @@ def next_version(
     *,
     now: datetime,
 ) -> NextVersion:
-    """`applied` are the turns newly stored in this transaction, in conversation order."""
-    updated = _with_turns(state, applied)
+    """`applied` are the turns newly stored in this transaction, in conversation order (none
+    for a re-extraction of stored turns: counters and contact details then stay as they are)."""
+    updated = _with_turns(state, applied) if applied else state
     fields: list[str] = []
     stage_change = None
     if result.extraction is not None:

@@ -176,3 +176,36 @@ async def demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
     return await run_demo(load_settings())
+
+
+async def dlq(args: argparse.Namespace) -> int:
+    from worker import dead_letters
+
+    settings = load_settings()
+    found = (
+        dead_letters.read_file(Path(args.file))
+        if args.file
+        else await dead_letters.read_topic(settings)
+    )
+    found = [f for f in found if args.error is None or f.letter.error == args.error]
+    if args.action == "replay":
+        return await dead_letters.replay(found, settings, dry_run=args.dry_run)
+    if args.json:
+        for f in found:
+            print(f.letter.model_dump_json())
+    else:
+        print(dead_letters.render(found))
+    return 0
+
+
+async def reextract(args: argparse.Namespace) -> int:
+    from worker.reextract import reextract as run_reextract
+    from worker.reextract import report
+
+    tenant_id = parse_uuid(args.tenant, "TENANT")
+    outcomes = await run_reextract(
+        load_settings(), tenant_id, args.account, args.contact, stored_turns=args.all
+    )
+    text, code = report(outcomes)
+    print(text)
+    return code

@@ -58,6 +58,8 @@ def demo_env(info: StackInfo) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap_servers,
     }
     env.setdefault("LLM_MODEL", RULES_MODEL)
+    # The demo needs no HTTP endpoints; a busy port 8080 must not stop it (HTTP_PORT=N serves).
+    env.setdefault("HTTP_PORT", "0")
     return env
 
 

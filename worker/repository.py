@@ -258,3 +258,34 @@ class ConversationStateRepository:
         async with self.tenant_connection(key.tenant_id) as conn:
             rows: list[asyncpg.Record] = await conn.fetch(queries()["list_stage_transitions"], *key)
         return rows
+
+    # --- re-extraction (`python -m worker reextract`) ------------------------------------
+
+    async def reextract_candidates(
+        self,
+        tenant_id: UUID,
+        account_id: str | None = None,
+        contact_id: str | None = None,
+        *,
+        pending_only: bool,
+    ) -> list[ConversationKey]:
+        async with self.tenant_connection(tenant_id) as conn:
+            rows = await conn.fetch(
+                queries()["reextract_candidates"], tenant_id, account_id, contact_id, pending_only
+            )
+        return [ConversationKey(tenant_id, row["account_id"], row["contact_id"]) for row in rows]
+
+    async def recent_turns(
+        self, conn: asyncpg.Connection, key: ConversationKey, *, limit: int
+    ) -> list[TurnText]:
+        rows = await conn.fetch(queries()["recent_turns"], *key, limit)
+        return [
+            TurnText(
+                event_id=row["event_id"],
+                speaker=Speaker(row["speaker"]),
+                channel=Channel(row["channel"]),
+                text=row["text"],
+                occurred_at=row["occurred_at"],
+            )
+            for row in rows
+        ]

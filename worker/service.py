@@ -303,6 +303,42 @@ class QualificationService:
         )
         await outbox.enqueue(conn, self.update_topic, event)
 
+    async def reextract(self, key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
+        """Extract a stored conversation again and write the result as a new version, through
+        the same write transaction and outbox as new turns (`python -m worker reextract`).
+
+        Reads its pending turns (whose extraction failed), or with `stored_turns` its latest
+        stored turns (after a prompt or model change). A failed extraction writes nothing.
+        """
+        async with self.repository.tenant_connection(key.tenant_id) as conn:
+            state = await self.repository.read_state(conn, key)
+            read = self.repository.recent_turns if stored_turns else self.repository.pending_turns
+            turns = await read(conn, key, limit=self.max_pending_turns)
+        if state is None or not turns:
+            return ConversationOutcome(key=key)
+        result = await self._extract(turns, state.qualification, state.deal_stage)
+        if result.status != "ok":
+            return ConversationOutcome(key=key, extraction_status=result.status)
+        with tracing.span("write_transaction", turns=0):
+            version = await self._write_reextraction(key, turns, result)
+        return ConversationOutcome(key=key, version=version, extraction_status=result.status)
+
+    async def _write_reextraction(
+        self, key: ConversationKey, turns: list[TurnText], result: ExtractionResult
+    ) -> int:
+        started = time.perf_counter()
+        now = self.clock()
+        async with self.repository.tenant_connection(key.tenant_id) as conn, conn.transaction():
+            state = await self.repository.lock_state(conn, key)
+            assert state is not None, "the worker's role cannot delete conversations"
+            await self.repository.mark_turns_extracted(
+                conn, key.tenant_id, [t.event_id for t in turns], now
+            )
+            version = next_version(state, [], result, now=now)  # merged against the locked state
+            await self._save(conn, key, state, version, result, [], len(turns), now)
+        self._log_version(key, version, result, 0, time.perf_counter() - started)
+        return version.state.version
+
     def _log_version(
         self,
         key: ConversationKey,

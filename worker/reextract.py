@@ -1,0 +1,77 @@
+"""`python -m worker reextract TENANT [ACCOUNT CONTACT] [--all]`.
+
+Runs the extraction again on stored turns and writes each result as a new state version
+through the normal path (`QualificationService.reextract`: the row lock, the merge, the stage
+check, the outbox), so downstream services see an ordinary `qualification.updated` event.
+Without `--all`: the conversations whose extraction failed (turns still pending). With `--all`:
+every selected conversation, from its latest stored turns (after a prompt or model change).
+A running worker's outbox relay publishes the events; nothing is published while none runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import structlog
+
+from schemas import ConversationKey
+from worker.errors import ConfigurationError
+from worker.extraction import build_extractor
+from worker.repository import ConversationStateRepository
+from worker.service import ConversationOutcome, QualificationService
+from worker.settings import Settings
+from worker.sql import create_pool
+
+log = structlog.get_logger(__name__)
+
+
+async def reextract(
+    settings: Settings,
+    tenant_id: UUID,
+    account_id: str | None = None,
+    contact_id: str | None = None,
+    *,
+    stored_turns: bool = False,
+) -> list[ConversationOutcome]:
+    if (account_id is None) != (contact_id is None):
+        raise ConfigurationError("give both ACCOUNT and CONTACT, or neither")
+    size = max(2, settings.llm_concurrency + 1)
+    pool = await create_pool(settings.database_url, max_size=size, role=settings.db_role)
+    try:
+        repository = ConversationStateRepository(pool=pool)
+        service = QualificationService(
+            repository=repository,
+            extractor=build_extractor(settings),
+            update_topic=settings.update_topic,
+            concurrency=settings.llm_concurrency,
+        )
+        keys = await repository.reextract_candidates(
+            tenant_id, account_id, contact_id, pending_only=not stored_turns
+        )
+        slots = asyncio.Semaphore(settings.llm_concurrency)
+
+        async def one(key: ConversationKey) -> ConversationOutcome:
+            async with slots:
+                return await service.reextract(key, stored_turns=stored_turns)
+
+        return list(await asyncio.gather(*(one(key) for key in keys)))
+    finally:
+        await pool.close()
+
+
+def report(outcomes: list[ConversationOutcome]) -> tuple[str, int]:
+    """The lines to print, and the exit code: 1 when an extraction failed again."""
+    lines = []
+    for outcome in outcomes:
+        conversation = f"{outcome.key.account_id} {outcome.key.contact_id}"
+        if outcome.version is not None:
+            lines.append(f"{conversation}: version {outcome.version}")
+        elif outcome.extraction_status == "failed":
+            lines.append(f"{conversation}: extraction failed again, nothing written")
+        else:
+            lines.append(f"{conversation}: no turns to extract")
+    written = sum(o.version is not None for o in outcomes)
+    failed = sum(o.extraction_status == "failed" for o in outcomes)
+    lines.append(f"{len(outcomes)} conversation(s): {written} new version(s), {failed} failed")
+    return "\n".join(lines), 1 if failed else 0
