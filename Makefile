@@ -37,7 +37,7 @@ docs: install
 
 # Kafka (KRaft), PostgreSQL, topics, migrations and the worker in Docker (see README, Docker).
 up:
-	docker compose up --build --detach --wait
+	docker compose up --build --detach --wait worker  # naming it: one-shot services may exit
 
 down:
 	docker compose down --volumes

@@ -44,7 +44,8 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if url := os.environ.get("DATABASE_URL"):
         yield url
     elif docker_engine_available():
-        from testcontainers.postgres import PostgresContainer
+        # testcontainers 4.15: the modules live under testcontainers.community (the old paths warn).
+        from testcontainers.community.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver=None) as container:
             yield container.get_connection_url()
@@ -63,9 +64,9 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield servers
     elif docker_engine_available():
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
-        with KafkaContainer().with_kraft() as container:
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
         from worker.stack import start_broker

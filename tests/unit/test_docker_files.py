@@ -1,0 +1,44 @@
+"""The Docker path cannot run here (no Docker engine): these check that its files agree with
+the code they deploy, so a renamed topic, setting or endpoint cannot leave them behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from worker.settings import Settings
+
+
+def compose(repo_root: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    return document
+
+
+def test_compose_creates_the_default_topics_and_gates_the_worker(repo_root: Path) -> None:
+    services = compose(repo_root)["services"]
+    script = services["topics"]["command"][0]
+    for name in ("turn_topic", "update_topic", "dlq_topic"):
+        assert Settings.model_fields[name].default in script, name
+    assert "--partitions" in script
+    worker = services["worker"]
+    assert worker["depends_on"] == {
+        "migrate": {"condition": "service_completed_successfully"},
+        "topics": {"condition": "service_completed_successfully"},
+    }
+    assert "/ready" in " ".join(worker["healthcheck"]["test"])
+    assert services["migrate"]["command"][-1] == "migrate"
+    assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"], "KRaft, no ZooKeeper"
+    for name in worker["environment"]:
+        assert name.lower() in Settings.model_fields or name.startswith("OTEL_"), name
+
+
+def test_dockerfile_runs_the_worker_as_a_non_root_user_on_a_pinned_base(repo_root: Path) -> None:
+    lines = (repo_root / "Dockerfile").read_text().splitlines()
+    base = next(line for line in lines if line.startswith("FROM "))
+    assert ":" in base and "latest" not in base and base.count(".") >= 2, base
+    assert any(line.startswith("USER ") and "root" not in line for line in lines)
+    assert lines[-1] == 'CMD ["python", "-m", "worker", "run"]'
+    copies = [line for line in lines if line.startswith("COPY ")]
+    assert copies[0] == "COPY pyproject.toml constraints.txt ./", "dependencies before the code"
