@@ -66,13 +66,17 @@ async def read_topic(settings: Settings) -> list[Found]:
 
 async def _read_all(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> list[Found]:
     consumer.assign(partitions)
+    reached = await consumer.beginning_offsets(partitions)
     ends = await consumer.end_offsets(partitions)
     await consumer.seek_to_beginning(*partitions)
     found: list[Found] = []
-    while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+    # Progress is counted from the records returned: `position()` may already stand past
+    # records the fetcher holds but getmany has not returned yet.
+    while any(reached[tp] < ends[tp] for tp in partitions):
         batches = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)
         for tp, records in batches.items():
             for record in (r for r in records if r.offset < ends[tp]):
+                reached[tp] = record.offset + 1
                 where = f"{record.partition}:{record.offset}"
                 if (letter := _parse(record.value or b"", where)) is not None:
                     found.append(Found(where=where, letter=letter))
