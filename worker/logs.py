@@ -36,7 +36,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,  # a traceback as text, never its locals
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
