@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         batch_timeout_ms=settings.batch_timeout_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         handler=runtime.batch_handler,
     )
     declare_publishers(broker, settings)

@@ -271,6 +271,7 @@ def register_consumer(
     batch_timeout_ms: int,
     session_timeout_ms: int,
     heartbeat_interval_ms: int,
+    max_partition_fetch_bytes: int = 4 * 1024 * 1024,
     handler: Callable[[], BatchHandler],
 ) -> None:
     """Subscribe with manual acks: FastStream never commits; BatchHandler does."""
@@ -283,6 +284,7 @@ def register_consumer(
         batch_timeout_ms=batch_timeout_ms,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=heartbeat_interval_ms,
+        max_partition_fetch_bytes=max_partition_fetch_bytes,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         decoder=_pass_through,

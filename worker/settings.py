@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     llm_retry_budget_s: float = Field(default=90.0, gt=0, description="total time for all tries")
     llm_concurrency: int = Field(default=8, ge=1)
 
-    batch_max_records: int = Field(default=500, ge=1)
+    # A backlog interleaves many conversations, so a batch holds only a few turns of each, and
+    # the worker makes one extraction per conversation per batch: 500 records gave ~4 turns a call
+    # in the catch-up benchmark (tests/bench, W1), 2000 give ~10. The cost: a batch of 2000
+    # distinct conversations takes 2000 / LLM_CONCURRENCY LLM round trips before it commits.
+    batch_max_records: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=200, ge=1)
     max_turn_chars: int = Field(default=20_000, ge=1)
     redelivery_backoff_s: float = Field(default=1.0, ge=0)
@@ -45,6 +49,9 @@ class Settings(BaseSettings):
     # How fast the group notices a dead worker and hands its partitions to the others.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    # Per partition and fetch; at aiokafka's 1 MiB default a fetch holds fewer records than a
+    # batch may take, and the batch comes out short.
+    kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     turn_topic: str = "conversation.turn"
     update_topic: str = "qualification.updated"
     dlq_topic: str = "conversation.turn.dlq"
