@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 from uuid import UUID, uuid5
 
@@ -27,6 +27,10 @@ DEFAULT_MAX_TURN_CHARS = 20_000
 # so any consumer can recompute it, and a republished version carries the same id.
 UPDATE_EVENT_NAMESPACE = UUID("6f1d8a52-3c1e-5b8e-9a57-2d5c7c0e4b11")
 MAX_METADATA_BYTES = 16 * 1024
+# Deeper metadata is refused before it is serialized: Python's json encoder overflows its stack
+# near 1000 levels, and orjson (the jsonb codec of the database layer) refuses 255 or more.
+MAX_METADATA_DEPTH = 32
+MAX_SEQUENCE = 2**31 - 1  # tenant.conversation_turns.sequence is a PostgreSQL integer
 TOO_LARGE = "too_large"  # the ValidationError type the consumer maps to the DLQ reason `too_large`
 
 
@@ -35,6 +39,20 @@ def _reject_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            stack.append((child, depth + 1))
+        deepest = max(deepest, depth + (1 if children else 0))
+    return deepest
 
 
 class ConversationTurn(BaseModel):
@@ -63,7 +81,7 @@ class ConversationTurn(BaseModel):
         ),
     ]
     occurred_at: AwareDatetime
-    sequence: Annotated[int, Field(ge=0)] | None = None
+    sequence: Annotated[int, Field(ge=0, le=MAX_SEQUENCE)] | None = None
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="At most 16 KiB serialized; stored, never interpreted"
     )
@@ -85,9 +103,21 @@ class ConversationTurn(BaseModel):
             )
         return value
 
+    @field_validator("occurred_at")
+    @classmethod
+    def _representable_in_utc(cls, value: datetime) -> datetime:
+        # 9999-12-31T23:59-05:00 is valid ISO 8601 but past datetime's range once stored as UTC.
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range once converted to UTC") from None
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _metadata_within_limit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
         serialized = json.dumps(value, ensure_ascii=False)
         if len(serialized.encode()) > MAX_METADATA_BYTES:
             raise PydanticCustomError(

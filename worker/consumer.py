@@ -103,6 +103,10 @@ def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | 
             "too_large" if any(e["type"] == TOO_LARGE for e in error.errors()) else "invalid_event"
         )
         return dead_letter(record, reason, describe(error))
+    except Exception as error:  # a validator that broke on this input
+        # Raised out of here, it would fail the whole batch outside the handler's guard, and
+        # FastStream would skip the batch without committing or dead-lettering any of it.
+        return dead_letter(record, "invalid_event", f"could not validate: {type(error).__name__}")
 
 
 def describe(error: ValidationError) -> str:
