@@ -154,8 +154,17 @@ class ConversationKey(NamedTuple):
 
 
 def conversation_key(tenant_id: UUID, account_id: str, contact_id: str) -> str:
-    """The Kafka key of a conversation: `"{tenant_id}:{account_id}:{contact_id}"`."""
-    return f"{tenant_id}:{account_id}:{contact_id}"
+    """The Kafka key of a conversation: `"{tenant_id}:{account_id}:{contact_id}"`.
+
+    `%` and `:` inside the ids are written `%25` and `%3A`: otherwise account "acme:emea" with
+    contact "x" and account "acme" with contact "emea:x" would share a key and, through it,
+    their update event_ids (so one conversation's events would be dropped as duplicates).
+    Ids without `%` or `:` are written as they are."""
+    return f"{tenant_id}:{_key_part(account_id)}:{_key_part(contact_id)}"
+
+
+def _key_part(value: str) -> str:
+    return value.replace("%", "%25").replace(":", "%3A")
 
 
 def update_event_id(key: ConversationKey, version: int) -> UUID:

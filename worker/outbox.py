@@ -14,7 +14,7 @@ import asyncpg
 import orjson
 import structlog
 
-from schemas import QualificationUpdated
+from schemas import QualificationUpdated, conversation_key
 from worker import metrics
 from worker.sql import connect, queries
 
@@ -29,7 +29,7 @@ PublishMany = Callable[[Sequence[Message]], Awaitable[None]]
 
 async def enqueue(conn: asyncpg.Connection, topic: str, event: QualificationUpdated) -> None:
     """Inside the state's transaction: the event is published if and only if the state commits."""
-    key = f"{event.tenant_id}:{event.account_id}:{event.contact_id}"
+    key = conversation_key(event.tenant_id, event.account_id, event.contact_id)
     payload = event.model_dump(mode="json", by_alias=True)
     await conn.execute(
         queries()["insert_outbox"], event.event_id, event.tenant_id, topic, key, payload

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import (
+    ConversationKey,
     DeadLetter,
+    conversation_key,
+    update_event_id,
 )
 from schemas.events import MAX_SEQUENCE, ConversationTurn
 from tests.harness import turn
@@ -85,3 +88,22 @@ def test_timestamps_outside_the_utc_range_are_invalid_on_their_own() -> None:
         assert isinstance(letter, DeadLetter) and "occurred_at" in letter.detail, stamp
     edge = turn(TENANT, "a", "c", 0, "fine", occurred_at="9999-12-31T23:59:59+00:00")
     assert isinstance(decoded(edge), ConversationTurn)
+
+
+# --- colons in ids: two conversations shared a key and their update event_ids -------------------
+
+
+def test_ids_with_colons_give_distinct_keys_and_event_ids() -> None:
+    one = ConversationKey(TENANT, "acme:emea", "jane")
+    other = ConversationKey(TENANT, "acme", "emea:jane")
+    literal = ConversationKey(TENANT, "acme%3Aemea", "jane")
+    keys = {str(one), str(other), str(literal)}
+    assert len(keys) == 3
+    assert len({update_event_id(k, 1) for k in (one, other, literal)}) == 3
+
+
+def test_plain_ids_keep_the_contract_key_and_event_id() -> None:
+    assert conversation_key(TENANT, "acme", "jane") == f"{TENANT}:acme:jane"
+    key = ConversationKey(TENANT, "acme", "jane")
+    namespace = uuid.UUID("6f1d8a52-3c1e-5b8e-9a57-2d5c7c0e4b11")
+    assert update_event_id(key, 3) == uuid.uuid5(namespace, f"{TENANT}:acme:jane:3")
