@@ -46,6 +46,7 @@ from tenacity import (
 )
 
 from schemas import DealStage, QualificationExtraction, QualificationState
+from worker.circuit import CircuitBreaker
 from worker.extractor import ExtractionResult, Extractor, TurnText
 from worker.prompt import PROMPT_VERSION, Message, build_messages
 from worker.rules import RulesExtractor
@@ -101,6 +102,7 @@ class QualificationExtractor:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     prompt_version: str = PROMPT_VERSION
+    circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
     _client: instructor.AsyncInstructor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +123,10 @@ class QualificationExtractor:
             max_retries=settings.llm_max_retries,
             transport_attempts=settings.llm_transport_attempts,
             retry_budget_s=settings.llm_retry_budget_s,
+            circuit=CircuitBreaker(
+                failure_threshold=settings.llm_circuit_failures,
+                cooldown_s=settings.llm_circuit_cooldown_s,
+            ),
         )
 
     async def extract_signals(
@@ -132,6 +138,8 @@ class QualificationExtractor:
         """One call for all signals in `turns`; never raises for LLM trouble (fail-open)."""
         if not turns:
             return self._result(_CallLog(), extraction=QualificationExtraction())
+        if not self.circuit.allow():  # the provider is down: fail open without waiting on it
+            return self._result(_CallLog(), extraction=None, error="CircuitOpen")
         messages = build_messages(turns, existing_state, current_stage)
         calls = _CallLog()
         try:
@@ -141,8 +149,21 @@ class QualificationExtractor:
                     self._extract_once, messages, calls
                 )
         except Exception as error:  # fail-open: any failure leaves the caller's state as is
+            self._track_provider(error)
             return self._failed(error, calls)
+        self._track_provider(None)
         return self._verified(extraction, turns, calls)
+
+    def _track_provider(self, error: Exception | None) -> None:
+        """Only an unreachable, erroring or hanging provider counts against the circuit; an
+        answer, even an unusable one, shows it is up."""
+        down = error is not None and (isinstance(error, TimeoutError) or is_transient(error))
+        if down and self.circuit.failed():
+            log.error(
+                "llm_circuit_opened", model=self.model_name, cooldown_s=self.circuit.cooldown_s
+            )
+        elif not down and self.circuit.succeeded():
+            log.info("llm_circuit_closed", model=self.model_name)
 
     # --- the call --------------------------------------------------------------------
 

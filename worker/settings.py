@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     llm_transport_attempts: int = Field(default=4, ge=1, description="tries on 429/5xx/timeouts")
     llm_retry_budget_s: float = Field(default=90.0, gt=0, description="total time for all tries")
     llm_concurrency: int = Field(default=8, ge=1)
+    # After this many failed extractions in a row (429/5xx/timeouts after their retries), fail
+    # open at once for the cooldown, then probe: a dead provider must not stall partitions.
+    llm_circuit_failures: int = Field(default=5, ge=1)
+    llm_circuit_cooldown_s: float = Field(default=30.0, gt=0)
 
     # A backlog interleaves many conversations, so a batch holds only a few turns of each, and
     # the worker makes one extraction per conversation per batch: 500 records gave ~4 turns a call

@@ -7,17 +7,27 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas import (
+    Channel,
     ConversationKey,
     DeadLetter,
+    DealStage,
+    QualificationState,
+    Speaker,
     conversation_key,
     update_event_id,
 )
 from schemas.events import MAX_SEQUENCE, ConversationTurn
+from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
+from tests.waiting import eventually
+from worker.circuit import CircuitBreaker
 from worker.consumer import decode_record
+from worker.extraction import QualificationExtractor
+from worker.extractor import ExtractionResult, TurnText
 
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 
@@ -107,3 +117,108 @@ def test_plain_ids_keep_the_contract_key_and_event_id() -> None:
     key = ConversationKey(TENANT, "acme", "jane")
     namespace = uuid.UUID("6f1d8a52-3c1e-5b8e-9a57-2d5c7c0e4b11")
     assert update_event_id(key, 3) == uuid.uuid5(namespace, f"{TENANT}:acme:jane:3")
+
+
+# --- a dead or hanging LLM stalled partitions: every conversation spent the full budget -------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_circuit_opens_after_the_threshold_and_fails_fast() -> None:
+    clock = Clock()
+    circuit = CircuitBreaker(failure_threshold=3, cooldown_s=10, clock=clock)
+    assert [circuit.failed() for _ in range(3)] == [False, False, True]
+    assert circuit.is_open and not circuit.allow()
+
+
+def test_open_circuit_lets_one_probe_through_after_the_cooldown() -> None:
+    clock = Clock()
+    circuit = CircuitBreaker(failure_threshold=1, cooldown_s=10, clock=clock)
+    circuit.failed()
+    clock.now = 9.9
+    assert not circuit.allow()
+    clock.now = 10.0
+    assert circuit.allow()
+    assert not circuit.allow(), "one probe at a time"
+    assert circuit.succeeded() and not circuit.is_open
+    assert circuit.allow()
+
+
+def test_failed_probe_restarts_the_cooldown() -> None:
+    clock = Clock()
+    circuit = CircuitBreaker(failure_threshold=1, cooldown_s=10, clock=clock)
+    circuit.failed()
+    clock.now = 10.0
+    assert circuit.allow()
+    assert not circuit.failed(), "already open: not a new opening"
+    clock.now = 19.9
+    assert not circuit.allow()
+    clock.now = 20.0
+    assert circuit.allow()
+
+
+def test_success_resets_the_count_of_failures_in_a_row() -> None:
+    circuit = CircuitBreaker(failure_threshold=2, cooldown_s=10, clock=Clock())
+    circuit.failed()
+    circuit.succeeded()
+    assert not circuit.failed() and not circuit.is_open
+
+
+async def test_extractor_stops_calling_a_failing_provider_then_probes_and_recovers() -> None:
+    async with FakeLLMServer() as server:
+        server.mode = {"mode": "error", "status": 503}
+        extractor = QualificationExtractor(
+            model_name="openai/fake-model",
+            api_base=server.base_url,
+            api_key="sk-test",
+            timeout_s=1.0,
+            transport_attempts=1,
+            retry_budget_s=2.0,
+            circuit=CircuitBreaker(failure_threshold=2, cooldown_s=0.3),
+        )
+        results = [await extract(extractor) for _ in range(5)]
+        assert [r.status for r in results] == ["failed"] * 5
+        assert server.received == 2, "three extractions failed open without a request"
+        assert [r.error for r in results[2:]] == ["CircuitOpen"] * 3
+
+        server.mode = {"mode": "ok"}
+
+        async def extract_until_ok() -> ExtractionResult:
+            return await extract(extractor)
+
+        await eventually(extract_until_ok, lambda r: r.status == "ok", within_s=5, interval=0.05)
+        assert not extractor.circuit.is_open
+
+
+async def test_unusable_answers_do_not_open_the_circuit() -> None:
+    """The provider answering with invalid output is up: only 429/5xx/timeouts count."""
+    async with FakeLLMServer() as server:
+        server.reply_builder = lambda request: {"overall_confidence": "very"}
+        extractor = QualificationExtractor(
+            model_name="openai/fake-model",
+            api_base=server.base_url,
+            api_key="sk-test",
+            max_retries=0,
+            circuit=CircuitBreaker(failure_threshold=1, cooldown_s=60),
+        )
+        first = await extract(extractor)
+        second = await extract(extractor)
+        assert first.status == second.status == "failed"
+        assert server.received == 2 and not extractor.circuit.is_open
+
+
+async def extract(extractor: QualificationExtractor) -> ExtractionResult:
+    text = TurnText(
+        event_id=uuid.uuid4(),
+        speaker=Speaker.PROSPECT,
+        channel=Channel.CHAT,
+        text="We need faster reporting.",
+        occurred_at=datetime(2026, 10, 5, tzinfo=UTC),
+    )
+    return await extractor.extract_signals([text], QualificationState(), DealStage.PROSPECTING)
