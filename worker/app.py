@@ -35,6 +35,7 @@ from worker.repository import ConversationStateRepository
 from worker.service import QualificationService
 from worker.settings import Settings
 from worker.sql import create_pool, load_migrations
+from worker.sweeper import PendingSweeper
 
 
 @dataclass(kw_only=True)
@@ -49,6 +50,8 @@ class Runtime:
     handler: BatchHandler | None = None
     producer: AIOKafkaProducer | None = None
     relay_task: asyncio.Task[None] | None = None
+    sweeper: PendingSweeper | None = None
+    sweeper_task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def batch_handler(self) -> BatchHandler:
@@ -75,6 +78,13 @@ class Runtime:
             backoff_s=s.redelivery_backoff_s,
             on_committed=self.progress.committed,
         )
+        if s.pending_sweep_interval_s > 0:
+            self.sweeper = PendingSweeper(
+                pool=self.pool,
+                reextract=service.reextract,
+                interval_s=s.pending_sweep_interval_s,
+                quiet_s=s.pending_quiet_s,
+            )
 
     async def start_relay(self) -> None:
         s = self.settings
@@ -93,9 +103,17 @@ class Runtime:
             poll_interval_s=s.outbox_poll_interval_s,
         )
         self.relay_task = asyncio.create_task(relay.run(self.stopping), name="outbox-relay")
+        if self.sweeper is not None:
+            self.sweeper_task = asyncio.create_task(
+                self.sweeper.run(self.stopping), name="pending-sweeper"
+            )
 
     async def close(self) -> None:
         self.stopping.set()
+        if self.sweeper_task is not None:  # mid-extraction it would wait out the LLM budget
+            self.sweeper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper_task
         if self.relay_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.relay_task

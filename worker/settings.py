@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # open at once for the cooldown, then probe: a dead provider must not stall partitions.
     llm_circuit_failures: int = Field(default=5, ge=1)
     llm_circuit_cooldown_s: float = Field(default=30.0, gt=0)
+    # Turns an LLM outage left pending in a conversation that went quiet: extracted by the
+    # pending sweeper once this old, looked for every interval (worker/sweeper.py; 0 = off).
+    pending_sweep_interval_s: float = Field(default=30.0, ge=0)
+    pending_quiet_s: float = Field(default=60.0, ge=0)
 
     # A backlog interleaves many conversations, so a batch holds only a few turns of each, and
     # the worker makes one extraction per conversation per batch: 500 records gave ~4 turns a call

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from schemas import (
     Channel,
     ConversationKey,
@@ -28,6 +29,9 @@ from worker.circuit import CircuitBreaker
 from worker.consumer import decode_record
 from worker.extraction import QualificationExtractor
 from worker.extractor import ExtractionResult, TurnText
+from worker.repository import ConversationStateRepository
+from worker.service import ConversationOutcome, QualificationService
+from worker.sweeper import PendingSweeper
 
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 
@@ -222,3 +226,53 @@ async def extract(extractor: QualificationExtractor) -> ExtractionResult:
         occurred_at=datetime(2026, 10, 5, tzinfo=UTC),
     )
     return await extractor.extract_signals([text], QualificationState(), DealStage.PROSPECTING)
+
+
+# --- turns left pending by an outage stayed pending when their conversation went quiet --------
+
+
+async def test_sweeper_extracts_the_pending_turns_of_a_quiet_conversation(
+    pool: asyncpg.Pool,
+) -> None:
+    async with FakeLLMServer() as server:
+        server.mode = {"mode": "error", "status": 503}
+        service = QualificationService(
+            repository=ConversationStateRepository(pool=pool),
+            extractor=QualificationExtractor(
+                model_name="openai/fake-model",
+                api_base=server.base_url,
+                api_key="sk-test",
+                transport_attempts=1,
+            ),
+            update_topic="updates",
+        )
+        key = ConversationKey(TENANT, "acme", "quiet")
+        texts = ["We need faster reporting.", "Our quarter closes in June."]
+        await service.process_batch(
+            [ConversationTurn.model_validate(turn(*key, n, text)) for n, text in enumerate(texts)]
+        )
+        assert await service.repository.count_turns(key) == (2, 2)
+        sweeper = PendingSweeper(pool=pool, reextract=service.reextract, quiet_s=0)
+
+        assert await sweeper.sweep() == 0, "the LLM is still down: nothing to write"
+        server.mode = {"mode": "ok"}
+        assert await sweeper.sweep() == 1
+        assert await sweeper.sweep() == 0, "nothing pending any more"
+
+    assert await service.repository.count_turns(key) == (2, 0)
+    state = await service.repository.get_state(*key)
+    assert state is not None and state.version == 2 and state.interaction_count == 2
+
+
+async def test_one_sweeper_at_a_time(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as holder:
+        assert await holder.fetchval("SELECT pg_try_advisory_lock(7302, 0)")
+        calls: list[ConversationKey] = []
+
+        async def reextract(key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
+            calls.append(key)
+            return ConversationOutcome(key=key)
+
+        assert await PendingSweeper(pool=pool, reextract=reextract, quiet_s=0).sweep() == 0
+        assert calls == []
+        await holder.fetchval("SELECT pg_advisory_unlock(7302, 0)")

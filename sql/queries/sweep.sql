@@ -1,0 +1,16 @@
+-- The pending sweeper (worker/sweeper.py; migration 0003).
+
+-- name: try_sweep_lock
+-- One sweeper at a time across workers, so two never extract the same conversation at once.
+-- A session lock on the connection held for the round: released by sweep_unlock, by the pool's
+-- reset of the connection, or by the session ending if the worker dies.
+SELECT pg_try_advisory_lock(7302, 0);
+
+-- name: sweep_unlock
+SELECT pg_advisory_unlock(7302, 0);
+
+-- name: quiet_pending_conversations
+-- Keys of conversations with pending turns and no newer pending turn for $1 seconds, oldest
+-- first, at most $2 (a SECURITY DEFINER function: see migration 0003).
+SELECT tenant_id, account_id, contact_id
+FROM tenant.quiet_pending_conversations(make_interval(secs => $1::float8), $2::int);

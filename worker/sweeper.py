@@ -1,0 +1,76 @@
+"""The pending sweeper: extracts turns an LLM outage left pending in conversations gone quiet.
+
+A failed extraction fails open: the turns are stored with `extracted_at` null and ride along
+with the conversation's next extraction. A conversation that gets no further turn would keep
+them unextracted for good, so this lifespan task looks every `interval_s` for conversations
+whose pending turns are at least `quiet_s` old and re-extracts them through
+`QualificationService.reextract` (the row lock, the merge, the stage check, the outbox: a new
+version like any other). One worker sweeps at a time (an advisory lock); a round stops at the
+first failed extraction, since the LLM is evidently still down (or its circuit still open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from schemas import ConversationKey
+from worker.service import ConversationOutcome
+from worker.sql import queries
+
+log = structlog.get_logger(__name__)
+
+
+class Reextract(Protocol):
+    def __call__(
+        self, key: ConversationKey, *, stored_turns: bool
+    ) -> Awaitable[ConversationOutcome]: ...
+
+
+@dataclass(kw_only=True)
+class PendingSweeper:
+    pool: asyncpg.Pool
+    reextract: Reextract
+    interval_s: float = 30.0
+    quiet_s: float = 60.0
+    batch_size: int = 50
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception as error:  # database down: the next round tries again
+                log.warning("pending_sweep_failed", error=type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+
+    async def sweep(self) -> int:
+        """One round; returns how many conversations got a new version."""
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval(queries()["try_sweep_lock"]):
+                return 0  # another worker is sweeping
+            try:
+                return await self._sweep_locked(conn)
+            finally:
+                await conn.fetchval(queries()["sweep_unlock"])
+
+    async def _sweep_locked(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            queries()["quiet_pending_conversations"], self.quiet_s, self.batch_size
+        )
+        written = 0
+        for row in rows:
+            key = ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"])
+            outcome = await self.reextract(key, stored_turns=False)
+            if outcome.extraction_status == "failed":
+                break
+            written += outcome.version is not None
+        if rows:
+            log.info("pending_turns_swept", candidates=len(rows), versions=written)
+        return written
