@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+
 from schemas import (
     Channel,
     ConversationKey,

@@ -1,0 +1,735 @@
+"""Shared machinery of the fault-injection suite (issue 5).
+
+- `Workload`: deterministic conversations whose turns carry a unique, quotable first sentence.
+- `QuotingLLM`: the fake OpenAI-compatible server, counting requests in flight, whose default
+  reply quotes the first sentence of every prospect turn it is shown (so the stored evidence
+  tells exactly which turns were extracted).
+- `DatabaseProbe`: one open connection that watches the worker's database from outside.
+- `Killer`: SIGKILL aimed at a chosen moment (in extraction, inside the write transaction,
+  between a state commit and the batch's offset commit, or a seeded random point).
+- `verify_end_state`: every promise of the issue checked against the database and the
+  `qualification.updated` events a real consumer read; returns the violations found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import ConversationKey, update_event_id
+from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer
+from tests.harness import TopicReader, Topics, WorkerProcess, fetch, key_of, turn, worker_env
+from tests.waiting import eventually
+
+# One seed for the whole suite; override with RELIABILITY_SEED to explore other schedules.
+SEED = int(os.environ.get("RELIABILITY_SEED", "20261005"))
+
+JsonObject = dict[str, Any]
+
+# --- the workload ------------------------------------------------------------------------------
+
+_TOPICS = ["onboarding", "reporting", "billing", "forecasting", "security reviews", "handoffs"]
+_TEAMS = ["finance", "ops", "sales", "support", "legal", "IT"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """`conversations` x `turns_per_conversation` valid turns, in `rounds` (turn r of each)."""
+
+    seed: int
+    tenants: list[uuid.UUID]
+    conversations: list[ConversationKey]
+    rounds: list[list[JsonObject]]
+
+    @classmethod
+    def generate(
+        cls, *, conversations: int, turns_per_conversation: int, tenants: int = 4, seed: int = SEED
+    ) -> Workload:
+        rng = random.Random(seed)
+        tenant_ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(tenants)]
+        keys = [
+            ConversationKey(tenant_ids[i % tenants], f"acct-{i % 37:02d}", f"contact-{i:04d}")
+            for i in range(conversations)
+        ]
+        rounds = [
+            [_turn_of(rng, index, key, r) for index, key in enumerate(keys)]
+            for r in range(turns_per_conversation)
+        ]
+        return cls(seed=seed, tenants=tenant_ids, conversations=keys, rounds=rounds)
+
+    @property
+    def turns(self) -> list[JsonObject]:
+        return [payload for round_ in self.rounds for payload in round_]
+
+    def turns_of(self, key: ConversationKey) -> list[JsonObject]:
+        return [t for t in self.turns if conversation_of(t) == key]
+
+    def expected_turns(self) -> dict[ConversationKey, set[str]]:
+        expected: dict[ConversationKey, set[str]] = defaultdict(set)
+        for payload in self.turns:
+            expected[conversation_of(payload)].add(payload["event_id"])
+        return expected
+
+    def expected_quotes(self) -> dict[ConversationKey, set[str]]:
+        """What QuotingLLM must have put in `need_evidence` once every turn is extracted."""
+        quotes: dict[ConversationKey, set[str]] = defaultdict(set)
+        for payload in self.turns:
+            if payload["speaker"] == "prospect":
+                quotes[conversation_of(payload)].add(first_sentence(payload["text"]))
+        return quotes
+
+
+def _turn_of(rng: random.Random, index: int, key: ConversationKey, sequence: int) -> JsonObject:
+    speaker = "rep" if sequence % 4 == 3 else "prospect"
+    # The first sentence is unique to this turn: it is the quote QuotingLLM extracts.
+    text = (
+        f"Turn {sequence} of conversation {index}: we need better {rng.choice(_TOPICS)} "
+        f"for the {rng.choice(_TEAMS)} team, case {rng.randrange(10**6):06d}. "
+        f"Budget talk comes later, maybe {rng.randrange(5, 95)}k."
+    )
+    return turn(key.tenant_id, key.account_id, key.contact_id, sequence, text, speaker=speaker)
+
+
+def conversation_of(payload: Mapping[str, Any]) -> ConversationKey:
+    return ConversationKey(
+        uuid.UUID(str(payload["tenant_id"])), payload["account_id"], payload["contact_id"]
+    )
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+
+
+# --- the fake LLM ------------------------------------------------------------------------------
+
+_TURN = re.compile(r'<turn [^>]*speaker="(?P<speaker>\w+)"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)
+
+
+def prompt_text(request: Mapping[str, Any]) -> str:
+    return "\n".join(str(m.get("content") or "") for m in request.get("messages", []))
+
+
+def prompt_turns(request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(speaker, text) of every turn inside the prompt's <turns> block."""
+    return [(m.group("speaker"), m.group("text")) for m in _TURN.finditer(prompt_text(request))]
+
+
+def quoting_extraction(request: JsonObject) -> JsonObject:
+    """A need, evidenced by the first sentence of every prospect turn in the prompt."""
+    quotes = [
+        first_sentence(text) for speaker, text in prompt_turns(request) if speaker == "prospect"
+    ]
+    if not quotes:
+        return EMPTY_EXTRACTION
+    need = {
+        "need_identified": True,
+        "need_confidence": 0.6,
+        "need_evidence": quotes,
+        "need_description": quotes[-1][:150],
+    }
+    return {**EMPTY_EXTRACTION, "bant": need, "overall_confidence": 0.3}
+
+
+@dataclass(kw_only=True)
+class QuotingLLM(FakeLLMServer):
+    """The fake server with `in_flight` (requests received, not yet answered)."""
+
+    in_flight: int = 0
+    by_mode: Counter[str] = field(default_factory=Counter)  # requests met by each mode
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reply_builder is None:
+            self.reply_builder = quoting_extraction
+
+    @property
+    def mode_name(self) -> str:
+        return "-".join(str(v) for v in self.mode.values())  # "ok", "hang", "error-500"
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.by_mode[self.mode_name] += 1
+        self.in_flight += 1
+        try:
+            return await super()._chat(request)
+        finally:
+            self.in_flight -= 1
+
+    def fail_with(self, status: int) -> None:
+        self.mode = {"mode": "error", "status": status}
+
+    def hang(self) -> None:
+        self.mode = {"mode": "hang"}
+
+    def recover(self) -> None:
+        self.mode = {"mode": "ok"}
+
+    async def call_in_flight(self, *, since: int, within_s: float = 60) -> None:
+        """Until a request received after the `since`-th one is being answered."""
+
+        async def new_call_in_flight() -> bool:
+            return self.received > since and self.in_flight > 0
+
+        await eventually(
+            new_call_in_flight, bool, within_s=within_s, interval=0.002, what="an LLM call"
+        )
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Workers:
+    """Starts `python -m worker run` processes; each start gets its own log file."""
+
+    log_dir: Path
+    database_url: str
+    bootstrap_servers: str
+    topics: Topics
+    llm_base_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    started: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def group(self) -> str:
+        return f"group-{self.topics.turns}"
+
+    def start(self, **extra_env: str) -> WorkerProcess:
+        env = worker_env(
+            database_url=self.database_url,
+            bootstrap_servers=self.bootstrap_servers,
+            topics=self.topics,
+            llm_base_url=self.llm_base_url,
+            **{**self.env, **extra_env},
+        )
+        process = WorkerProcess(env=env, log_path=self.log_dir / f"worker-{len(self.started)}.log")
+        self.started.append(process.start())
+        return process
+
+    def alive(self) -> list[WorkerProcess]:
+        return [w for w in self.started if w.alive]
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.alive:
+                process.stop(within_s=20)
+
+    def log_lines(self) -> Iterator[JsonObject]:
+        """Every JSON log line of every worker started so far (other lines skipped)."""
+        for process in self.started:
+            for line in process.log_text().splitlines():
+                if line.startswith("{"):
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue
+
+    def events(self, name: str) -> list[JsonObject]:
+        return [line for line in self.log_lines() if line.get("event") == name]
+
+    def all_logs(self) -> str:
+        return "\n".join(process.log_text() for process in self.started)
+
+    def committed_batches(self, process: WorkerProcess) -> int:
+        return process.log_text().count('"event": "batch_committed"')
+
+    def secrets_in_logs(self, payloads: Sequence[Mapping[str, Any]], *extra: str) -> list[str]:
+        """Turn texts, emails, contact names and `extra` strings (API keys) found in any worker's
+        log: each one is a leak. Short texts are skipped (they match by accident)."""
+        logs = self.all_logs()
+        secrets = set(extra)
+        for payload in payloads:
+            for name in ("text", "contact_email", "contact_name"):
+                value = payload.get(name)
+                if isinstance(value, str) and len(value.strip()) >= 12:
+                    secrets.add(value)
+            email = payload.get("contact_email")
+            if isinstance(email, str) and "@" in email:
+                secrets.add(email)
+        return sorted(s for s in secrets if s in logs)
+
+
+async def stop_worker(
+    worker: WorkerProcess, sig: int = signal.SIGTERM, *, within_s: float = 30
+) -> int:
+    """Signal the worker and await its exit code without blocking the event loop (the fake
+    LLM is served from it: a blocking wait would freeze the worker's in-flight calls)."""
+    process = worker.process
+    assert process is not None
+    if process.poll() is None:
+        process.send_signal(sig)
+
+    async def exit_code() -> int | None:
+        return process.poll()
+
+    code = await eventually(
+        exit_code, lambda c: c is not None, within_s=within_s, what="the worker to exit"
+    )
+    assert code is not None
+    return code
+
+
+# --- watching the database ---------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class DatabaseProbe:
+    """A connection of the test's own, polled while workers run."""
+
+    conn: asyncpg.Connection
+
+    @classmethod
+    async def open(cls, database_url: str) -> DatabaseProbe:
+        return cls(conn=await asyncpg.connect(database_url))
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def value(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetchval(query, *args)
+
+    async def applied(self) -> int:
+        sql = "SELECT coalesce(sum(interaction_count), 0) FROM tenant.conversation_states"
+        return int(await self.value(sql))
+
+    async def stored_turns(self) -> int:
+        return int(await self.value("SELECT count(*) FROM tenant.conversation_turns"))
+
+    async def pending(self) -> int:
+        sql = "SELECT count(*) FROM tenant.conversation_turns WHERE extracted_at IS NULL"
+        return int(await self.value(sql))
+
+    async def versions(self) -> int:
+        """Committed state versions (one outbox row each)."""
+        return int(await self.value("SELECT count(*) FROM tenant.outbox"))
+
+    async def unpublished(self) -> int:
+        sql = "SELECT count(*) FROM tenant.outbox WHERE published_at IS NULL"
+        return int(await self.value(sql))
+
+    async def sleeping_writers(self, *, since: Any = None) -> int:
+        """Backends (connected after `since`) paused inside a write transaction by
+        `widen_write_transaction`."""
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+            " AND ($1::timestamptz IS NULL OR backend_start >= $1::timestamptz)"
+        )
+        return int(await self.value(sql, since))
+
+
+async def widen_write_transaction(database_url: str, seconds: float) -> None:
+    """Make every write transaction pause `seconds` at its outbox insert (its last write,
+    after turns and state are written and before COMMIT), so a kill can be aimed inside it.
+
+    A real trigger in the test's own database: the worker and PostgreSQL run unmodified.
+    """
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            f"""
+            CREATE FUNCTION tenant.reliability_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep({seconds:.3f}); RETURN NEW; END $$;
+            CREATE TRIGGER reliability_pause BEFORE INSERT ON tenant.outbox
+            FOR EACH ROW EXECUTE FUNCTION tenant.reliability_pause();
+            """
+        )
+    finally:
+        await conn.close()
+
+
+# --- aimed kills -------------------------------------------------------------------------------
+
+KILL_MOMENTS = ("extraction", "write_transaction", "after_state_commit", "random")
+
+
+@dataclass(kw_only=True)
+class Killer:
+    """SIGKILLs a worker at a chosen moment and records where each kill landed.
+
+    Call `started()` right before starting the worker a kill is meant for: requests and
+    database sessions from before (a killed predecessor's) then never count as its own.
+    Before aiming, the worker is let commit a seeded random number of versions, so kills
+    spread over the run instead of always hitting the first batch after a restart.
+    """
+
+    llm: QuotingLLM
+    probe: DatabaseProbe
+    rng: random.Random
+    max_warm_up_versions: int = 60
+    landed: list[str] = field(default_factory=list)
+    _since: Any = None
+    _received_at_start: int = 0
+
+    async def started(self) -> None:
+        self._since = await self.probe.value("SELECT clock_timestamp()")
+        self._received_at_start = self.llm.received
+
+    async def kill_during(self, moment: str, worker: WorkerProcess, within_s: float = 60) -> None:
+        assert moment in KILL_MOMENTS, moment
+        await self._warm_up(within_s)
+        aim = getattr(self, f"_aim_{moment}")
+        await aim(within_s)
+        code = await stop_worker(worker, signal.SIGKILL, within_s=10)
+        assert code == -signal.SIGKILL, f"the worker exited with {code} before the kill"
+        self.landed.append(moment)
+
+    async def _warm_up(self, within_s: float) -> None:
+        target = await self.probe.versions() + self.rng.randint(0, self.max_warm_up_versions)
+        await eventually(
+            self.probe.versions, lambda n: n >= target, within_s=within_s, what="warm-up versions"
+        )
+
+    async def _aim_extraction(self, within_s: float) -> None:
+        # Requests are held `llm.latency_s`: a request seen arriving is still in flight when
+        # the kill lands, so the kill interrupts an extraction of this very worker.
+        since = max(self.llm.received, self._received_at_start)
+        await self.llm.call_in_flight(since=since, within_s=within_s)
+
+    async def _aim_write_transaction(self, within_s: float) -> None:
+        async def writers() -> int:
+            return await self.probe.sleeping_writers(since=self._since)
+
+        await eventually(
+            writers,
+            lambda n: n > 0,
+            within_s=within_s,
+            interval=0.002,
+            what="a worker inside its write transaction",
+        )
+
+    async def _aim_after_state_commit(self, within_s: float) -> None:
+        # A batch commits its offsets only after all its conversations are stored: right after
+        # one more version commits, the batch it belongs to is (almost always) still running.
+        before = await self.probe.versions()
+        await eventually(
+            self.probe.versions,
+            lambda n: n > before,
+            within_s=within_s,
+            interval=0.002,
+            what="a state commit",
+        )
+
+    async def _aim_random(self, within_s: float) -> None:
+        target = self.llm.received + self.rng.randint(1, 30)
+
+        async def received() -> int:
+            return self.llm.received
+
+        await eventually(
+            received, lambda n: n >= target, within_s=within_s, interval=0.002, what="LLM calls"
+        )
+
+
+# --- Kafka helpers -----------------------------------------------------------------------------
+
+
+async def committed_offsets(bootstrap_servers: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (0 where nothing is committed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        return {
+            p: (await consumer.committed(TopicPartition(topic, p)) or 0) for p in sorted(partitions)
+        }
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def committed_to_end(bootstrap_servers: str, group: str, topic: str) -> bool:
+    ends = await end_offsets(bootstrap_servers, topic)
+    committed = await committed_offsets(bootstrap_servers, group, topic)
+    return all(committed.get(p, 0) >= end for p, end in ends.items())
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Where a produced record landed."""
+
+    payload: JsonObject
+    partition: int
+    offset: int
+
+
+async def produce_tracked(
+    bootstrap_servers: str, topic: str, payloads: Sequence[JsonObject]
+) -> list[Sent]:
+    """Publish payloads keyed by conversation; returns each one's partition and offset."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=False)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=json.dumps(p).encode(), key=key_of(p))
+            for p in payloads
+        ]
+        metadata = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [Sent(p, m.partition, m.offset) for p, m in zip(payloads, metadata, strict=True)]
+
+
+async def unstored_below_committed(
+    database_url: str, bootstrap_servers: str, group: str, topic: str, sent: Sequence[Sent]
+) -> list[Sent]:
+    """Records the group has committed past although their turn is not stored: each one is a
+    turn lost for good. Must be empty at every moment, whatever happened to the workers."""
+    committed = await committed_offsets(bootstrap_servers, group, topic)
+    stored = {
+        str(row["event_id"])
+        for row in await fetch(database_url, "SELECT event_id FROM tenant.conversation_turns")
+    }
+    return [
+        s
+        for s in sent
+        if s.offset < committed.get(s.partition, 0) and s.payload["event_id"] not in stored
+    ]
+
+
+async def partial_state_problems(database_url: str) -> list[str]:
+    """Consistency of what is stored, at any moment (workers stopped or killed or not):
+    every conversation's counter matches its stored turns, its outbox holds versions 1..N
+    exactly, and those versions name each stored turn exactly once. A write cut in half
+    (turns without their version, a version without its event) shows up here."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT s.tenant_id, s.account_id, s.contact_id, s.interaction_count, s.version,
+                   (SELECT array_agg(t.event_id::text) FROM tenant.conversation_turns t
+                     WHERE t.tenant_id = s.tenant_id AND t.account_id = s.account_id
+                       AND t.contact_id = s.contact_id) AS turns
+            FROM tenant.conversation_states s
+            """
+        )
+        outbox = await conn.fetch("SELECT payload FROM tenant.outbox")
+    finally:
+        await conn.close()
+    versions: dict[ConversationKey, list[JsonObject]] = defaultdict(list)
+    for row in outbox:
+        payload = _as_json(row["payload"])
+        versions[conversation_of(payload)].append(payload)
+    problems = []
+    for row in rows:
+        key = ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"])
+        turns = set(row["turns"] or [])
+        events = versions.pop(key, [])
+        named = Counter(t for e in events for t in e["turn_event_ids"])
+        if row["interaction_count"] != len(turns):
+            problems.append(f"{key}: count {row['interaction_count']} but {len(turns)} turns")
+        if sorted(e["version"] for e in events) != list(range(1, row["version"] + 1)):
+            problems.append(f"{key}: version {row['version']} but events {len(events)}")
+        if set(named) != turns or any(c != 1 for c in named.values()):
+            problems.append(f"{key}: the versions do not name each stored turn exactly once")
+    problems += [f"{key}: events without a state" for key in versions]
+    return problems
+
+
+# --- the end state -----------------------------------------------------------------------------
+
+
+def distinct_updates(reader: TopicReader) -> dict[uuid.UUID, list[JsonObject]]:
+    """Every copy of every `qualification.updated` event seen, by event_id."""
+    seen: dict[uuid.UUID, list[JsonObject]] = defaultdict(list)
+    for _key, value, _headers in reader.records:
+        payload = json.loads(value)
+        seen[uuid.UUID(payload["event_id"])].append(payload)
+    return seen
+
+
+async def settle(
+    probe: DatabaseProbe,
+    updates: TopicReader,
+    *,
+    expected_turns: int,
+    within_s: float = 120,
+    all_extracted: bool = True,
+) -> None:
+    """Wait until every turn is applied, (optionally) extracted, and every version published
+    and read back."""
+    await eventually(probe.applied, lambda n: n >= expected_turns, within_s=within_s, what="turns")
+    if all_extracted:
+        await eventually(probe.pending, lambda n: n == 0, within_s=within_s, what="no pending")
+    await eventually(probe.unpublished, lambda n: n == 0, within_s=within_s, what="outbox drained")
+    versions = await probe.versions()
+
+    async def distinct_seen() -> int:
+        return len(distinct_updates(updates))
+
+    await eventually(
+        distinct_seen, lambda n: n >= versions, within_s=within_s, what="every version read back"
+    )
+
+
+async def verify_end_state(
+    database_url: str,
+    workload_turns: Sequence[Mapping[str, Any]],
+    updates: TopicReader,
+    *,
+    expected_quotes: Mapping[ConversationKey, set[str]] | None = None,
+) -> list[str]:
+    """Every promise, checked; returns the violations (an empty list when all hold).
+
+    - each conversation's `interaction_count` equals the distinct turns sent to it, and its
+      stored turns are exactly those;
+    - no evidence quote is stored twice; with `expected_quotes`, the evidence is exactly them
+      (every prospect turn extracted, none lost);
+    - versions run 1..N without gap in the outbox; the distinct `event_id`s read back from
+      `qualification.updated` are exactly one per version (N per conversation, deterministic
+      ids), every copy of one event carries the same payload, and every turn appears in the
+      `turn_event_ids` of exactly one version.
+    """
+    expected: dict[ConversationKey, set[str]] = defaultdict(set)
+    for payload in workload_turns:
+        expected[conversation_of(payload)].add(str(payload["event_id"]))
+    conn = await asyncpg.connect(database_url)
+    try:
+        states = await conn.fetch("SELECT * FROM tenant.conversation_states")
+        turn_rows = await conn.fetch(
+            "SELECT event_id, tenant_id, account_id, contact_id FROM tenant.conversation_turns"
+        )
+        outbox = await conn.fetch("SELECT event_id, payload FROM tenant.outbox ORDER BY id")
+    finally:
+        await conn.close()
+
+    problems: list[str] = []
+    by_key = {ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]): r for r in states}
+    stored: dict[ConversationKey, set[str]] = defaultdict(set)
+    for row in turn_rows:
+        key = ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"])
+        stored[key].add(str(row["event_id"]))
+    outbox_versions: dict[ConversationKey, list[int]] = defaultdict(list)
+    for row in outbox:
+        payload = _as_json(row["payload"])
+        key = ConversationKey(
+            uuid.UUID(payload["tenant_id"]), payload["account_id"], payload["contact_id"]
+        )
+        outbox_versions[key].append(payload["version"])
+    seen = distinct_updates(updates)
+    events_of: dict[ConversationKey, dict[int, JsonObject]] = defaultdict(dict)
+    for event_id, copies in seen.items():
+        first = copies[0]
+        if any(copy != first for copy in copies[1:]):
+            problems.append(f"event {event_id} was published with different payloads")
+        key = ConversationKey(
+            uuid.UUID(first["tenant_id"]), first["account_id"], first["contact_id"]
+        )
+        if event_id != update_event_id(key, first["version"]):
+            problems.append(
+                f"event {event_id} is not the deterministic id of {key} v{first['version']}"
+            )
+        events_of[key][first["version"]] = first
+
+    for key in sorted(set(expected) | set(by_key), key=str):
+        problems += _conversation_problems(
+            key,
+            by_key.get(key),
+            expected.get(key, set()),
+            stored.get(key, set()),
+            outbox_versions.get(key, []),
+            events_of.get(key, {}),
+            None if expected_quotes is None else expected_quotes.get(key, set()),
+        )
+    return problems
+
+
+def _conversation_problems(
+    key: ConversationKey,
+    state: asyncpg.Record | None,
+    sent: set[str],
+    stored: set[str],
+    outbox_versions: list[int],
+    events: dict[int, JsonObject],
+    quotes: set[str] | None,
+) -> list[str]:
+    if state is None:
+        return [f"{key}: no state for {len(sent)} turns sent"]
+    problems: list[str] = []
+    n = state["version"]
+    if state["interaction_count"] != len(sent):
+        problems.append(
+            f"{key}: interaction_count {state['interaction_count']} != {len(sent)} sent"
+        )
+    if stored != sent:
+        problems.append(
+            f"{key}: stored turns differ: {len(sent - stored)} missing,"
+            f" {len(stored - sent)} unknown"
+        )
+    if sorted(outbox_versions) != list(range(1, n + 1)):
+        problems.append(f"{key}: outbox versions {sorted(outbox_versions)} != 1..{n}")
+    if set(events) != set(range(1, n + 1)):
+        missing = sorted(set(range(1, n + 1)) - set(events))
+        extra = sorted(set(events) - set(range(1, n + 1)))
+        problems.append(f"{key}: update events missing versions {missing}, unexpected {extra}")
+    applied = Counter(t for event in events.values() for t in event["turn_event_ids"])
+    if set(applied) != sent or any(count != 1 for count in applied.values()):
+        twice = sorted(t for t, c in applied.items() if c > 1)
+        problems.append(
+            f"{key}: turns in events: {len(sent - set(applied))} never applied, "
+            f"{len(twice)} applied in more than one version"
+        )
+    if n in events and events[n]["interaction_count"] != state["interaction_count"]:
+        problems.append(f"{key}: the last event's interaction_count differs from the state")
+    problems += _evidence_problems(key, _as_json(state["qualification_data"]), quotes)
+    return problems
+
+
+def _evidence_problems(
+    key: ConversationKey, qualification: JsonObject, quotes: set[str] | None
+) -> list[str]:
+    problems = []
+    for section in ("bant", "meddic"):
+        for name, value in (qualification.get(section) or {}).items():
+            if name.endswith("_evidence") and len(value) != len(set(value)):
+                problems.append(f"{key}: duplicated quotes in {section}.{name}")
+    if quotes is not None:
+        evidence = set((qualification.get("bant") or {}).get("need_evidence", []))
+        if evidence != quotes:
+            problems.append(
+                f"{key}: need_evidence has {len(quotes - evidence)} quotes missing and "
+                f"{len(evidence - quotes)} unexpected"
+            )
+    return problems
+
+
+def _as_json(value: Any) -> JsonObject:
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def describe_problems(problems: Sequence[str], limit: int = 25) -> str:
+    shown = "\n".join(problems[:limit])
+    more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return f"{len(problems)} violation(s):\n{shown}{more}"
+
+
+Predicate = Callable[[int], bool]
