@@ -21,7 +21,7 @@ import re
 import signal
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -730,6 +730,3 @@ def describe_problems(problems: Sequence[str], limit: int = 25) -> str:
     shown = "\n".join(problems[:limit])
     more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
     return f"{len(problems)} violation(s):\n{shown}{more}"
-
-
-Predicate = Callable[[int], bool]
