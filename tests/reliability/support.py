@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -280,6 +281,20 @@ async def stop_worker(
     )
     assert code is not None
     return code
+
+
+async def assigned_partitions(http_port: int) -> int:
+    """How many partitions the worker serving /ready on `http_port` owns (0 while it starts,
+    joins the group or owns none)."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(f"http://127.0.0.1:{http_port}/ready") as response,
+        ):
+            report = await response.json()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+    return int(report.get("consumer", {}).get("partitions", 0))
 
 
 # --- watching the database ---------------------------------------------------------------------
