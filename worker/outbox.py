@@ -31,10 +31,10 @@ async def enqueue(conn: asyncpg.Connection, topic: str, event: QualificationUpda
     """Inside the state's transaction: the event is published if and only if the state commits."""
     key = conversation_key(event.tenant_id, event.account_id, event.contact_id)
     payload = event.model_dump(mode="json", by_alias=True)
+    # Also NOTIFYs the relays (delivered at commit, not before).
     await conn.execute(
         queries()["insert_outbox"], event.event_id, event.tenant_id, topic, key, payload
     )
-    await conn.execute(queries()["notify_outbox"])  # delivered at commit, not before
 
 
 @dataclass(kw_only=True)

@@ -3,12 +3,15 @@
 -- name: insert_outbox
 -- Written in the same transaction as the state version it announces; the deterministic
 -- event_id makes a replayed write (which cannot happen under the row lock) a no-op anyway.
-INSERT INTO tenant.outbox (event_id, tenant_id, topic, key, payload)
-VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::jsonb)
-ON CONFLICT (event_id) DO NOTHING;
-
--- name: notify_outbox
-SELECT pg_notify('tenant_outbox', '');
+-- The NOTIFY that wakes the relays rides in the same statement (one round trip, not two); it
+-- is delivered at commit, and only for a row that was new.
+WITH inserted AS (
+    INSERT INTO tenant.outbox (event_id, tenant_id, topic, key, payload)
+    VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::jsonb)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+)
+SELECT pg_notify('tenant_outbox', '') FROM inserted;
 
 -- name: claim_outbox
 -- SKIP LOCKED lets several relays share the table. The advisory lock on the conversation key
