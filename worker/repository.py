@@ -62,6 +62,24 @@ def state_from_row(row: asyncpg.Record) -> ConversationState:
     )
 
 
+def pending_from_row(row: asyncpg.Record) -> list[TurnText]:
+    """The `pending_*` arrays of `read_snapshot` (NULL when nothing is pending) as turns."""
+    columns = ("event_ids", "speakers", "channels", "texts", "occurred_ats")
+    event_ids, speakers, channels, texts, times = (row[f"pending_{c}"] or [] for c in columns)
+    return [
+        TurnText(
+            event_id=event_id,
+            speaker=Speaker(speaker),
+            channel=Channel(channel),
+            text=text,
+            occurred_at=occurred_at,
+        )
+        for event_id, speaker, channel, text, occurred_at in zip(
+            event_ids, speakers, channels, texts, times, strict=True
+        )
+    ]
+
+
 def state_to_params(state: ConversationState) -> tuple[Any, ...]:
     """The parameters of `upsert_state`, in its order."""
     return (
@@ -147,6 +165,16 @@ class ConversationStateRepository:
         """Unlocked snapshot, for the short read before extraction."""
         row = await conn.fetchrow(queries()["get_state"], *key)
         return None if row is None else state_from_row(row)
+
+    async def read_snapshot(
+        self, conn: asyncpg.Connection, key: ConversationKey, *, pending_limit: int
+    ) -> tuple[ConversationState | None, list[TurnText]]:
+        """The short read before extraction in one round trip: the state (unlocked) and its
+        pending turns, oldest first; what `read_state` and `pending_turns` return together."""
+        row = await conn.fetchrow(queries()["read_snapshot"], *key, pending_limit)
+        if row is None:
+            return None, []
+        return state_from_row(row), pending_from_row(row)
 
     async def lock_state(
         self, conn: asyncpg.Connection, key: ConversationKey

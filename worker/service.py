@@ -218,8 +218,9 @@ class QualificationService:
             ]
             if not new_turns:
                 return _Snapshot(state=None, new_turns=[], pending=[], conflicts=conflicts)
-            state = await self.repository.read_state(conn, key)
-            pending = await self.repository.pending_turns(conn, key, limit=self.max_pending_turns)
+            state, pending = await self.repository.read_snapshot(
+                conn, key, pending_limit=self.max_pending_turns
+            )
         return _Snapshot(state=state, new_turns=new_turns, pending=pending, conflicts=conflicts)
 
     async def _write(
