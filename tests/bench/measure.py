@@ -209,6 +209,7 @@ class Run:
     warm_up: bool
     # Filled in after the worker exited (PostgreSQL reports a backend's counters at its exit).
     commits: int = 0
+    statements: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)  # the fake LLM's request log
     stored_turns: int = 0
 
@@ -223,6 +224,26 @@ async def commits(admin: asyncpg.Connection, database: str) -> int:
         "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database
     )
     return int(value or 0)
+
+
+async def statements(admin: asyncpg.Connection, database: str) -> int:
+    """Statements executed in one database (pg_stat_statements; BEGIN and COMMIT included)."""
+    value = await admin.fetchval(
+        "SELECT sum(calls) FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
+        database,
+    )
+    return int(value or 0)
+
+
+async def statement_calls(admin: asyncpg.Connection, database: str) -> list[tuple[int, str]]:
+    """(calls, statement) of one database, most called first: where the round trips go."""
+    rows = await admin.fetch(
+        "SELECT calls, query FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) ORDER BY calls DESC",
+        database,
+    )
+    return [(int(r["calls"]), " ".join(str(r["query"]).split())) for r in rows]
 
 
 async def backends(admin: asyncpg.Connection, database: str) -> int:

@@ -66,6 +66,7 @@ def summarize(sc: Scenario, run: Run, payloads: list[dict[str, Any]]) -> dict[st
         )
         / busy_s,
         "pg_commits_per_turn": run.commits / applied,
+        "pg_statements_per_turn": run.statements / applied,
         "update_events": run.events,
         "worker_exit_code": run.exit_code,
     }
@@ -246,6 +247,7 @@ COLUMNS = (
     ("CPU s/1k", 8),
     ("RSS MB", 6),
     ("PG tx/turn", 10),
+    ("PG st/turn", 10),
 )
 
 
@@ -267,6 +269,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['worker_cpu_s_per_1k_turns']:.2f}",
             f"{r['worker_peak_rss_mb']:.0f}",
             f"{r['pg_commits_per_turn']:.2f}",
+            f"{r['pg_statements_per_turn']:.2f}",
         ]
         lines.append(" ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True)))
     if any(not r["complete"] for r in results):

@@ -42,6 +42,8 @@ from tests.bench.measure import (
     peak_rss_mb,
     produce_all,
     reap,
+    statement_calls,
+    statements,
     wait_for_no_backends,
 )
 from tests.bench.workload import Conversation, backlog, live, long_conversations, payload
@@ -190,7 +192,9 @@ async def embedded_stack(root: Path, *, durable: bool, logs: Path) -> AsyncItera
     postgres = await asyncio.to_thread(start_postgres, root / "postgres", durable=durable)
     broker = await asyncio.to_thread(start_broker, root / "broker")
     try:
+        await count_statements(postgres)
         admin = await asyncpg.connect(postgres.url)
+        await admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         template = "bench_template"
         await admin.execute(f'CREATE DATABASE "{template}"')
         conn = await asyncpg.connect(postgres.url.rsplit("/", 1)[0] + f"/{template}")
@@ -203,6 +207,17 @@ async def embedded_stack(root: Path, *, durable: bool, logs: Path) -> AsyncItera
     finally:
         broker.stop()
         postgres.stop()
+
+
+async def count_statements(postgres: PostgresProcess) -> None:
+    """pg_stat_statements counts every statement the worker sends (preloaded: one restart)."""
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    finally:
+        await conn.close()
+    await asyncio.to_thread(postgres.stop)
+    await asyncio.to_thread(postgres.start)
 
 
 # --- one scenario ----------------------------------------------------------------------------
@@ -322,6 +337,11 @@ async def run_scenario(
             await reader.stop()
     await wait_for_no_backends(stack.admin, database, within_s=10)
     run.commits = await commits(stack.admin, database)
+    run.statements = await statements(stack.admin, database)
+    calls = await statement_calls(stack.admin, database)
+    (out / "logs" / f"{sc.name}-statements.txt").write_text(
+        "".join(f"{n:>8} {query[:160]}\n" for n, query in calls)
+    )
     run.requests = [
         r for r in read_log(request_log) if all(c != WARM_UP_CONVERSATION for c, _ in r["refs"])
     ]
