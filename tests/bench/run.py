@@ -120,6 +120,8 @@ class Plan:
             replace(w1, name="W1-800ms", latency_ms=800),
             w2,
             replace(w2, name="W2-800ms", latency_ms=800),
+            # Half the rate, same duration: the steady state of a worker that keeps up.
+            replace(w2, name="W2-0ms-half", workload="W2-half", rate=self.w2_rate / 2),
             w3,
         ]
 
@@ -128,8 +130,9 @@ class Plan:
             return backlog(
                 turns=self.w1_turns, conversations_=self.w1_conversations, tenants=4, seed=self.seed
             )
-        if workload == "W2":
-            turns = int(self.w2_rate * self.w2_seconds)
+        if workload in ("W2", "W2-half"):
+            rate = self.w2_rate / 2 if workload == "W2-half" else self.w2_rate
+            turns = int(rate * self.w2_seconds)
             return live(
                 turns=turns, conversations_=self.w2_conversations, tenants=4, seed=self.seed + 1
             )
@@ -146,10 +149,10 @@ FULL = Plan(
     w2_conversations=2_000,
     w3_conversations=10,
     w3_turns=200,
-    w3_cap_s=120,
+    w3_cap_s=100,
     w1_cap_s=150,
-    baseline_cap_s=45,
-    drain_s=20,
+    baseline_cap_s=30,
+    drain_s=15,
     seed=6,
 )
 QUICK = replace(
