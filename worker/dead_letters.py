@@ -40,8 +40,13 @@ class Found:
 
 async def read_topic(settings: Settings) -> list[Found]:
     """Every dead letter from the beginning to the current end; no consumer group, no commit."""
+    # No group, so nothing committed: "earliest" starts every assigned partition at its
+    # beginning. (Assigning with the default "latest" and seeking back raced the fetcher's own
+    # reset and could leave a partition unread.)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     try:
         await consumer.start()
@@ -68,7 +73,6 @@ async def _read_all(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
     consumer.assign(partitions)
     reached = await consumer.beginning_offsets(partitions)
     ends = await consumer.end_offsets(partitions)
-    await consumer.seek_to_beginning(*partitions)
     found: list[Found] = []
     # Progress is counted from the records returned: `position()` may already stand past
     # records the fetcher holds but getmany has not returned yet.
