@@ -80,6 +80,16 @@ def pending_from_row(row: asyncpg.Record) -> list[TurnText]:
     ]
 
 
+def turn_text_from_row(row: asyncpg.Record) -> TurnText:
+    return TurnText(
+        event_id=row["event_id"],
+        speaker=Speaker(row["speaker"]),
+        channel=Channel(row["channel"]),
+        text=row["text"],
+        occurred_at=row["occurred_at"],
+    )
+
+
 def state_to_params(state: ConversationState) -> tuple[Any, ...]:
     """The parameters of `upsert_state`, in its order."""
     return (
@@ -235,16 +245,7 @@ class ConversationStateRepository:
         self, conn: asyncpg.Connection, key: ConversationKey, *, limit: int
     ) -> list[TurnText]:
         rows = await conn.fetch(queries()["pending_turns"], *key, limit)
-        return [
-            TurnText(
-                event_id=row["event_id"],
-                speaker=Speaker(row["speaker"]),
-                channel=Channel(row["channel"]),
-                text=row["text"],
-                occurred_at=row["occurred_at"],
-            )
-            for row in rows
-        ]
+        return [turn_text_from_row(row) for row in rows]
 
     async def insert_turns(
         self,
@@ -307,13 +308,4 @@ class ConversationStateRepository:
         self, conn: asyncpg.Connection, key: ConversationKey, *, limit: int
     ) -> list[TurnText]:
         rows = await conn.fetch(queries()["recent_turns"], *key, limit)
-        return [
-            TurnText(
-                event_id=row["event_id"],
-                speaker=Speaker(row["speaker"]),
-                channel=Channel(row["channel"]),
-                text=row["text"],
-                occurred_at=row["occurred_at"],
-            )
-            for row in rows
-        ]
+        return [turn_text_from_row(row) for row in rows]

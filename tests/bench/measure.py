@@ -258,4 +258,4 @@ async def wait_for_no_backends(admin: asyncpg.Connection, database: str, within_
     deadline = time.monotonic() + within_s
     # Polling another server's state: there is no event to wait on.
     while await backends(admin, database) and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # poll

@@ -250,7 +250,7 @@ async def wait_until(
     while not condition():
         if worker.poll() is not None or time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # poll
     return True
 
 
@@ -259,7 +259,7 @@ async def wait_for_pool(stack: Stack, database: str, worker: subprocess.Popen[by
     while not await backends(stack.admin, database):
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited ({worker.returncode}) during startup")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # poll
 
 
 def announced(reader: UpdateReader, turns: list[dict[str, Any]]) -> Callable[[], bool]:
