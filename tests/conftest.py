@@ -7,6 +7,7 @@ Each test gets its own database, cloned from a migrated template (fast: no migra
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -78,48 +79,46 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
             broker.stop()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def template_database(postgres_server_url: str) -> AsyncIterator[str]:
-    """A migrated database that every test's database is cloned from."""
-    name = f"qw_template_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server_url)
+@contextlib.asynccontextmanager
+async def scratch_database(
+    server_url: str, prefix: str, *, template: str | None = None
+) -> AsyncIterator[str]:
+    """A database created for the block (cloned from `template` if given), dropped after it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    clone = f' TEMPLATE "{template}"' if template else ""
+    admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        conn = await asyncpg.connect(with_database(postgres_server_url, name))
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+        await admin.execute(f'CREATE DATABASE "{name}"{clone}')
         yield name
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def template_database(postgres_server_url: str) -> AsyncIterator[str]:
+    """A migrated database that every test's database is cloned from."""
+    async with scratch_database(postgres_server_url, "qw_template") as name:
+        conn = await asyncpg.connect(with_database(postgres_server_url, name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield name
+
+
 @pytest_asyncio.fixture
 async def database_url(postgres_server_url: str, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"qw_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    async with scratch_database(postgres_server_url, "qw_test", template=template_database) as name:
         yield with_database(postgres_server_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest_asyncio.fixture
 async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
     """A fresh database with no migrations applied."""
-    name = f"qw_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+    async with scratch_database(postgres_server_url, "qw_empty") as name:
         yield with_database(postgres_server_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest_asyncio.fixture

@@ -283,11 +283,6 @@ class ConversationStateRepository:
             row = await conn.fetchrow(queries()["count_turns"], *key)
         return row["total"], row["pending"]
 
-    async def stage_transitions(self, key: ConversationKey) -> Sequence[asyncpg.Record]:
-        async with self.tenant_connection(key.tenant_id) as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(queries()["list_stage_transitions"], *key)
-        return rows
-
     # --- re-extraction (`python -m worker reextract`) ------------------------------------
 
     async def reextract_candidates(

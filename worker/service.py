@@ -125,10 +125,6 @@ class QualificationService:
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.concurrency)
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self.repository.pool
-
     async def process_batch(self, turns: Sequence[ConversationTurn]) -> BatchOutcome:
         """Every conversation is attempted; if any failed, raise so nothing is committed.
 

@@ -89,11 +89,6 @@ INSERT INTO tenant.stage_transitions (
     tenant_id, account_id, contact_id, version, from_stage, to_stage, accepted, reason)
 VALUES ($1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::bool, $8::text);
 
--- name: list_stage_transitions
-SELECT from_stage, to_stage, accepted, reason, version, created_at
-FROM tenant.stage_transitions
-WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
-ORDER BY id;
 
 -- name: set_tenant
 -- Declares the tenant for the row-level security policies (migration 0002). Session-level
