@@ -21,8 +21,8 @@ import pytest_asyncio
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import Topics, WorkerProcess, worker_env
-from worker.repository import ConversationStateRepository
-from worker.sql import create_pool, migrate
+from worker.store.database import create_pool, migrate
+from worker.store.repositories import ConversationStateRepository
 
 
 def docker_engine_available() -> bool:
@@ -51,7 +51,7 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         with PostgresContainer("postgres:16-alpine", driver=None) as container:
             yield container.get_connection_url()
     else:
-        from worker.stack import start_postgres
+        from worker.tools.stack import start_postgres
 
         server = start_postgres(tmp_path_factory.mktemp("postgres"), durable=False)
         try:
@@ -70,7 +70,7 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
-        from worker.stack import start_broker
+        from worker.tools.stack import start_broker
 
         broker = start_broker(tmp_path_factory.mktemp("broker"))
         try:

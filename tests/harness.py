@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from worker.stack import create_topics
+from worker.tools.stack import create_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_TIME = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, get_args
 
 from schemas.events import DeadLetterReason
-from worker import cli
 from worker.errors import WorkerError
-from worker.logs import configure_logging
+from worker.ops.logs import configure_logging
+from worker.tools import cli
 
 EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
 EXIT_INTERRUPTED = 130

@@ -21,21 +21,21 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
-from worker import tracing
-from worker.asyncapi import declare_publishers, specification
-from worker.consumer import BatchHandler, register_consumer
 from worker.errors import ConfigurationError
-from worker.extraction import build_extractor
-from worker.extractor import Extractor
-from worker.http import operational_routes
-from worker.logs import configure_logging
-from worker.outbox import Message, OutboxRelay
-from worker.readiness import ConsumerProgress, Readiness
-from worker.repository import ConversationStateRepository
-from worker.service import QualificationService
+from worker.extract.llm import build_extractor
+from worker.extract.port import Extractor
+from worker.ingest.consumer import BatchHandler, register_consumer
+from worker.ops import tracing
+from worker.ops.asyncapi import declare_publishers, specification
+from worker.ops.http import operational_routes
+from worker.ops.logs import configure_logging
+from worker.ops.readiness import ConsumerProgress, Readiness
+from worker.qualify.service import QualificationService
+from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings
-from worker.sql import create_pool, load_migrations
-from worker.sweeper import PendingSweeper
+from worker.store.database import create_pool, load_migrations
+from worker.store.outbox import Message, OutboxRelay
+from worker.store.repositories import ConversationStateRepository
 
 
 @dataclass(kw_only=True)

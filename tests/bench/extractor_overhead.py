@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import BANTSignals, Channel, DealStage, QualificationState, Speaker
 from tests.fakes.llm_server import subprocess_server
-from worker.extraction import QualificationExtractor
-from worker.extractor import ExtractionResult, Extractor, TurnText
-from worker.prompt import build_messages
-from worker.rules import RulesExtractor
+from worker.extract.llm import QualificationExtractor
+from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.prompt import build_messages
+from worker.extract.rules import RulesExtractor
 
 LINES = (
     (Speaker.PROSPECT, "Our SDRs are struggling with manual lead routing in spreadsheets."),

@@ -35,13 +35,13 @@ from tests.fakes.llm_server import (
     Usage,
     subprocess_server,
 )
-from worker.extraction import (
+from worker.extract.llm import (
     QualificationExtractor,
     build_extractor,
     cost_usd,
 )
-from worker.extractor import TurnText
-from worker.rules import RulesExtractor
+from worker.extract.port import TurnText
+from worker.extract.rules import RulesExtractor
 from worker.settings import Settings
 
 # Small, deterministic settings: the budget is the number the failure tests are held to.

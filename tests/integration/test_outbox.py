@@ -14,7 +14,7 @@ import orjson
 
 from schemas import ConversationKey, QualificationState, update_event_id
 from schemas.events import ExtractionInfo, QualificationUpdated
-from worker.outbox import Message, OutboxRelay, enqueue
+from worker.store.outbox import Message, OutboxRelay, enqueue
 
 
 def event(key: ConversationKey, version: int) -> QualificationUpdated:

@@ -21,7 +21,7 @@ from schemas import (
     QualificationState,
 )
 from worker.errors import PermanentError
-from worker.repository import ConversationStateRepository
+from worker.store.repositories import ConversationStateRepository
 
 
 def new_state(tenant_id: uuid.UUID | None = None, contact_id: str = "c-1") -> ConversationState:

@@ -10,9 +10,9 @@ import asyncpg
 
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import turn
-from worker.repository import ConversationStateRepository
-from worker.rules import RulesExtractor
-from worker.service import QualificationService
+from worker.extract.rules import RulesExtractor
+from worker.qualify.service import QualificationService
+from worker.store.repositories import ConversationStateRepository
 
 
 def service_for(repository: ConversationStateRepository) -> QualificationService:

@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import turn
-from worker.repository import ConversationStateRepository
+from worker.store.repositories import ConversationStateRepository
 
 
 def turns_of(*payloads: dict[str, Any]) -> list[ConversationTurn]:

@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from worker.stack import (
+from worker.tools.stack import (
     BrokerProcess,
     PostgresProcess,
     create_topics,

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from schemas import ConversationState
-from worker.repository import ConversationStateRepository
+from worker.store.repositories import ConversationStateRepository
 
 
 def state(tenant_id: uuid.UUID, name: str) -> ConversationState:

@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from schemas import DeadLetter
 from tests.harness import turn
-from worker import tracing
-from worker.consumer import BatchHandler
-from worker.repository import ConversationStateRepository
-from worker.rules import RulesExtractor
-from worker.service import QualificationService
+from worker.extract.rules import RulesExtractor
+from worker.ingest.consumer import BatchHandler
+from worker.ops import tracing
+from worker.qualify.service import QualificationService
+from worker.store.repositories import ConversationStateRepository
 
 
 @dataclass
@@ -110,7 +110,7 @@ async def test_batch_and_conversation_spans_with_extraction_and_write_children(
 
 
 def configured(repo_root: Path, env: dict[str, str]) -> str:
-    probe = "from worker.tracing import configure_tracing; print(configure_tracing())"
+    probe = "from worker.ops.tracing import configure_tracing; print(configure_tracing())"
     done = subprocess.run(
         [sys.executable, "-c", probe], env=env, cwd=repo_root, check=True, capture_output=True
     )

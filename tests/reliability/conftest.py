@@ -11,8 +11,8 @@ import pytest_asyncio
 
 from tests.harness import Topics
 from tests.reliability.support import DatabaseProbe, QuotingLLM, Workers
-from worker.sql import connect, migrate
-from worker.stack import PostgresProcess, start_postgres
+from worker.store.database import connect, migrate
+from worker.tools.stack import PostgresProcess, start_postgres
 
 PARTITIONS = 6  # enough for three workers to each own some
 

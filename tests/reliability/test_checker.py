@@ -14,9 +14,9 @@ import asyncpg
 from schemas import ConversationTurn
 from tests.harness import TopicReader, fetch, turn
 from tests.reliability.support import partial_state_problems, verify_end_state
-from worker.repository import ConversationStateRepository
-from worker.rules import RulesExtractor
-from worker.service import QualificationService
+from worker.extract.rules import RulesExtractor
+from worker.qualify.service import QualificationService
+from worker.store.repositories import ConversationStateRepository
 
 TENANT = uuid.UUID("c4ec4e00-0000-4000-8000-00000000000c")
 TEXTS = ["We need faster reporting.", "Our budget is $40k.", "The CFO signs off in June."]

@@ -18,7 +18,7 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.waiting import eventually
-from worker.stack import PostgresProcess
+from worker.tools.stack import PostgresProcess
 
 FAILED_BATCHES_DURING_OUTAGE = 4  # with REDELIVERY_BACKOFF_S=0.2: about 3 s of outage
 

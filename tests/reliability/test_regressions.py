@@ -26,13 +26,13 @@ from schemas.events import MAX_SEQUENCE, ConversationTurn
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
 from tests.waiting import eventually
-from worker.circuit import CircuitBreaker
-from worker.consumer import decode_record
-from worker.extraction import QualificationExtractor
-from worker.extractor import ExtractionResult, TurnText
-from worker.repository import ConversationStateRepository
-from worker.service import ConversationOutcome, QualificationService
-from worker.sweeper import PendingSweeper
+from worker.extract.circuit import CircuitBreaker
+from worker.extract.llm import QualificationExtractor
+from worker.extract.port import ExtractionResult, TurnText
+from worker.ingest.consumer import decode_record
+from worker.qualify.service import ConversationOutcome, QualificationService
+from worker.qualify.sweeper import PendingSweeper
+from worker.store.repositories import ConversationStateRepository
 
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 

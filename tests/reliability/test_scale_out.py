@@ -18,7 +18,7 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.waiting import eventually
-from worker.stack import free_port
+from worker.tools.stack import free_port
 
 # Many small batches (many commits to race the rebalances), 8 extractions at a time: with the
 # LLM's 100 ms the run lasts long enough for the kill to find calls in flight.

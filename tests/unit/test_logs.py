@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROGRAM = """
 import logging, structlog
-from worker.logs import configure_logging
+from worker.ops.logs import configure_logging
 configure_logging("INFO", "json")
 structlog.get_logger("worker").info("own_line", batch=1)
 logging.getLogger("worker.broker").info("below WARNING: dropped")

@@ -16,7 +16,7 @@ from schemas import (
     QualificationSignals,
     QualificationState,
 )
-from worker.merge import (
+from worker.qualify.merge import (
     BANT_DIMENSIONS,
     MEDDIC_DIMENSIONS,
     Dimension,

@@ -13,9 +13,8 @@ from schemas import (
     QualificationState,
     Speaker,
 )
-from worker.extractor import TurnText
-from worker.merge import merge_qualification_signals
-from worker.prompt import (
+from worker.extract.port import TurnText
+from worker.extract.prompt import (
     MAX_QUOTE_CHARS,
     MAX_QUOTES_PER_DIMENSION,
     PROMPT_VERSION,
@@ -25,7 +24,8 @@ from worker.prompt import (
     proposable_stages,
     summarize_state,
 )
-from worker.rules import extract
+from worker.extract.rules import extract
+from worker.qualify.merge import merge_qualification_signals
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 

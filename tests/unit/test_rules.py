@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from schemas import BANTSignals, Channel, DealStage, QualificationState, Speaker
-from worker.extractor import TurnText
-from worker.rules import RulesExtractor, extract, sentences
+from worker.extract.port import TurnText
+from worker.extract.rules import RulesExtractor, extract, sentences
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -186,7 +186,10 @@ async def test_rules_extractor_reports_an_ok_free_result() -> None:
 
 
 def test_importing_the_rules_loads_no_llm_library() -> None:
-    probe = "import sys, worker.rules; print(sorted({'litellm', 'instructor'} & set(sys.modules)))"
+    probe = (
+        "import sys, worker.extract.rules; "
+        "print(sorted({'litellm', 'instructor'} & set(sys.modules)))"
+    )
 
     output = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -7,9 +7,9 @@ import itertools
 import pytest
 
 from schemas import DealStage
-from worker.stages import VALID_TRANSITIONS, check_transition
+from worker.qualify.stages import VALID_TRANSITIONS, check_transition
 
-# Written independently of worker.stages, from CONTRACT.md section 4 read literally.
+# Written independently of worker.qualify.stages, from CONTRACT.md section 4 read literally.
 ALLOWED: dict[str, set[str]] = {
     "prospecting": {"prospecting", "discovery", "stalled"},
     "discovery": {"discovery", "qualification", "stalled"},

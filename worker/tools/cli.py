@@ -9,10 +9,10 @@ from uuid import UUID
 
 from schemas import ConversationState, DealStage
 from worker.errors import ConfigurationError
-from worker.repository import ConversationStateRepository
 from worker.settings import load_settings
-from worker.sql import connect, create_pool
-from worker.sql import migrate as apply_migrations
+from worker.store.database import connect, create_pool
+from worker.store.database import migrate as apply_migrations
+from worker.store.repositories import ConversationStateRepository
 
 
 def parse_uuid(value: str, what: str) -> UUID:
@@ -108,7 +108,7 @@ def meddic_flags(state: ConversationState) -> str:
 
 async def run(args: argparse.Namespace) -> int:
     from worker.app import create_app  # imports litellm: only for the commands that need it
-    from worker.http import serve
+    from worker.ops.http import serve
 
     settings = load_settings()
     await serve(create_app(settings), host=settings.http_host, port=settings.http_port)
@@ -116,7 +116,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def produce(args: argparse.Namespace) -> int:
-    from worker.producer import publish_turns, read_turns
+    from worker.tools.producer import publish_turns, read_turns
 
     settings = load_settings()
     turns = read_turns(Path(args.file), max_turn_chars=settings.max_turn_chars)
@@ -143,7 +143,7 @@ async def migrate_url(database_url: str) -> None:
 
 
 async def stack(args: argparse.Namespace) -> int:
-    from worker import stack as embedded
+    from worker.tools import stack as embedded
 
     root = Path(".stack")
     if args.action == "up":
@@ -173,13 +173,13 @@ async def stack(args: argparse.Namespace) -> int:
 
 
 async def demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo
+    from worker.tools.demo import run_demo
 
     return await run_demo(load_settings())
 
 
 async def dlq(args: argparse.Namespace) -> int:
-    from worker import dead_letters
+    from worker.tools import dead_letters
 
     settings = load_settings()
     found = (
@@ -199,8 +199,8 @@ async def dlq(args: argparse.Namespace) -> int:
 
 
 async def reextract(args: argparse.Namespace) -> int:
-    from worker.reextract import reextract as run_reextract
-    from worker.reextract import report
+    from worker.tools.reextract import reextract as run_reextract
+    from worker.tools.reextract import report
 
     tenant_id = parse_uuid(args.tenant, "TENANT")
     outcomes = await run_reextract(

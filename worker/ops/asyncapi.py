@@ -1,7 +1,7 @@
 """The service's AsyncAPI document: the three topics and their payload schemas.
 
 `make docs` writes it to docs/asyncapi.yaml with FastStream's own generator
-(`faststream docs gen worker.asyncapi:document_app --factory --yaml`), for the contract's
+(`faststream docs gen worker.ops.asyncapi:document_app --factory --yaml`), for the contract's
 default topic names; a test fails when the file is stale. The running worker also serves it
 at `/docs/asyncapi` (and `/docs/asyncapi.json`), with "try it out" publishing disabled.
 """

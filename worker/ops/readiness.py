@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from faststream.kafka import KafkaBroker
 
-from worker import metrics
+from worker.ops import metrics
 
 CHECK_TIMEOUT_S = 3.0
 

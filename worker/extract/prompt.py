@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 
 from schemas import BANTSignals, DealStage, MEDDICSignals, QualificationState
-from worker.extractor import TurnText
-from worker.stages import VALID_TRANSITIONS
+from worker.extract.port import TurnText
+from worker.qualify.stages import VALID_TRANSITIONS
 
 # Bump on any change to the wording or layout below: it is recorded with every extraction.
 PROMPT_VERSION = "extract-v1"

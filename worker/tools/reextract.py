@@ -17,11 +17,11 @@ import structlog
 
 from schemas import ConversationKey
 from worker.errors import ConfigurationError
-from worker.extraction import build_extractor
-from worker.repository import ConversationStateRepository
-from worker.service import ConversationOutcome, QualificationService
+from worker.extract.llm import build_extractor
+from worker.qualify.service import ConversationOutcome, QualificationService
 from worker.settings import Settings
-from worker.sql import create_pool
+from worker.store.database import create_pool
+from worker.store.repositories import ConversationStateRepository
 
 log = structlog.get_logger(__name__)
 

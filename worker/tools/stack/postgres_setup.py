@@ -14,7 +14,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from worker.stack.processes import START_TIMEOUT_S, StackError, log_tail
+from worker.tools.stack.processes import START_TIMEOUT_S, StackError, log_tail
 
 PG_USER = "postgres"
 # initdb refuses to run as root; as root we run PostgreSQL as the same system user the

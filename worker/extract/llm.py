@@ -46,10 +46,10 @@ from tenacity import (
 )
 
 from schemas import DealStage, QualificationExtraction, QualificationState
-from worker.circuit import CircuitBreaker
-from worker.extractor import ExtractionResult, Extractor, TurnText
-from worker.prompt import PROMPT_VERSION, Message, build_messages
-from worker.rules import RulesExtractor
+from worker.extract.circuit import CircuitBreaker
+from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.prompt import PROMPT_VERSION, Message, build_messages
+from worker.extract.rules import RulesExtractor
 from worker.settings import Settings
 
 litellm.suppress_debug_info = True  # no banner, no "Give Feedback" lines on errors

@@ -23,8 +23,8 @@ from schemas import (
     QualificationState,
     Speaker,
 )
-from worker.extractor import ExtractionResult, TurnText
-from worker.rules_patterns import (
+from worker.extract.port import ExtractionResult, TurnText
+from worker.extract.rules_patterns import (
     BANT,
     BUDGET,
     CHAMPION,

@@ -24,11 +24,12 @@ from schemas import (
     DealStage,
     QualificationState,
 )
-from worker import metrics, outbox, tracing
-from worker.apply import NextVersion, next_version, order_turns, update_event
 from worker.errors import TransientError
-from worker.extractor import ExtractionResult, Extractor, TurnText
-from worker.repository import ConversationStateRepository
+from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.ops import metrics, tracing
+from worker.qualify.versioning import NextVersion, next_version, order_turns, update_event
+from worker.store import outbox
+from worker.store.repositories import ConversationStateRepository
 
 log = structlog.get_logger(__name__)
 

@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from schemas import ConversationTurn, DeadLetter
 from schemas.events import TOO_LARGE
-from worker import metrics, tracing
-from worker.asyncapi import DocumentedAs
-from worker.service import BatchOutcome
+from worker.ops import metrics, tracing
+from worker.ops.asyncapi import DocumentedAs
+from worker.qualify.service import BatchOutcome
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,8 @@ import asyncpg
 import structlog
 
 from schemas import ConversationKey
-from worker.service import ConversationOutcome
-from worker.sql import queries
+from worker.qualify.service import ConversationOutcome
+from worker.store.database import queries
 
 log = structlog.get_logger(__name__)
 

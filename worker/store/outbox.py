@@ -15,8 +15,8 @@ import orjson
 import structlog
 
 from schemas import QualificationUpdated, conversation_key
-from worker import metrics
-from worker.sql import connect, queries
+from worker.ops import metrics
+from worker.store.database import connect, queries
 
 NOTIFY_CHANNEL = "tenant_outbox"
 

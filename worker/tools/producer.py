@@ -11,8 +11,8 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import ConversationTurn
-from worker.consumer import describe
 from worker.errors import ConfigurationError, TransientError
+from worker.ingest.consumer import describe
 from worker.settings import Settings
 
 

@@ -1,8 +1,8 @@
 """The rule-based extractor's vocabulary: compiled patterns, word lists and dimension tables.
 
-Data only: the logic that reads sentences with these lives in `worker.rules`. Each pattern is
-matched against one sentence of a prospect turn. Importing this module must stay cheap: no
-LiteLLM, no instructor.
+Data only: the logic that reads sentences with these lives in `worker.extract.rules`. Each
+pattern is matched against one sentence of a prospect turn. Importing this module must stay cheap:
+no LiteLLM, no instructor.
 """
 
 from __future__ import annotations

@@ -16,21 +16,21 @@ import time
 from pathlib import Path
 from uuid import UUID
 
-from worker.cli import render_pipeline
 from worker.errors import ConfigurationError, WorkerError
-from worker.producer import publish_turns, read_turns
-from worker.repository import ConversationStateRepository
 from worker.settings import RULES_MODEL, Settings
-from worker.sql import create_pool
-from worker.stack import StackInfo, stack_down, stack_status, stack_up_async
+from worker.store.database import create_pool
+from worker.store.repositories import ConversationStateRepository
+from worker.tools.cli import render_pipeline
+from worker.tools.producer import publish_turns, read_turns
+from worker.tools.stack import StackInfo, stack_down, stack_status, stack_up_async
 
 STACK_ROOT = Path(".stack")
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "conversations.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "conversations.jsonl"
 APPLY_DEADLINE_S = 300.0
 
 
 async def run_demo(settings: Settings, *, examples: Path = EXAMPLES) -> int:
-    from worker.cli import migrate_url
+    from worker.tools.cli import migrate_url
 
     was_running = (status := stack_status(STACK_ROOT)) is not None and status.all_running
     info = await stack_up_async(

@@ -19,9 +19,9 @@ from schemas import (
     StageChange,
     update_event_id,
 )
-from worker.extractor import ExtractionResult
-from worker.merge import changed_fields, merge_qualification_signals
-from worker.stages import check_transition
+from worker.extract.port import ExtractionResult
+from worker.qualify.merge import changed_fields, merge_qualification_signals
+from worker.qualify.stages import check_transition
 
 
 @dataclass(frozen=True, kw_only=True)

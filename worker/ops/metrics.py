@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from worker.apply import NextVersion
-    from worker.extractor import ExtractionResult
+    from worker.extract.port import ExtractionResult
+    from worker.qualify.versioning import NextVersion
 
 P = "qualification_"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

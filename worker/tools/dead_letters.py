@@ -23,10 +23,10 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import ConversationTurn, DeadLetter
-from worker.consumer import describe
 from worker.errors import ConfigurationError, TransientError
-from worker.producer import publish_turns
+from worker.ingest.consumer import describe
 from worker.settings import Settings
+from worker.tools.producer import publish_turns
 
 FETCH_TIMEOUT_MS = 1000
 READ_TIMEOUT_S = 120.0

@@ -16,7 +16,7 @@ import structlog
 
 from worker.errors import ConfigurationError, DatabaseUnavailable, MigrationError
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 # Any constant works; it only has to be the same in every process that migrates.
 MIGRATION_LOCK_ID = 7_301_000_001

@@ -27,9 +27,9 @@ from schemas import (
     Speaker,
 )
 from worker.errors import PermanentError
-from worker.extractor import TurnText
-from worker.merge import merge_qualification_signals
-from worker.sql import queries
+from worker.extract.port import TurnText
+from worker.qualify.merge import merge_qualification_signals
+from worker.store.database import queries
 
 
 class StateNotFound(PermanentError):

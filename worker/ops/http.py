@@ -20,9 +20,9 @@ from faststream.asgi.handlers import HttpHandler
 from faststream.asgi.response import JSONResponse
 from faststream.asgi.types import Scope
 
-from worker import metrics
 from worker.errors import ConfigurationError
-from worker.readiness import CHECK_TIMEOUT_S, Readiness
+from worker.ops import metrics
+from worker.ops.readiness import CHECK_TIMEOUT_S, Readiness
 
 log = structlog.get_logger(__name__)
 
