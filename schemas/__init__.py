@@ -1,6 +1,14 @@
 """Pydantic models of the contract (../shared/CONTRACT.md). No I/O library is imported here."""
 
-from schemas.enums import Channel, DealStage, PersonaType, Speaker
+from schemas.enums import (
+    CLOSED_STAGES,
+    OPEN_STAGES,
+    Channel,
+    DealStage,
+    Dimension,
+    PersonaType,
+    Speaker,
+)
 from schemas.events import (
     DEFAULT_MAX_TURN_CHARS,
     UPDATE_EVENT_NAMESPACE,
@@ -10,21 +18,30 @@ from schemas.events import (
     ExtractionInfo,
     QualificationUpdated,
     StageChange,
+    VersionSource,
     conversation_key,
     update_event_id,
 )
+from schemas.ownership import Actor, NextStage, Owner, Suggestion
 from schemas.qualification import (
+    DIMENSION_FIELDS,
     BANTSignals,
     MEDDICSignals,
     QualificationExtraction,
     QualificationSignals,
     QualificationState,
+    is_identified,
+    signals_of,
 )
 from schemas.state import ConversationState, NextAction
 
 __all__ = [
+    "CLOSED_STAGES",
     "DEFAULT_MAX_TURN_CHARS",
+    "DIMENSION_FIELDS",
+    "OPEN_STAGES",
     "UPDATE_EVENT_NAMESPACE",
+    "Actor",
     "BANTSignals",
     "Channel",
     "ConversationKey",
@@ -32,9 +49,12 @@ __all__ = [
     "ConversationTurn",
     "DeadLetter",
     "DealStage",
+    "Dimension",
     "ExtractionInfo",
     "MEDDICSignals",
     "NextAction",
+    "NextStage",
+    "Owner",
     "PersonaType",
     "QualificationExtraction",
     "QualificationSignals",
@@ -42,6 +62,10 @@ __all__ = [
     "QualificationUpdated",
     "Speaker",
     "StageChange",
+    "Suggestion",
+    "VersionSource",
     "conversation_key",
+    "is_identified",
+    "signals_of",
     "update_event_id",
 ]

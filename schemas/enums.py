@@ -37,3 +37,28 @@ class Channel(StrEnum):
 class Speaker(StrEnum):
     PROSPECT = "prospect"
     REP = "rep"
+
+
+class Dimension(StrEnum):
+    """The ten qualification dimensions (CONTRACT.md section 2): four BANT, six MEDDIC."""
+
+    BUDGET = "budget"
+    AUTHORITY = "authority"
+    NEED = "need"
+    TIMELINE = "timeline"
+    METRICS = "metrics"
+    ECONOMIC_BUYER = "economic_buyer"
+    DECISION_CRITERIA = "decision_criteria"
+    DECISION_PROCESS = "decision_process"
+    IDENTIFY_PAIN = "identify_pain"
+    CHAMPION = "champion"
+
+
+OPEN_STAGES = (
+    DealStage.PROSPECTING,
+    DealStage.DISCOVERY,
+    DealStage.QUALIFICATION,
+    DealStage.EVALUATION,
+    DealStage.NEGOTIATION,
+)
+CLOSED_STAGES = (DealStage.CLOSED_WON, DealStage.CLOSED_LOST)

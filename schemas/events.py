@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas.enums import Channel, DealStage, PersonaType, Speaker
+from schemas.ownership import Actor, NextStage, Owner, Suggestion
 from schemas.qualification import QualificationState
 
 DEFAULT_MAX_TURN_CHARS = 20_000
@@ -187,6 +188,10 @@ class ExtractionInfo(BaseModel):
     turns: int = Field(description="How many turns the extraction read")
 
 
+# What made a state version (v2).
+VersionSource = Literal["turns", "override", "inactivity", "reextract"]
+
+
 class QualificationUpdated(BaseModel):
     """Published on `qualification.updated` once per committed state version."""
 
@@ -204,8 +209,22 @@ class QualificationUpdated(BaseModel):
     changed_fields: list[str]
     interaction_count: int
     confidence_score: float
-    extraction: ExtractionInfo
+    extraction: ExtractionInfo | None = Field(
+        default=None, description="Null for a version no extraction made (override, inactivity)"
+    )
     turn_event_ids: list[UUID]
+    source: VersionSource = "turns"
+    actor: Actor | None = Field(default=None, description="The override's actor, else null")
+    owners: dict[str, Owner] = Field(
+        default_factory=dict, description="Every human-owned dimension: who owns it since when"
+    )
+    suggestions: dict[str, Suggestion] = Field(
+        default_factory=dict,
+        description="The AI's latest differing view of each human-owned dimension",
+    )
+    next_stage: NextStage | None = Field(
+        default=None, description="The next stage and what its exit criteria lack; null if closed"
+    )
     occurred_at: AwareDatetime
 
 

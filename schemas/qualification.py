@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.enums import DealStage
+from schemas.enums import DealStage, Dimension
 
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 ShortText = Annotated[str, Field(max_length=2000)]
@@ -99,3 +99,32 @@ class QualificationExtraction(QualificationSignals):
     stage_reason: Annotated[str, Field(max_length=500)] | None = Field(
         default=None, description="Why that stage, in one sentence."
     )
+
+
+# Each dimension's value fields and the signals model that holds them (CONTRACT.md section 2).
+# `decision_criteria` has no `_identified` flag: a non-empty list means identified.
+DIMENSION_FIELDS: dict[Dimension, tuple[str, ...]] = {
+    Dimension.BUDGET: ("budget_range",),
+    Dimension.AUTHORITY: ("authority_contact", "authority_role"),
+    Dimension.NEED: ("need_description",),
+    Dimension.TIMELINE: ("timeline_description",),
+    Dimension.METRICS: ("metrics_description",),
+    Dimension.ECONOMIC_BUYER: ("economic_buyer_contact",),
+    Dimension.DECISION_CRITERIA: ("decision_criteria",),
+    Dimension.DECISION_PROCESS: ("decision_process_description",),
+    Dimension.IDENTIFY_PAIN: ("pain_description",),
+    Dimension.CHAMPION: ("champion_contact",),
+}
+BANT_DIMENSIONS = (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.NEED, Dimension.TIMELINE)
+
+
+def signals_of(signals: QualificationSignals, dimension: Dimension) -> BANTSignals | MEDDICSignals:
+    """The flat model (BANT or MEDDIC) that holds `dimension`'s fields."""
+    return signals.bant if dimension in BANT_DIMENSIONS else signals.meddic
+
+
+def is_identified(signals: QualificationSignals, dimension: Dimension) -> bool:
+    model = signals_of(signals, dimension)
+    if dimension is Dimension.DECISION_CRITERIA:
+        return bool(model.decision_criteria)  # type: ignore[union-attr]
+    return bool(getattr(model, f"{dimension.value}_identified"))

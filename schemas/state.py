@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.enums import Channel, DealStage, PersonaType
+from schemas.ownership import Owner, Suggestion
 from schemas.qualification import QualificationState
 
 
@@ -43,3 +44,8 @@ class ConversationState(BaseModel):
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
     version: Annotated[int, Field(ge=0)] = 0
+    # v2: the open stage a stalled deal stalled from (CONTRACT.md section 4).
+    stalled_from: DealStage | None = None
+    # v2: human-owned dimensions and the AI's differing views of them (CONTRACT.md section 3).
+    owners: dict[str, Owner] = Field(default_factory=dict)
+    suggestions: dict[str, Suggestion] = Field(default_factory=dict)
