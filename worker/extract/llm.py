@@ -45,7 +45,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from schemas import DealStage, QualificationExtraction, QualificationState
+from schemas import DealStage, NextStage, QualificationExtraction, QualificationState
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.port import ExtractionResult, Extractor, TurnText
 from worker.extract.prompt import PROMPT_VERSION, Message, build_messages
@@ -134,6 +134,8 @@ class QualificationExtractor:
         turns: Sequence[TurnText],
         existing_state: QualificationState,
         current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
     ) -> ExtractionResult:
         """One call for all signals in `turns`; never raises for LLM trouble (fail-open)."""
         if not turns:

@@ -11,7 +11,14 @@ from datetime import datetime
 from typing import Literal, Protocol
 from uuid import UUID
 
-from schemas import Channel, DealStage, QualificationExtraction, QualificationState, Speaker
+from schemas import (
+    Channel,
+    DealStage,
+    NextStage,
+    QualificationExtraction,
+    QualificationState,
+    Speaker,
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,6 +58,11 @@ class Extractor(Protocol):
         turns: Sequence[TurnText],
         existing_state: QualificationState,
         current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
     ) -> ExtractionResult:
-        """One call for all signals in `turns`; never raises for LLM trouble (fail-open)."""
+        """One call for all signals in `turns`; never raises for LLM trouble (fail-open).
+
+        `next_stage` is the gap report of the known state: the questions the extractor
+        recommends should aim at what it lacks."""
         ...

@@ -19,6 +19,7 @@ from schemas import (
     BANTSignals,
     DealStage,
     MEDDICSignals,
+    NextStage,
     QualificationExtraction,
     QualificationState,
     Speaker,
@@ -333,6 +334,8 @@ class RulesExtractor:
         turns: Sequence[TurnText],
         existing_state: QualificationState,
         current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
     ) -> ExtractionResult:
         return ExtractionResult(
             status="ok",
