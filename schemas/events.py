@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -136,7 +137,12 @@ class ConversationTurn(BaseModel):
 
     def fingerprint(self) -> str:
         """sha256 of the turn's canonical JSON (sorted keys): equal for a redelivery of the
-        same turn, different when a producer reuses an event_id for other content."""
+        same turn, different when a producer reuses an event_id for other content. Computed
+        once per turn (the model is frozen)."""
+        return self._content_fingerprint
+
+    @functools.cached_property
+    def _content_fingerprint(self) -> str:
         canonical = json.dumps(
             self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, separators=(",", ":")
         )

@@ -21,8 +21,9 @@ import pytest_asyncio
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import Topics, WorkerProcess, worker_env
+from worker.qualify.repository import ConversationStateRepository
 from worker.store.database import create_pool, migrate
-from worker.store.repositories import ConversationStateRepository
+from worker.store.unit_of_work import Database
 
 
 def docker_engine_available() -> bool:
@@ -142,8 +143,14 @@ async def owner_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def repository(pool: asyncpg.Pool) -> ConversationStateRepository:
-    return ConversationStateRepository(pool=pool)
+def database(pool: asyncpg.Pool) -> Database:
+    """The unit of work over `pool`, as the worker builds it."""
+    return Database(pool)
+
+
+@pytest.fixture
+def repository(database: Database) -> ConversationStateRepository:
+    return ConversationStateRepository(database=database, update_topic="updates")
 
 
 @pytest.fixture(scope="session")

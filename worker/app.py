@@ -1,8 +1,10 @@
-"""Composition root: settings → pool → extractor → service → FastStream app.
+"""Composition root: settings → database → extractor → service → FastStream app.
 
-`worker.app:app` is what `faststream run` and `python -m worker run` start: an `AsgiFastStream`
-with `/health`, `/ready`, `/metrics` and the AsyncAPI page (worker/http.py). Nothing connects at
-import time: the lifespan hooks open and close everything.
+`create_app` is a factory (`faststream run worker.app:create_app --factory`, and what
+`python -m worker run` serves): nothing is built or connected at import. Everything with a
+lifetime — the pool, the outbox relay's producer and task, the sweeper — is opened by one
+lifespan in order and closed in reverse by its AsyncExitStack. The app is an `AsgiFastStream`
+with `/health`, `/ready`, `/metrics` and the AsyncAPI page (worker/ops/http.py).
 """
 
 from __future__ import annotations
@@ -10,165 +12,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
+from faststream import ContextRepo
 from faststream.asgi import AsgiFastStream, AsyncAPIRoute
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
-from worker.errors import ConfigurationError
-from worker.extract.llm import build_extractor
-from worker.extract.port import Extractor
-from worker.ingest.consumer import BatchHandler, register_consumer
+from worker.ingest.consumer import BATCH_HANDLER, BatchHandler, register_consumer
 from worker.ops import tracing
-from worker.ops.asyncapi import declare_publishers, specification
+from worker.ops.asyncapi import contract_settings, declare_publishers, specification
 from worker.ops.http import operational_routes
 from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
-from worker.qualify.service import QualificationService
+from worker.qualify.service import QualificationService, build_service
 from worker.qualify.sweeper import PendingSweeper
-from worker.settings import Settings
-from worker.store.database import create_pool, load_migrations
+from worker.settings import Settings, load_settings
 from worker.store.outbox import Message, OutboxRelay
-from worker.store.repositories import ConversationStateRepository
+from worker.store.unit_of_work import Database, open_database
 
-
-@dataclass(kw_only=True)
-class Runtime:
-    """What the lifespan opens, for the handler and the shutdown hooks to use."""
-
-    settings: Settings
-    broker: KafkaBroker
-    progress: ConsumerProgress
-    pool: asyncpg.Pool | None = None
-    extractor: Extractor | None = None
-    handler: BatchHandler | None = None
-    producer: AIOKafkaProducer | None = None
-    relay_task: asyncio.Task[None] | None = None
-    sweeper: PendingSweeper | None = None
-    sweeper_task: asyncio.Task[None] | None = None
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def batch_handler(self) -> BatchHandler:
-        assert self.handler is not None, "the handler is built on startup"
-        return self.handler
-
-    async def open(self) -> None:
-        s = self.settings
-        tracing.configure_tracing()
-        self.progress.started_at = self.progress.clock()
-        self.pool = await create_pool(s.database_url, max_size=s.db_pool_size, role=s.db_role)
-        await require_migrated(self.pool)
-        self.extractor = build_extractor(s)
-        service = QualificationService(
-            repository=ConversationStateRepository(pool=self.pool),
-            extractor=self.extractor,
-            update_topic=s.update_topic,
-            concurrency=s.llm_concurrency,
-        )
-        self.handler = BatchHandler(
-            process_batch=service.process_batch,
-            publish_dead_letter=self.publish_dead_letter,
-            max_turn_chars=s.max_turn_chars,
-            backoff_s=s.redelivery_backoff_s,
-            on_committed=self.progress.committed,
-        )
-        if s.pending_sweep_interval_s > 0:
-            self.sweeper = PendingSweeper(
-                pool=self.pool,
-                reextract=service.reextract,
-                interval_s=s.pending_sweep_interval_s,
-                quiet_s=s.pending_quiet_s,
-            )
-
-    async def start_relay(self) -> None:
-        s = self.settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            enable_idempotence=s.kafka_enable_idempotence,
-            acks="all",
-            linger_ms=5,
-        )
-        await self.producer.start()
-        assert self.pool is not None
-        relay = OutboxRelay(
-            pool=self.pool,
-            database_url=s.database_url,
-            publish_many=self.publish_many,
-            poll_interval_s=s.outbox_poll_interval_s,
-        )
-        self.relay_task = asyncio.create_task(relay.run(self.stopping), name="outbox-relay")
-        if self.sweeper is not None:
-            self.sweeper_task = asyncio.create_task(
-                self.sweeper.run(self.stopping), name="pending-sweeper"
-            )
-
-    async def close(self) -> None:
-        self.stopping.set()
-        if self.sweeper_task is not None:  # mid-extraction it would wait out the LLM budget
-            self.sweeper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper_task
-        if self.relay_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.relay_task
-        if self.producer is not None:
-            await self.producer.stop()
-        if self.pool is not None:
-            await self.pool.close()
-        tracing.shutdown_tracing()
-
-    async def publish_many(self, messages: Sequence[Message]) -> None:
-        assert self.producer is not None
-        futures = [
-            await self.producer.send(topic, value=value, key=key, headers=headers)
-            for topic, key, value, headers in messages
-        ]
-        await asyncio.gather(*futures)
-
-    async def publish_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
-        await self.broker.publish(
-            letter.model_dump_json().encode(),
-            topic=self.settings.dlq_topic,
-            key=key,
-            headers={"content-type": "application/json"},
-        )
-
-
-async def require_migrated(pool: asyncpg.Pool) -> None:
-    """Refuse to start on a database `migrate` has not brought up to date."""
-    expected = {m.version for m in load_migrations()}
-    try:
-        applied = {
-            r["version"] for r in await pool.fetch("SELECT version FROM tenant.schema_migrations")
-        }
-    except asyncpg.UndefinedTableError:
-        applied = set()
-    if missing := sorted(expected - applied):
-        raise ConfigurationError(
-            f"the database lacks migrations {', '.join(missing)}: run `python -m worker migrate`"
-        )
+DATABASE = "database"  # FastStream context key: what /ready pings
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         enable_idempotence=settings.kafka_enable_idempotence,
         # FastStream's per-message "Received/Processed" lines would double our batch log line.
         log_level=logging.DEBUG,
-        # Through the root handler (worker/logs.py), so its warnings are JSON lines on stderr too.
+        # Through the root handler (worker/ops/logs.py): its warnings are JSON lines on stderr.
         logger=logging.getLogger("worker.broker"),
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name="qualification-worker")],
     )
-    progress = ConsumerProgress(stall_s=settings.ready_stall_s)
-    runtime = Runtime(settings=settings, broker=broker, progress=progress)
     register_consumer(
         broker,
         topic=settings.turn_topic,
@@ -178,10 +59,19 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
-        handler=runtime.batch_handler,
     )
     declare_publishers(broker, settings)
-    readiness = Readiness(broker=broker, progress=progress, pool=lambda: runtime.pool)
+    progress = ConsumerProgress(stall_s=settings.ready_stall_s)
+    readiness = Readiness(
+        broker=broker, progress=progress, database=lambda: broker.context.get(DATABASE)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(context: ContextRepo) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await _open(stack, settings, broker, progress)
+            yield
+
     return AsgiFastStream(
         broker,
         asgi_routes=operational_routes(readiness),
@@ -189,10 +79,120 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         # The page only: no "try it out" endpoint that would publish to production topics.
         asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
         specification=specification(),
-        on_startup=[runtime.open],
-        after_startup=[runtime.start_relay],
-        after_shutdown=[runtime.close],
+        lifespan=lifespan,
     )
 
 
-app = create_app()
+async def _open(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    broker: KafkaBroker,
+    progress: ConsumerProgress,
+) -> None:
+    """Everything the worker runs with, in order; the stack closes it in reverse."""
+    tracing.configure_tracing()
+    stack.callback(tracing.shutdown_tracing)
+    progress.started_at = progress.clock()
+    database = await stack.enter_async_context(
+        open_database(settings.database_url, max_size=settings.db_pool_size, role=settings.db_role)
+    )
+    await database.require_migrated()
+    service = build_service(settings, database)
+    broker.context.set_global(DATABASE, database)
+    broker.context.set_global(
+        BATCH_HANDLER,
+        BatchHandler(
+            process_batch=service.process_batch,
+            publish_dead_letter=_dead_letter_publisher(broker, settings.dlq_topic),
+            max_turn_chars=settings.max_turn_chars,
+            backoff_s=settings.redelivery_backoff_s,
+            on_committed=progress.committed,
+        ),
+    )
+    producer = await stack.enter_async_context(_producer(settings))
+    relay = OutboxRelay(
+        pool=database.pool,
+        database_url=settings.database_url,
+        publish_many=_publisher(producer),
+        poll_interval_s=settings.outbox_poll_interval_s,
+    )
+    await stack.enter_async_context(_running(relay.run, "outbox-relay", cancel=False))
+    if settings.pending_sweep_interval_s > 0:
+        sweeper = _sweeper(settings, database, service)
+        # Cancelled, not awaited: mid-extraction it would wait out the LLM's retry budget.
+        await stack.enter_async_context(_running(sweeper.run, "pending-sweeper", cancel=True))
+
+
+def _sweeper(
+    settings: Settings, database: Database, service: QualificationService
+) -> PendingSweeper:
+    return PendingSweeper(
+        database=database,
+        reextract=service.reextract,
+        interval_s=settings.pending_sweep_interval_s,
+        quiet_s=settings.pending_quiet_s,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """The outbox relay's own producer (acks=all), separate from the broker's."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=settings.kafka_enable_idempotence,
+        acks="all",
+        linger_ms=5,
+    )
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str, *, cancel: bool
+) -> AsyncIterator[None]:
+    """A background task for the block: asked to stop at its end (and cancelled if `cancel`),
+    then awaited, so nothing outlives the lifespan."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop), name=name)
+    try:
+        yield
+    finally:
+        stop.set()
+        if cancel:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _publisher(producer: AIOKafkaProducer) -> Callable[[Sequence[Message]], Awaitable[None]]:
+    async def publish_many(messages: Sequence[Message]) -> None:
+        futures = [
+            await producer.send(topic, value=value, key=key, headers=headers)
+            for topic, key, value, headers in messages
+        ]
+        await asyncio.gather(*futures)
+
+    return publish_many
+
+
+def _dead_letter_publisher(
+    broker: KafkaBroker, topic: str
+) -> Callable[[DeadLetter, bytes | None], Awaitable[None]]:
+    async def publish(letter: DeadLetter, key: bytes | None) -> None:
+        await broker.publish(
+            letter.model_dump_json().encode(),
+            topic=topic,
+            key=key,
+            headers={"content-type": "application/json"},
+        )
+
+    return publish
+
+
+def document_app() -> AsgiFastStream:
+    """The app `make docs` documents, for the contract's default topics (a factory)."""
+    return create_app(contract_settings())

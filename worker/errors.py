@@ -25,3 +25,12 @@ class ConfigurationError(PermanentError):
 
 class MigrationError(PermanentError):
     pass
+
+
+class RejectedByDatabase(PermanentError):
+    """PostgreSQL refused the data (a constraint, an encoding): retrying cannot help, so the
+    records that carried it are dead-lettered as `invalid_event`."""
+
+
+class ConversationNotFound(PermanentError):
+    """The conversation has no state (yet, or any more)."""

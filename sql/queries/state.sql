@@ -1,6 +1,6 @@
 -- Conversation state. Every statement is scoped by tenant_id.
 
--- name: get_state
+-- name: read_state
 SELECT * FROM tenant.conversation_states
 WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text;
 
@@ -56,10 +56,11 @@ INSERT INTO tenant.conversation_states (
     tenant_id, account_id, contact_id, contact_email, contact_name, deal_stage, persona_type,
     qualification_data, interaction_count, last_interaction, last_channel, escalated,
     escalation_reason, confidence_score, next_actions, follow_up_scheduled, metadata_json,
-    updated_at, version)
+    updated_at, version, stalled_from, owners, suggestions)
 VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
         $9::int, $10::timestamptz, $11::text, $12::bool, $13::text, $14::float8, $15::jsonb,
-        $16::timestamptz, $17::jsonb, $18::timestamptz, $19::bigint)
+        $16::timestamptz, $17::jsonb, $18::timestamptz, $19::bigint, $20::text, $21::jsonb,
+        $22::jsonb)
 ON CONFLICT (tenant_id, account_id, contact_id) DO UPDATE SET
     contact_email = EXCLUDED.contact_email,
     contact_name = EXCLUDED.contact_name,
@@ -76,7 +77,10 @@ ON CONFLICT (tenant_id, account_id, contact_id) DO UPDATE SET
     follow_up_scheduled = EXCLUDED.follow_up_scheduled,
     metadata_json = EXCLUDED.metadata_json,
     updated_at = EXCLUDED.updated_at,
-    version = EXCLUDED.version
+    version = EXCLUDED.version,
+    stalled_from = EXCLUDED.stalled_from,
+    owners = EXCLUDED.owners,
+    suggestions = EXCLUDED.suggestions
 RETURNING *;
 
 -- name: list_states_by_tenant
@@ -85,9 +89,13 @@ WHERE tenant_id = $1::uuid AND ($2::text IS NULL OR deal_stage = $2::text)
 ORDER BY account_id, contact_id;
 
 -- name: insert_stage_transition
+-- Every proposal or setting of a stage, accepted or not, with what made it (source) and, for
+-- an override, who (actor).
 INSERT INTO tenant.stage_transitions (
-    tenant_id, account_id, contact_id, version, from_stage, to_stage, accepted, reason)
-VALUES ($1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::bool, $8::text);
+    tenant_id, account_id, contact_id, version, from_stage, to_stage, accepted, reason, source,
+    actor)
+VALUES ($1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::bool, $8::text,
+        $9::text, $10::jsonb);
 
 
 -- name: set_tenant

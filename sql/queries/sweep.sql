@@ -1,13 +1,13 @@
--- The pending sweeper (worker/sweeper.py; migration 0003).
+-- Jobs that one worker at a time runs across the fleet (sweepers), and what they look for.
 
--- name: try_sweep_lock
--- One sweeper at a time across workers, so two never extract the same conversation at once.
--- A session lock on the connection held for the round: released by sweep_unlock, by the pool's
--- reset of the connection, or by the session ending if the worker dies.
-SELECT pg_try_advisory_lock(7302, 0);
+-- name: try_advisory_lock
+-- One worker at a time per named job ($1), so two never sweep the same conversations at once.
+-- A session lock on the connection held for the round: released by advisory_unlock, by the
+-- pool's reset of the connection, or by the session ending if the worker dies.
+SELECT pg_try_advisory_lock(7302, hashtext($1::text));
 
--- name: sweep_unlock
-SELECT pg_advisory_unlock(7302, 0);
+-- name: advisory_unlock
+SELECT pg_advisory_unlock(7302, hashtext($1::text));
 
 -- name: quiet_pending_conversations
 -- Keys of conversations with pending turns and no newer pending turn for $1 seconds, oldest

@@ -35,7 +35,3 @@ RETURNING event_id;
 UPDATE tenant.conversation_turns SET extracted_at = $3::timestamptz
 WHERE tenant_id = $1::uuid AND event_id = ANY($2::uuid[]) AND extracted_at IS NULL;
 
--- name: count_turns
-SELECT count(*) AS total, count(*) FILTER (WHERE extracted_at IS NULL) AS pending
-FROM tenant.conversation_turns
-WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text;

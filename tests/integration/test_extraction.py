@@ -35,11 +35,8 @@ from tests.fakes.llm_server import (
     Usage,
     subprocess_server,
 )
-from worker.extract.llm import (
-    QualificationExtractor,
-    build_extractor,
-    cost_usd,
-)
+from worker.extract.factory import build_extractor
+from worker.extract.llm import QualificationExtractor, cost_usd
 from worker.extract.port import TurnText
 from worker.extract.rules import RulesExtractor
 from worker.settings import Settings

@@ -14,7 +14,7 @@ import orjson
 
 from schemas import ConversationKey, QualificationState, update_event_id
 from schemas.events import ExtractionInfo, QualificationUpdated
-from worker.store.outbox import Message, OutboxRelay, enqueue
+from worker.store.outbox import Message, OutboxRelay, OutboxRepository
 
 
 def event(key: ConversationKey, version: int) -> QualificationUpdated:
@@ -54,7 +54,7 @@ async def test_concurrent_relays_publish_each_version_once_in_order(
     for version in range(1, 41):
         for key in keys:
             async with pool.acquire() as conn, conn.transaction():
-                await enqueue(conn, "updates", event(key, version))
+                await OutboxRepository(conn).insert_outbox("updates", event(key, version))
     broker = RecordingBroker()
     relays = [
         OutboxRelay(
@@ -84,7 +84,7 @@ async def test_a_failed_publish_leaves_rows_for_the_next_round(
 ) -> None:
     key = ConversationKey(uuid.uuid4(), "acme", "jane")
     async with pool.acquire() as conn, conn.transaction():
-        await enqueue(conn, "updates", event(key, 1))
+        await OutboxRepository(conn).insert_outbox("updates", event(key, 1))
 
     async def broker_down(messages: Sequence[Message]) -> None:
         raise ConnectionError("broker unreachable")

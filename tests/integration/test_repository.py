@@ -20,8 +20,10 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
 )
+from tests.state_store import save_state
 from worker.errors import PermanentError
-from worker.store.repositories import ConversationStateRepository
+from worker.qualify.repository import ConversationStateRepository
+from worker.store.unit_of_work import Database
 
 
 def new_state(tenant_id: uuid.UUID | None = None, contact_id: str = "c-1") -> ConversationState:
@@ -73,7 +75,7 @@ def rich_state() -> ConversationState:
 
 async def test_stored_state_round_trips_exactly(repository: ConversationStateRepository) -> None:
     original = rich_state()
-    saved = await repository.save_state(original)
+    saved = await save_state(repository.database, original)
     loaded = await repository.get_state(saved.tenant_id, saved.account_id, saved.contact_id)
     assert saved.id is not None and saved.created_at is not None
     assert loaded == saved
@@ -107,7 +109,7 @@ def quote_extraction(index: int) -> QualificationExtraction:
 async def test_concurrent_updates_of_one_conversation_lose_nothing(
     repository: ConversationStateRepository,
 ) -> None:
-    state = await repository.save_state(new_state())
+    state = await save_state(repository.database, new_state())
     key = (state.tenant_id, state.account_id, state.contact_id)
     await asyncio.gather(
         *(repository.update_qualification(*key, quote_extraction(i)) for i in range(50))
@@ -124,10 +126,16 @@ async def test_concurrent_updates_touch_only_their_own_rows(
     repository: ConversationStateRepository, owner_pool: asyncpg.Pool
 ) -> None:
     tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
-    targets = [await repository.save_state(new_state(tenant_a, f"c-{i}")) for i in range(25)]
-    targets += [await repository.save_state(new_state(tenant_b, f"c-{i}")) for i in range(25)]
+    targets = [
+        await save_state(repository.database, new_state(tenant_a, f"c-{i}")) for i in range(25)
+    ]
+    targets += [
+        await save_state(repository.database, new_state(tenant_b, f"c-{i}")) for i in range(25)
+    ]
     # Same account and contact ids, third tenant: must come out untouched.
-    bystanders = [await repository.save_state(new_state(contact_id=f"c-{i}")) for i in range(5)]
+    bystanders = [
+        await save_state(repository.database, new_state(contact_id=f"c-{i}")) for i in range(5)
+    ]
     before = {
         r["id"]: dict(r)
         for r in await owner_pool.fetch(
@@ -162,11 +170,12 @@ async def test_list_by_tenant_filters_by_stage_and_tenant(
     repository: ConversationStateRepository,
 ) -> None:
     tenant = uuid.uuid4()
-    await repository.save_state(new_state(tenant, "c-1"))
-    await repository.save_state(
-        new_state(tenant, "c-2").model_copy(update={"deal_stage": DealStage.DISCOVERY})
+    await save_state(repository.database, new_state(tenant, "c-1"))
+    await save_state(
+        repository.database,
+        new_state(tenant, "c-2").model_copy(update={"deal_stage": DealStage.DISCOVERY}),
     )
-    await repository.save_state(new_state(contact_id="c-3"))  # another tenant
+    await save_state(repository.database, new_state(contact_id="c-3"))  # another tenant
 
     everything = await repository.list_states_by_tenant(tenant)
     discovery = await repository.list_states_by_tenant(tenant, DealStage.DISCOVERY)
@@ -174,11 +183,28 @@ async def test_list_by_tenant_filters_by_stage_and_tenant(
     assert [s.contact_id for s in discovery] == ["c-2"]
 
 
-async def test_save_state_upserts_on_the_conversation_key(
-    repository: ConversationStateRepository,
+async def test_update_qualification_makes_one_version_and_one_event(
+    repository: ConversationStateRepository, owner_pool: asyncpg.Pool
 ) -> None:
-    first = await repository.save_state(new_state())
-    second = await repository.save_state(
-        first.model_copy(update={"contact_name": "Jane", "updated_at": datetime.now(UTC)})
+    state = await save_state(repository.database, new_state())
+    key = (state.tenant_id, state.account_id, state.contact_id)
+
+    updated = await repository.update_qualification(*key, quote_extraction(1))
+
+    assert updated.version == state.version + 1
+    rows = await owner_pool.fetch(
+        "SELECT event_id, payload FROM tenant.outbox WHERE tenant_id = $1", state.tenant_id
+    )
+    assert len(rows) == 1
+    event = rows[0]["payload"]
+    assert event["version"] == updated.version and event["source"] == "reextract"
+    assert event["qualification"]["bant"]["need_evidence"] == ["distinct quote 1"]
+    assert event["changed_fields"] == ["bant.need"]
+
+
+async def test_save_state_upserts_on_the_conversation_key(database: Database) -> None:
+    first = await save_state(database, new_state())
+    second = await save_state(
+        database, first.model_copy(update={"contact_name": "Jane", "updated_at": datetime.now(UTC)})
     )
     assert second.id == first.id and second.contact_name == "Jane"

@@ -10,15 +10,22 @@ import asyncpg
 
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import turn
-from worker.extract.rules import RulesExtractor
-from worker.qualify.service import QualificationService
-from worker.store.repositories import ConversationStateRepository
+from tests.state_store import RULES
+from worker.qualify.outcomes import BatchOutcome, TurnId
+from worker.qualify.repository import ConversationStateRepository
+from worker.qualify.service import QualificationService, build_service
 
 
 def service_for(repository: ConversationStateRepository) -> QualificationService:
-    return QualificationService(
-        repository=repository, extractor=RulesExtractor(), update_topic="updates"
-    )
+    return build_service(RULES, repository.database)
+
+
+def conflicts(outcome: BatchOutcome) -> set[TurnId]:
+    return {t for t, d in outcome.dead_letters().items() if d.reason == "conflict"}
+
+
+def rejected(outcome: BatchOutcome) -> dict[ConversationKey, str]:
+    return {c.key: str(c.rejected) for c in outcome.conversations if c.rejected is not None}
 
 
 def turns_of(*payloads: dict[str, Any]) -> list[ConversationTurn]:
@@ -33,7 +40,7 @@ async def test_individual_contributor_persona_is_stored(
     batch = turns_of(turn(tenant, "acme", "ic", 0, "hello", persona_type="individual_contributor"))
     outcome = await service_for(repository).process_batch(batch)
     state = await repository.get_state(tenant, "acme", "ic")
-    assert outcome.applied == 1 and outcome.rejected == {}
+    assert outcome.applied == 1 and rejected(outcome) == {}
     assert state is not None and state.persona_type == "individual_contributor"
 
 
@@ -50,8 +57,8 @@ async def test_data_the_database_refuses_is_reported_not_retried(
     )
     outcome = await service_for(repository).process_batch(batch)
     refused = ConversationKey(tenant, "acme", "refused")
-    assert list(outcome.rejected) == [refused]
-    assert "CheckViolationError" in outcome.rejected[refused]
+    assert list(rejected(outcome)) == [refused]
+    assert "CheckViolationError" in rejected(outcome)[refused]
     assert outcome.applied == 1
     assert await repository.get_state(*refused) is None
 
@@ -110,9 +117,9 @@ async def test_reused_event_id_with_other_content_is_a_conflict_first_wins(
 
     loser = ConversationTurn.model_validate(reused)
     assert in_one_batch.applied == 1
-    assert in_one_batch.conflicts == {(loser.event_id, loser.fingerprint())}
-    assert redelivered.conflicts == set() and redelivered.duplicates == 1
-    assert later.conflicts == {(loser.event_id, loser.fingerprint())} and later.applied == 0
+    assert conflicts(in_one_batch) == {(loser.event_id, loser.fingerprint())}
+    assert conflicts(redelivered) == set() and redelivered.duplicates == 1
+    assert conflicts(later) == {(loser.event_id, loser.fingerprint())} and later.applied == 0
     state = await repository.get_state(tenant, "acme", "jane")
     assert state is not None and state.interaction_count == 1
 
@@ -126,6 +133,6 @@ async def test_event_id_taken_by_another_tenant_is_a_conflict_not_a_silent_drop(
     await service.process_batch(turns_of(first))
     outcome = await service.process_batch(turns_of(other_tenant))
     loser = ConversationTurn.model_validate(other_tenant)
-    assert outcome.conflicts == {(loser.event_id, loser.fingerprint())}
+    assert conflicts(outcome) == {(loser.event_id, loser.fingerprint())}
     assert outcome.applied == 0
     assert await repository.get_state(loser.tenant_id, "acme", "jane") is None

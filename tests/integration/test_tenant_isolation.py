@@ -9,7 +9,9 @@ import asyncpg
 import pytest
 
 from schemas import ConversationState
-from worker.store.repositories import ConversationStateRepository
+from tests.state_store import save_state
+from worker.qualify.repository import ConversationStateRepository
+from worker.store.unit_of_work import Database
 
 
 def state(tenant_id: uuid.UUID, name: str) -> ConversationState:
@@ -23,13 +25,14 @@ def state(tenant_id: uuid.UUID, name: str) -> ConversationState:
 
 
 async def test_unscoped_queries_see_and_change_only_the_declared_tenant(
-    repository: ConversationStateRepository,
+    repository: ConversationStateRepository, database: Database
 ) -> None:
     tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
-    await repository.save_state(state(tenant_a, "A"))
-    await repository.save_state(state(tenant_b, "B"))
+    await save_state(database, state(tenant_a, "A"))
+    await save_state(database, state(tenant_b, "B"))
 
-    async with repository.tenant_connection(tenant_a) as conn:
+    async with database.reading(tenant_a) as tx:
+        conn = tx.conn
         seen = await conn.fetch("SELECT tenant_id, contact_name FROM tenant.conversation_states")
         changed = await conn.execute("UPDATE tenant.conversation_states SET contact_name = 'x'")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the worker role cannot delete
@@ -41,12 +44,10 @@ async def test_unscoped_queries_see_and_change_only_the_declared_tenant(
     assert untouched is not None and untouched.contact_name == "B"
 
 
-async def test_writing_a_row_for_another_tenant_is_refused(
-    repository: ConversationStateRepository,
-) -> None:
-    async with repository.tenant_connection(uuid.uuid4()) as conn:
+async def test_writing_a_row_for_another_tenant_is_refused(database: Database) -> None:
+    async with database.reading(uuid.uuid4()) as tx:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-            await conn.execute(
+            await tx.conn.execute(
                 "INSERT INTO tenant.conversation_states (tenant_id, account_id, contact_id,"
                 " contact_email) VALUES ($1, 'acme', 'jane', 'x@example.com')",
                 uuid.uuid4(),
@@ -54,19 +55,19 @@ async def test_writing_a_row_for_another_tenant_is_refused(
 
 
 async def test_without_a_declared_tenant_nothing_is_visible(
-    repository: ConversationStateRepository, pool: asyncpg.Pool
+    database: Database, pool: asyncpg.Pool
 ) -> None:
-    await repository.save_state(state(uuid.uuid4(), "A"))
+    await save_state(database, state(uuid.uuid4(), "A"))
     assert await pool.fetchval("SELECT count(*) FROM tenant.conversation_states") == 0
     assert await pool.fetchval("SELECT count(*) FROM tenant.conversation_turns") == 0
 
 
 async def test_same_account_and_contact_in_two_tenants_are_two_conversations(
-    repository: ConversationStateRepository, owner_pool: asyncpg.Pool
+    database: Database, owner_pool: asyncpg.Pool
 ) -> None:
     tenant_a, tenant_b = uuid.uuid4(), uuid.uuid4()
-    await repository.save_state(state(tenant_a, "A"))
-    await repository.save_state(state(tenant_b, "B"))
+    await save_state(database, state(tenant_a, "A"))
+    await save_state(database, state(tenant_b, "B"))
     rows = await owner_pool.fetch(
         "SELECT tenant_id, contact_name FROM tenant.conversation_states ORDER BY contact_name"
     )

@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from schemas import DeadLetter
 from tests.harness import turn
-from worker.extract.rules import RulesExtractor
+from tests.state_store import RULES
 from worker.ingest.consumer import BatchHandler
 from worker.ops import tracing
-from worker.qualify.service import QualificationService
-from worker.store.repositories import ConversationStateRepository
+from worker.qualify.service import build_service
+from worker.store.unit_of_work import Database
 
 
 @dataclass
@@ -64,7 +64,7 @@ def children(of: ReadableSpan, among: Sequence[ReadableSpan]) -> list[str]:
 
 
 async def test_batch_and_conversation_spans_with_extraction_and_write_children(
-    repository: ConversationStateRepository, spans: InMemorySpanExporter
+    database: Database, spans: InMemorySpanExporter
 ) -> None:
     tenant = uuid.uuid4()
     payloads = [
@@ -78,13 +78,16 @@ async def test_batch_and_conversation_spans_with_extraction_and_write_children(
     async def publish_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
         letters.append(letter)
 
-    service = QualificationService(
-        repository=repository, extractor=RulesExtractor(), update_topic="updates"
-    )
+    async def committed(consumer: object) -> None:
+        pass
+
+    service = build_service(RULES, database)
     handler = BatchHandler(
         process_batch=service.process_batch,
         publish_dead_letter=publish_dead_letter,
         max_turn_chars=1000,
+        backoff_s=1.0,
+        on_committed=committed,
     )
     consumer = CommittingConsumer()
     assert await handler.handle(records, consumer)

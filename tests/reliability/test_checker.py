@@ -14,20 +14,16 @@ import asyncpg
 from schemas import ConversationTurn
 from tests.harness import TopicReader, fetch, turn
 from tests.reliability.support import partial_state_problems, verify_end_state
-from worker.extract.rules import RulesExtractor
-from worker.qualify.service import QualificationService
-from worker.store.repositories import ConversationStateRepository
+from tests.state_store import RULES
+from worker.qualify.service import build_service
+from worker.store.unit_of_work import Database
 
 TENANT = uuid.UUID("c4ec4e00-0000-4000-8000-00000000000c")
 TEXTS = ["We need faster reporting.", "Our budget is $40k.", "The CFO signs off in June."]
 
 
 async def test_each_broken_promise_is_reported(pool: asyncpg.Pool, database_url: str) -> None:
-    service = QualificationService(
-        repository=ConversationStateRepository(pool=pool),
-        extractor=RulesExtractor(),
-        update_topic="updates",
-    )
+    service = build_service(RULES, Database(pool))
     sent = [turn(TENANT, "acme", f"c{c}", s, t) for c in range(6) for s, t in enumerate(TEXTS)]
     for payload in sent:  # one version per turn
         await service.process_batch([ConversationTurn.model_validate(payload)])

@@ -25,14 +25,18 @@ from schemas import (
 from schemas.events import MAX_SEQUENCE, ConversationTurn
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
+from tests.state_store import count_turns
 from tests.waiting import eventually
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import ExtractionResult, TurnText
-from worker.ingest.consumer import decode_record
-from worker.qualify.service import ConversationOutcome, QualificationService
-from worker.qualify.sweeper import PendingSweeper
-from worker.store.repositories import ConversationStateRepository
+from worker.ingest.decoding import decode_record
+from worker.qualify.outcomes import ConversationOutcome
+from worker.qualify.repository import ConversationStateRepository
+from worker.qualify.service import build_service
+from worker.qualify.sweeper import SWEEP_LOCK, PendingSweeper
+from worker.settings import Settings
+from worker.store.unit_of_work import Database
 
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 
@@ -237,43 +241,45 @@ async def test_sweeper_extracts_the_pending_turns_of_a_quiet_conversation(
 ) -> None:
     async with FakeLLMServer() as server:
         server.mode = {"mode": "error", "status": 503}
-        service = QualificationService(
-            repository=ConversationStateRepository(pool=pool),
-            extractor=QualificationExtractor(
-                model_name="openai/fake-model",
-                api_base=server.base_url,
-                api_key="sk-test",
-                transport_attempts=1,
-            ),
+        database = Database(pool)
+        settings = Settings(
+            llm_model="openai/fake-model",
+            llm_api_base=server.base_url,
+            llm_api_key="sk-test",
+            llm_transport_attempts=1,
             update_topic="updates",
         )
+        service = build_service(settings, database)
         key = ConversationKey(TENANT, "acme", "quiet")
         texts = ["We need faster reporting.", "Our quarter closes in June."]
         await service.process_batch(
             [ConversationTurn.model_validate(turn(*key, n, text)) for n, text in enumerate(texts)]
         )
-        assert await service.repository.count_turns(key) == (2, 2)
-        sweeper = PendingSweeper(pool=pool, reextract=service.reextract, quiet_s=0)
+        assert await count_turns(database, key) == (2, 2)
+        sweeper = PendingSweeper(database=database, reextract=service.reextract, quiet_s=0)
 
         assert await sweeper.sweep() == 0, "the LLM is still down: nothing to write"
         server.mode = {"mode": "ok"}
         assert await sweeper.sweep() == 1
         assert await sweeper.sweep() == 0, "nothing pending any more"
 
-    assert await service.repository.count_turns(key) == (2, 0)
-    state = await service.repository.get_state(*key)
+    assert await count_turns(database, key) == (2, 0)
+    repository = ConversationStateRepository(database=database, update_topic="updates")
+    state = await repository.get_state(*key)
     assert state is not None and state.version == 2 and state.interaction_count == 2
 
 
 async def test_one_sweeper_at_a_time(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as holder:
-        assert await holder.fetchval("SELECT pg_try_advisory_lock(7302, 0)")
+        lock = "SELECT pg_try_advisory_lock(7302, hashtext($1))"
+        assert await holder.fetchval(lock, SWEEP_LOCK)
         calls: list[ConversationKey] = []
 
         async def reextract(key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
             calls.append(key)
             return ConversationOutcome(key=key)
 
-        assert await PendingSweeper(pool=pool, reextract=reextract, quiet_s=0).sweep() == 0
+        sweeper = PendingSweeper(database=Database(pool), reextract=reextract, quiet_s=0)
+        assert await sweeper.sweep() == 0
         assert calls == []
-        await holder.fetchval("SELECT pg_advisory_unlock(7302, 0)")
+        await holder.fetchval("SELECT pg_advisory_unlock(7302, hashtext($1))", SWEEP_LOCK)

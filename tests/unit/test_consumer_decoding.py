@@ -11,7 +11,8 @@ from aiokafka import TopicPartition
 
 from schemas import ConversationTurn, DeadLetter
 from tests.harness import turn
-from worker.ingest.consumer import decode_batch, decode_record, first_offsets, next_offsets
+from worker.ingest.consumer import first_offsets, next_offsets
+from worker.ingest.decoding import decode_batch, decode_record
 
 
 @dataclass

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import os
 
-# LiteLLM downloads a price list at import unless told to use its bundled copy; set it first.
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# LiteLLM downloads a price list at import unless told to use its bundled copy: this must
+# precede `import litellm`, wherever this module is imported from.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio
 import functools
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, cast
 
 import instructor
 import litellm
@@ -47,9 +47,9 @@ from tenacity import (
 
 from schemas import DealStage, NextStage, QualificationExtraction, QualificationState
 from worker.extract.circuit import CircuitBreaker
-from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.evidence import verify_evidence
+from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.prompt import PROMPT_VERSION, Message, build_messages
-from worker.extract.rules import RulesExtractor
 from worker.settings import Settings
 
 litellm.suppress_debug_info = True  # no banner, no "Give Feedback" lines on errors
@@ -74,16 +74,6 @@ _REASK_ERRORS = (
     AsyncValidationError,
 )
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx (529: Anthropic overloaded)
-_QUOTE_MARKS = "\"'\u201c\u201d\u2018\u2019 \t\n"
-
-S = TypeVar("S", bound=pydantic.BaseModel)
-
-
-def build_extractor(settings: Settings) -> Extractor:
-    """The rules when `LLM_MODEL=rules`, else the LLM extractor configured from settings."""
-    if settings.uses_rules:
-        return RulesExtractor()
-    return QualificationExtractor.from_settings(settings)
 
 
 @dataclass(kw_only=True)
@@ -338,59 +328,3 @@ def token_prices(model: str) -> tuple[float, float] | None:
         return None
     prices = (info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0)
     return prices if any(prices) else None
-
-
-# --- evidence ----------------------------------------------------------------------------
-
-
-def normalize(text: str) -> str:
-    """Case- and whitespace-insensitive form used to match quotes against turns."""
-    return " ".join(text.casefold().split())
-
-
-def clean_quote(quote: str) -> str:
-    # Models often wrap quotes in quotation marks; those are not part of what was said.
-    return quote.strip(_QUOTE_MARKS)
-
-
-def verify_evidence(
-    extraction: QualificationExtraction, turns: Sequence[TurnText]
-) -> tuple[QualificationExtraction, dict[str, int]]:
-    """Keep only quotes that occur in one of `turns`; returns {evidence field: dropped}."""
-    texts = [turn.text for turn in turns]
-    bant, bant_drops = _verified_signals(extraction.bant, texts)
-    meddic, meddic_drops = _verified_signals(extraction.meddic, texts)
-    fields = {name: getattr(extraction, name) for name in QualificationExtraction.model_fields}
-    # Rebuilt as the plain model (not instructor's wrapper class); the values are validated.
-    verified = QualificationExtraction.model_construct(**{**fields, "bant": bant, "meddic": meddic})
-    return verified, {**bant_drops, **meddic_drops}
-
-
-def _verified_signals(signals: S, texts: list[str]) -> tuple[S, dict[str, int]]:
-    update: dict[str, list[str]] = {}
-    drops: dict[str, int] = {}
-    for name in _evidence_fields(type(signals)):
-        quotes: list[str] = getattr(signals, name)
-        located = [locate(quote, texts) for quote in quotes]
-        kept = list(dict.fromkeys(quote for quote in located if quote is not None))
-        if kept != quotes:
-            update[name] = kept
-        if None in located:
-            drops[name] = located.count(None)
-    return signals.model_copy(update=update), drops
-
-
-def locate(quote: str, texts: list[str]) -> str | None:
-    """The quote as it stands in the turns (original case and spacing), or None if absent."""
-    needle = normalize(clean_quote(quote))
-    if not needle or not any(needle in normalize(text) for text in texts):
-        return None
-    # Store what was said, not the model's re-spacing or re-casing of it.
-    pattern = re.compile(r"\s+".join(map(re.escape, needle.split())), re.IGNORECASE)
-    found = (pattern.search(text) for text in texts)
-    return next((match.group(0) for match in found if match), clean_quote(quote))
-
-
-@functools.cache
-def _evidence_fields(model: type[pydantic.BaseModel]) -> tuple[str, ...]:
-    return tuple(name for name in model.model_fields if name.endswith("_evidence"))

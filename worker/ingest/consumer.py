@@ -8,41 +8,29 @@ are committed only after every conversation of the batch is stored in PostgreSQL
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
-import orjson
 import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from faststream import AckPolicy
+from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from schemas import ConversationTurn, DeadLetter
-from schemas.events import TOO_LARGE
+from worker.ingest.decoding import DecodedBatch, Record, decode_batch
 from worker.ops import metrics, tracing
-from worker.ops.asyncapi import DocumentedAs
-from worker.qualify.service import BatchOutcome
+from worker.qualify.outcomes import BatchOutcome
 
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_S = 30.0
-
-
-class Record(Protocol):
-    """The parts of an aiokafka ConsumerRecord the worker reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 class ProcessBatch(Protocol):
@@ -50,101 +38,22 @@ class ProcessBatch(Protocol):
 
 
 PublishDeadLetter = Callable[[DeadLetter, bytes | None], Awaitable[None]]
+# The name under which the lifespan puts the BatchHandler into FastStream's context.
+BATCH_HANDLER = "batch_handler"
+_HANDLER = Context(BATCH_HANDLER)  # FastStream injects what the lifespan put there
 
 
-@dataclass(frozen=True, kw_only=True)
-class DecodedBatch:
-    decoded: list[tuple[Record, ConversationTurn]]
-    dead_letters: list[tuple[DeadLetter, bytes | None]]  # with the original key
+class DocumentedAs:
+    """`Annotated[Any, DocumentedAs(Model)]`: document a handler parameter as `Model` without
+    validating it (the batch handler decodes each record itself, see consumer.py)."""
 
-    @property
-    def turns(self) -> list[ConversationTurn]:
-        return [turn for _, turn in self.decoded]
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
 
-    def conflicting(self, outcome: BatchOutcome) -> list[tuple[DeadLetter, bytes | None]]:
-        """Dead letters for turns whose event_id was taken by other content first."""
-        conflicts = outcome.conflicts
-        detail = "event_id already used by a turn with other content; the first one wins"
-        return [
-            (dead_letter(record, "conflict", detail), record.key)
-            for record, turn in self.decoded
-            if (turn.event_id, turn.fingerprint()) in conflicts
-        ]
-
-    def rejected_by_database(self, outcome: BatchOutcome) -> list[tuple[DeadLetter, bytes | None]]:
-        """Dead letters for the turns of conversations PostgreSQL refused to store."""
-        rejected = outcome.rejected
-        return [
-            (
-                dead_letter(
-                    record, "invalid_event", f"rejected by PostgreSQL: {rejected[turn.key]}"
-                ),
-                record.key,
-            )
-            for record, turn in self.decoded
-            if turn.key in rejected
-        ]
-
-
-def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
-    raw = record.value or b""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        return dead_letter(record, "invalid_json", f"not valid JSON: {error}")
-    if not isinstance(payload, dict):
-        return dead_letter(
-            record, "invalid_event", f"expected a JSON object, got {type(payload).__name__}"
-        )
-    try:
-        return ConversationTurn.model_validate(payload, context={"max_turn_chars": max_turn_chars})
-    except ValidationError as error:
-        reason = (
-            "too_large" if any(e["type"] == TOO_LARGE for e in error.errors()) else "invalid_event"
-        )
-        return dead_letter(record, reason, describe(error))
-    except Exception as error:  # a validator that broke on this input
-        # Raised out of here, it would fail the whole batch outside the handler's guard, and
-        # FastStream would skip the batch without committing or dead-lettering any of it.
-        return dead_letter(record, "invalid_event", f"could not validate: {type(error).__name__}")
-
-
-def describe(error: ValidationError) -> str:
-    """`field: message; …` without echoing the input (it may be huge or personal)."""
-    parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors()]
-    return "; ".join(parts)[:1000]
-
-
-def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
-    raw = record.value or b""
-    try:
-        value, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        value, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-    key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
-    return DeadLetter(
-        error=error,
-        detail=detail,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=key,
-        value=value,
-        value_encoding=encoding,
-        failed_at=datetime.now(UTC),
-    )
-
-
-def decode_batch(records: Sequence[Record], *, max_turn_chars: int) -> DecodedBatch:
-    turns: list[tuple[Record, ConversationTurn]] = []
-    dead: list[tuple[DeadLetter, bytes | None]] = []
-    for record in records:
-        decoded = decode_record(record, max_turn_chars=max_turn_chars)
-        if isinstance(decoded, DeadLetter):
-            dead.append((decoded, record.key))
-        else:
-            turns.append((record, decoded))
-    return DecodedBatch(decoded=turns, dead_letters=dead)
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(self.model.__pydantic_core_schema__)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
@@ -170,8 +79,8 @@ class BatchHandler:
     process_batch: ProcessBatch
     publish_dead_letter: PublishDeadLetter
     max_turn_chars: int
-    backoff_s: float = 1.0
-    on_committed: Callable[[Any], Awaitable[None]] | None = None  # given the consumer
+    backoff_s: float
+    on_committed: Callable[[Any], Awaitable[None]]  # given the consumer, after each commit
     _failures_in_a_row: int = field(default=0, init=False)
 
     async def handle(self, records: Sequence[Record], consumer: Any) -> bool:
@@ -186,11 +95,7 @@ class BatchHandler:
         decoded = decode_batch(records, max_turn_chars=self.max_turn_chars)
         try:
             outcome = await self.process_batch(decoded.turns)
-            dead_letters = [
-                *decoded.dead_letters,
-                *decoded.conflicting(outcome),
-                *decoded.rejected_by_database(outcome),
-            ]
+            dead_letters = [*decoded.dead_letters, *decoded.decided(outcome.dead_letters())]
             for letter, key in dead_letters:
                 await self.publish_dead_letter(letter, key)
         except Exception as error:  # transient or not, redelivery loses nothing
@@ -200,8 +105,7 @@ class BatchHandler:
         self._log_batch(records, decoded, outcome, dead_letters, time.perf_counter() - started)
         if not await self._commit(records, consumer):
             return False
-        if self.on_committed is not None:
-            await self.on_committed(consumer)
+        await self.on_committed(consumer)
         return True
 
     async def _redeliver_later(
@@ -275,8 +179,7 @@ def register_consumer(
     batch_timeout_ms: int,
     session_timeout_ms: int,
     heartbeat_interval_ms: int,
-    max_partition_fetch_bytes: int = 4 * 1024 * 1024,
-    handler: Callable[[], BatchHandler],
+    max_partition_fetch_bytes: int,
 ) -> None:
     """Subscribe with manual acks: FastStream never commits; BatchHandler does."""
 
@@ -299,8 +202,10 @@ def register_consumer(
         turn: Annotated[Any, DocumentedAs(ConversationTurn)] = None,  # for AsyncAPI only
         *,
         message: KafkaMessage,
+        # FastStream injects what the app's lifespan put into its context.
+        handler: Annotated[BatchHandler, Context(BATCH_HANDLER)],
     ) -> None:
         records = message.raw_message
-        await handler().handle(
+        await handler.handle(
             records if isinstance(records, tuple) else (records,), message.consumer
         )

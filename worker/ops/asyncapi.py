@@ -1,7 +1,7 @@
 """The service's AsyncAPI document: the three topics and their payload schemas.
 
 `make docs` writes it to docs/asyncapi.yaml with FastStream's own generator
-(`faststream docs gen worker.ops.asyncapi:document_app --factory --yaml`), for the contract's
+(`faststream docs gen worker.app:document_app --factory --yaml`), for the contract's
 default topic names; a test fails when the file is stale. The running worker also serves it
 at `/docs/asyncapi` (and `/docs/asyncapi.json`), with "try it out" publishing disabled.
 """
@@ -11,14 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
 
 from schemas import DeadLetter, QualificationUpdated
 
 if TYPE_CHECKING:
-    from faststream.asgi import AsgiFastStream
     from faststream.kafka import KafkaBroker
 
     from worker.settings import Settings
@@ -30,19 +26,6 @@ DESCRIPTION = (
     "publishes one `QualificationUpdated` per committed state version (at least once; "
     "dedupe on `event_id`). Records it cannot read go to the dead-letter topic."
 )
-
-
-class DocumentedAs:
-    """`Annotated[Any, DocumentedAs(Model)]`: document a handler parameter as `Model` without
-    validating it (the batch handler decodes each record itself, see consumer.py)."""
-
-    def __init__(self, model: type[BaseModel]) -> None:
-        self.model = model
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return handler(self.model.__pydantic_core_schema__)
 
 
 def specification() -> AsyncAPI:
@@ -74,14 +57,3 @@ def contract_settings() -> Settings:
     names = ("kafka_bootstrap_servers", "turn_topic", "update_topic", "dlq_topic")
     defaults: dict[str, Any] = {name: Settings.model_fields[name].default for name in names}
     return Settings(**defaults)
-
-
-def document_app() -> AsgiFastStream:
-    """The app `make docs` documents (a factory: nothing is built at import)."""
-    from worker.app import create_app
-
-    return create_app(contract_settings())
-
-
-def document_yaml() -> str:
-    return document_app().schema.to_specification().to_yaml()

@@ -9,13 +9,33 @@ Labels are closed sets (reasons, models, stages, partitions): never a tenant or 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from worker.extract.port import ExtractionResult
-    from worker.qualify.versioning import NextVersion
+from schemas import StageChange
+
+
+class ExtractionFigures(Protocol):
+    """What an extraction result reports (worker.extract.port.ExtractionResult)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def evidence_dropped(self) -> int: ...
+
 
 P = "qualification_"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -71,7 +91,7 @@ def observe_dead_letters(reasons: Iterable[str]) -> None:
         DEAD_LETTERED.labels(reason=reason).inc()
 
 
-def observe_extraction(result: ExtractionResult, seconds: float) -> None:
+def observe_extraction(result: ExtractionFigures, seconds: float) -> None:
     model = result.model
     LLM_CALLS.labels(model=model, status=result.status).inc()
     LLM_REQUESTS.labels(model=model).inc(result.attempts)
@@ -85,9 +105,9 @@ def observe_extraction(result: ExtractionResult, seconds: float) -> None:
     EVIDENCE_DROPPED.inc(result.evidence_dropped)
 
 
-def observe_version(version: NextVersion, extraction_status: str) -> None:
+def observe_version(change: StageChange | None, extraction_status: str) -> None:
     VERSIONS.labels(extraction=extraction_status).inc()
-    if (change := version.stage_change) is not None:
+    if change is not None:
         STAGE_PROPOSALS.labels(
             from_stage=change.from_stage.value,
             to_stage=change.to_stage.value,

@@ -12,9 +12,8 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import asyncpg
 from faststream.kafka import KafkaBroker
 
 from worker.ops import metrics
@@ -62,11 +61,15 @@ class ConsumerProgress:
         return self.clock() - max(m for m in moments if m is not None) < self.stall_s
 
 
+class Pingable(Protocol):
+    async def ping(self) -> None: ...
+
+
 @dataclass(kw_only=True)
 class Readiness:
     broker: KafkaBroker
     progress: ConsumerProgress
-    pool: Callable[[], asyncpg.Pool | None]
+    database: Callable[[], Pingable | None]  # None until the app's lifespan opened it
 
     def consumer(self) -> Any:
         """The subscriber's aiokafka consumer, once the broker has started it."""
@@ -86,12 +89,12 @@ class Readiness:
         return "ok" if await self.broker.ping(timeout=CHECK_TIMEOUT_S) else "unreachable"
 
     async def _database(self) -> str:
-        pool = self.pool()
-        if pool is None:
+        database = self.database()
+        if database is None:
             return "not started"
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
-                await pool.fetchval("SELECT 1")
+                await database.ping()
         except Exception as error:
             return f"unreachable ({type(error).__name__})"
         return "ok"

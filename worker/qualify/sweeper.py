@@ -17,14 +17,15 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
-import asyncpg
 import structlog
 
 from schemas import ConversationKey
-from worker.qualify.service import ConversationOutcome
-from worker.store.database import queries
+from worker.qualify.outcomes import ConversationOutcome
+from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
+
+SWEEP_LOCK = "pending-sweeper"
 
 
 class Reextract(Protocol):
@@ -35,7 +36,7 @@ class Reextract(Protocol):
 
 @dataclass(kw_only=True)
 class PendingSweeper:
-    pool: asyncpg.Pool
+    database: Database
     reextract: Reextract
     interval_s: float = 30.0
     quiet_s: float = 60.0
@@ -52,25 +53,21 @@ class PendingSweeper:
 
     async def sweep(self) -> int:
         """One round; returns how many conversations got a new version."""
-        async with self.pool.acquire() as conn:
-            if not await conn.fetchval(queries()["try_sweep_lock"]):
+        async with self.database.exclusive(SWEEP_LOCK) as acquired:
+            if not acquired:
                 return 0  # another worker is sweeping
-            try:
-                return await self._sweep_locked(conn)
-            finally:
-                await conn.fetchval(queries()["sweep_unlock"])
+            return await self._sweep_locked()
 
-    async def _sweep_locked(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            queries()["quiet_pending_conversations"], self.quiet_s, self.batch_size
+    async def _sweep_locked(self) -> int:
+        keys = await self.database.quiet_pending_conversations(
+            quiet_s=self.quiet_s, limit=self.batch_size
         )
         written = 0
-        for row in rows:
-            key = ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"])
+        for key in keys:
             outcome = await self.reextract(key, stored_turns=False)
             if outcome.extraction_status == "failed":
                 break
             written += outcome.version is not None
-        if rows:
-            log.info("pending_turns_swept", candidates=len(rows), versions=written)
+        if keys:
+            log.info("pending_turns_swept", candidates=len(keys), versions=written)
         return written

@@ -1,22 +1,29 @@
-"""The next version of a conversation: turns and an extraction applied to its locked state.
+"""The next version of a conversation, and the event that announces it. Pure.
 
-Pure: the service calls this inside its write transaction, with the state it just locked.
+Every change of a state — new turns, a re-extraction, signals merged through the repository
+API (and, in v2, overrides and inactivity stalls) — is described as a `NextVersion` computed
+from the state just locked; `commit.commit_version` writes it, its stage record and its event
+in that one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from schemas import (
+    Actor,
     ConversationKey,
     ConversationState,
     ConversationTurn,
     ExtractionInfo,
+    NextStage,
+    QualificationSignals,
     QualificationUpdated,
     StageChange,
+    VersionSource,
     update_event_id,
 )
 from worker.extract.port import ExtractionResult
@@ -26,9 +33,21 @@ from worker.qualify.stages import check_transition
 
 @dataclass(frozen=True, kw_only=True)
 class NextVersion:
-    state: ConversationState
-    stage_change: StageChange | None
-    changed_fields: list[str]
+    """A state version to commit: the state after the change and what the event says of it."""
+
+    before: ConversationState  # the state as locked
+    state: ConversationState  # version + 1
+    source: VersionSource
+    changed_fields: list[str] = field(default_factory=list)
+    stage_change: StageChange | None = None
+    extraction: ExtractionInfo | None = None
+    turn_event_ids: list[UUID] = field(default_factory=list)
+    actor: Actor | None = None
+    next_stage: NextStage | None = None
+
+    @property
+    def key(self) -> ConversationKey:
+        return ConversationKey(self.state.tenant_id, self.state.account_id, self.state.contact_id)
 
 
 def order_turns(turns: Sequence[ConversationTurn]) -> list[ConversationTurn]:
@@ -36,30 +55,95 @@ def order_turns(turns: Sequence[ConversationTurn]) -> list[ConversationTurn]:
     return sorted(turns, key=lambda t: (t.sequence is None, t.sequence or 0, t.occurred_at))
 
 
-def next_version(
+def version_from_turns(
     state: ConversationState,
     applied: Sequence[ConversationTurn],
     result: ExtractionResult,
     *,
+    extracted_turns: int,
     now: datetime,
 ) -> NextVersion:
-    """`applied` are the turns newly stored in this transaction, in conversation order (none
-    for a re-extraction of stored turns: counters and contact details then stay as they are)."""
-    updated = _with_turns(state, applied) if applied else state
+    """`applied` are the turns newly stored in this transaction, in conversation order."""
+    with_turns = _with_turns(state, applied)
+    return _extracted(
+        state,
+        with_turns,
+        result,
+        source="turns",
+        extracted_turns=extracted_turns,
+        turn_event_ids=[t.event_id for t in applied],
+        now=now,
+    )
+
+
+def version_from_reextraction(
+    state: ConversationState, result: ExtractionResult, *, extracted_turns: int, now: datetime
+) -> NextVersion:
+    """Stored turns extracted again: counters and contact details stay as they are."""
+    return _extracted(
+        state,
+        state,
+        result,
+        source="reextract",
+        extracted_turns=extracted_turns,
+        turn_event_ids=[],
+        now=now,
+    )
+
+
+def version_from_signals(
+    state: ConversationState, signals: QualificationSignals, *, now: datetime
+) -> NextVersion:
+    """Signals merged by a caller of the repository API (no extraction, no stage proposal)."""
+    merged = merge_qualification_signals(state.qualification, signals, now=now)
+    updated = state.model_copy(
+        update={"qualification": merged, "updated_at": now, "version": state.version + 1}
+    )
+    return NextVersion(
+        before=state,
+        state=updated,
+        source="reextract",
+        changed_fields=changed_fields(state.qualification, merged),
+    )
+
+
+def _extracted(
+    locked: ConversationState,
+    updated: ConversationState,
+    result: ExtractionResult,
+    *,
+    source: VersionSource,
+    extracted_turns: int,
+    turn_event_ids: list[UUID],
+    now: datetime,
+) -> NextVersion:
     fields: list[str] = []
     stage_change = None
     if result.extraction is not None:
-        merged = merge_qualification_signals(state.qualification, result.extraction, now=now)
-        fields = changed_fields(state.qualification, merged)
+        merged = merge_qualification_signals(locked.qualification, result.extraction, now=now)
+        fields = changed_fields(locked.qualification, merged)
         updated = updated.model_copy(
             update={"qualification": merged, "confidence_score": merged.overall_confidence}
         )
-        stage_change = _stage_proposal(state, result)
+        stage_change = _stage_proposal(locked, result)
         if stage_change is not None and stage_change.accepted:
             updated = updated.model_copy(update={"deal_stage": stage_change.to_stage})
             fields.append("deal_stage")
-    updated = updated.model_copy(update={"updated_at": now, "version": state.version + 1})
-    return NextVersion(state=updated, stage_change=stage_change, changed_fields=fields)
+    updated = updated.model_copy(update={"updated_at": now, "version": locked.version + 1})
+    return NextVersion(
+        before=locked,
+        state=updated,
+        source=source,
+        changed_fields=fields,
+        stage_change=stage_change,
+        extraction=ExtractionInfo(
+            status=result.status,
+            model=result.model,
+            prompt_version=result.prompt_version,
+            turns=extracted_turns,
+        ),
+        turn_event_ids=turn_event_ids,
+    )
 
 
 def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -> ConversationState:
@@ -94,17 +178,10 @@ def _stage_proposal(state: ConversationState, result: ExtractionResult) -> Stage
     )
 
 
-def update_event(
-    key: ConversationKey,
-    before: ConversationState,
-    version: NextVersion,
-    result: ExtractionResult,
-    *,
-    turn_event_ids: Sequence[UUID],
-    extracted_turns: int,
-    now: datetime,
-) -> QualificationUpdated:
+def update_event(version: NextVersion) -> QualificationUpdated:
     state = version.state
+    key = version.key
+    assert state.updated_at is not None, "a new version carries the time it was made"
     return QualificationUpdated(
         event_id=update_event_id(key, state.version),
         tenant_id=key.tenant_id,
@@ -112,18 +189,18 @@ def update_event(
         contact_id=key.contact_id,
         version=state.version,
         deal_stage=state.deal_stage,
-        previous_stage=before.deal_stage,
+        previous_stage=version.before.deal_stage,
         stage_change=version.stage_change,
         qualification=state.qualification,
         changed_fields=version.changed_fields,
         interaction_count=state.interaction_count,
         confidence_score=state.confidence_score,
-        extraction=ExtractionInfo(
-            status=result.status,
-            model=result.model,
-            prompt_version=result.prompt_version,
-            turns=extracted_turns,
-        ),
-        turn_event_ids=list(turn_event_ids),
-        occurred_at=now,
+        extraction=version.extraction,
+        turn_event_ids=version.turn_event_ids,
+        source=version.source,
+        actor=version.actor,
+        owners=state.owners,
+        suggestions=state.suggestions,
+        next_stage=version.next_stage,
+        occurred_at=state.updated_at,
     )

@@ -159,6 +159,15 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
 
 
+async def migrate_database(database_url: str) -> list[str]:
+    """`migrate` on its own connection (as the login role: the tables' owner)."""
+    conn = await connect(database_url)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
 async def _applied_checksums(conn: asyncpg.Connection) -> dict[str, str]:
     rows = await conn.fetch("SELECT version, checksum FROM tenant.schema_migrations")
     return {row["version"]: row["checksum"] for row in rows}

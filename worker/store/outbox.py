@@ -27,14 +27,20 @@ Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
 PublishMany = Callable[[Sequence[Message]], Awaitable[None]]
 
 
-async def enqueue(conn: asyncpg.Connection, topic: str, event: QualificationUpdated) -> None:
-    """Inside the state's transaction: the event is published if and only if the state commits."""
-    key = conversation_key(event.tenant_id, event.account_id, event.contact_id)
-    payload = event.model_dump(mode="json", by_alias=True)
-    # Also NOTIFYs the relays (delivered at commit, not before).
-    await conn.execute(
-        queries()["insert_outbox"], event.event_id, event.tenant_id, topic, key, payload
-    )
+@dataclass(frozen=True)
+class OutboxRepository:
+    """Bound to the state's transaction: an event is published if and only if its version
+    commits."""
+
+    conn: asyncpg.Connection
+
+    async def insert_outbox(self, topic: str, event: QualificationUpdated) -> None:
+        key = conversation_key(event.tenant_id, event.account_id, event.contact_id)
+        payload = event.model_dump(mode="json", by_alias=True)
+        # Also NOTIFYs the relays (delivered at commit, not before).
+        await self.conn.execute(
+            queries()["insert_outbox"], event.event_id, event.tenant_id, topic, key, payload
+        )
 
 
 @dataclass(kw_only=True)

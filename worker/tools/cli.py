@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 from uuid import UUID
 
-from schemas import ConversationState, DealStage
+from schemas import DealStage
 from worker.errors import ConfigurationError
+from worker.qualify.repository import ConversationStateRepository
 from worker.settings import load_settings
-from worker.store.database import connect, create_pool
-from worker.store.database import migrate as apply_migrations
-from worker.store.repositories import ConversationStateRepository
+from worker.store.database import migrate_database
+from worker.store.unit_of_work import open_database
+from worker.tools.views import render_pipeline
 
 
 def parse_uuid(value: str, what: str) -> UUID:
@@ -33,11 +34,7 @@ def parse_stage(value: str | None) -> DealStage | None:
 
 
 async def migrate(args: argparse.Namespace) -> int:
-    conn = await connect(load_settings().database_url)
-    try:
-        applied = await apply_migrations(conn)
-    finally:
-        await conn.close()
+    applied = await migrate_database(load_settings().database_url)
     print(f"applied {', '.join(applied)}" if applied else "database is up to date")
     return 0
 
@@ -45,13 +42,9 @@ async def migrate(args: argparse.Namespace) -> int:
 async def state(args: argparse.Namespace) -> int:
     tenant_id = parse_uuid(args.tenant, "TENANT")
     settings = load_settings()
-    pool = await create_pool(settings.database_url, max_size=2, role=settings.db_role)
-    try:
-        found = await ConversationStateRepository(pool=pool).get_state(
-            tenant_id, args.account, args.contact
-        )
-    finally:
-        await pool.close()
+    async with open_database(settings.database_url, max_size=2, role=settings.db_role) as db:
+        repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
+        found = await repository.get_state(tenant_id, args.account, args.contact)
     if found is None:
         print(f"no conversation {args.tenant}:{args.account}:{args.contact}", file=sys.stderr)
         return 1
@@ -63,47 +56,11 @@ async def pipeline(args: argparse.Namespace) -> int:
     tenant_id = parse_uuid(args.tenant, "TENANT")
     stage = parse_stage(args.stage)
     settings = load_settings()
-    pool = await create_pool(settings.database_url, max_size=2, role=settings.db_role)
-    try:
-        states = await ConversationStateRepository(pool=pool).list_states_by_tenant(
-            tenant_id, stage
-        )
-    finally:
-        await pool.close()
+    async with open_database(settings.database_url, max_size=2, role=settings.db_role) as db:
+        repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
+        states = await repository.list_states_by_tenant(tenant_id, stage)
     print(render_pipeline(tenant_id, states))
     return 0
-
-
-def render_pipeline(tenant_id: UUID, states: list[ConversationState]) -> str:
-    header = f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  BANT  MEDDIC"
-    lines = [f"tenant {tenant_id}: {len(states)} conversation(s)", header, "-" * len(header)]
-    for s in states:
-        lines.append(
-            f"{s.account_id[:24]:<24} {s.contact_id[:22]:<22} {s.deal_stage.value:<13} "
-            f"{s.confidence_score:>4.2f} {s.interaction_count:>5}  "
-            f"{bant_flags(s)}  {meddic_flags(s)}"
-        )
-    return "\n".join(lines)
-
-
-def bant_flags(state: ConversationState) -> str:
-    """'BA·T': the letter of each identified dimension, a dot for the others."""
-    b = state.qualification.bant
-    found = (b.budget_identified, b.authority_identified, b.need_identified, b.timeline_identified)
-    return "".join(letter if hit else "·" for letter, hit in zip("BANT", found, strict=True))
-
-
-def meddic_flags(state: ConversationState) -> str:
-    m = state.qualification.meddic
-    found = (
-        m.metrics_identified,
-        m.economic_buyer_identified,
-        bool(m.decision_criteria),
-        m.decision_process_identified,
-        m.identify_pain_identified,
-        m.champion_identified,
-    )
-    return "".join(letter if hit else "·" for letter, hit in zip("MEDDIC", found, strict=True))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -134,14 +91,6 @@ async def produce(args: argparse.Namespace) -> int:
     return 1 if turns.problems else 0
 
 
-async def migrate_url(database_url: str) -> None:
-    conn = await connect(database_url)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-
-
 async def stack(args: argparse.Namespace) -> int:
     from worker.tools import stack as embedded
 
@@ -149,7 +98,7 @@ async def stack(args: argparse.Namespace) -> int:
     if args.action == "up":
         settings = load_settings()
         topics = [settings.turn_topic, settings.update_topic, settings.dlq_topic]
-        info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_url)
+        info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_database)
         print(info.export_lines(), end="")
         print(f"# written to {root / 'env.sh'}: run `source {root / 'env.sh'}`", file=sys.stderr)
     elif args.action == "down":

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from schemas import ConversationTurn, DeadLetter
 from worker.errors import ConfigurationError, TransientError
-from worker.ingest.consumer import describe
+from worker.ingest.decoding import describe
 from worker.settings import Settings
 from worker.tools.producer import publish_turns
 

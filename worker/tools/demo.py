@@ -17,12 +17,13 @@ from pathlib import Path
 from uuid import UUID
 
 from worker.errors import ConfigurationError, WorkerError
+from worker.qualify.repository import ConversationStateRepository
 from worker.settings import RULES_MODEL, Settings
-from worker.store.database import create_pool
-from worker.store.repositories import ConversationStateRepository
-from worker.tools.cli import render_pipeline
+from worker.store.database import migrate_database
+from worker.store.unit_of_work import open_database
 from worker.tools.producer import publish_turns, read_turns
 from worker.tools.stack import StackInfo, stack_down, stack_status, stack_up_async
+from worker.tools.views import render_pipeline
 
 STACK_ROOT = Path(".stack")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "conversations.jsonl"
@@ -30,13 +31,11 @@ APPLY_DEADLINE_S = 300.0
 
 
 async def run_demo(settings: Settings, *, examples: Path = EXAMPLES) -> int:
-    from worker.tools.cli import migrate_url
-
     was_running = (status := stack_status(STACK_ROOT)) is not None and status.all_running
     info = await stack_up_async(
         STACK_ROOT,
         topics=[settings.turn_topic, settings.update_topic, settings.dlq_topic],
-        migrate=migrate_url,
+        migrate=migrate_database,
     )
     print(f"stack: PostgreSQL on {info.database_url}, broker on {info.kafka_bootstrap_servers}")
     env = demo_env(info)
@@ -86,15 +85,12 @@ async def _publish_and_wait(
     tenants = sorted({turn.tenant_id for turn, _ in turns.valid}, key=str)
     expected = len({turn.event_id for turn, _ in turns.valid})
     print(f"published {len(turns.valid)} turns of {len(tenants)} tenants; waiting for the worker")
-    pool = await create_pool(info.database_url, max_size=2, role=settings.db_role)
-    try:
-        repository = ConversationStateRepository(pool=pool)
+    async with open_database(info.database_url, max_size=2, role=settings.db_role) as db:
+        repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
         await _wait_until_applied(repository, tenants, expected, worker)
         for tenant in tenants:
             print()
             print(render_pipeline(tenant, await repository.list_states_by_tenant(tenant)))
-    finally:
-        await pool.close()
 
 
 async def applied_turns(repository: ConversationStateRepository, tenants: list[UUID]) -> int:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from schemas import ConversationTurn
 from worker.errors import ConfigurationError, TransientError
-from worker.ingest.consumer import describe
+from worker.ingest.decoding import describe
 from worker.settings import Settings
 
 

@@ -17,11 +17,10 @@ import structlog
 
 from schemas import ConversationKey
 from worker.errors import ConfigurationError
-from worker.extract.llm import build_extractor
-from worker.qualify.service import ConversationOutcome, QualificationService
+from worker.qualify.outcomes import ConversationOutcome
+from worker.qualify.service import build_service
 from worker.settings import Settings
-from worker.store.database import create_pool
-from worker.store.repositories import ConversationStateRepository
+from worker.store.unit_of_work import open_database
 
 log = structlog.get_logger(__name__)
 
@@ -37,18 +36,12 @@ async def reextract(
     if (account_id is None) != (contact_id is None):
         raise ConfigurationError("give both ACCOUNT and CONTACT, or neither")
     size = max(2, settings.llm_concurrency + 1)
-    pool = await create_pool(settings.database_url, max_size=size, role=settings.db_role)
-    try:
-        repository = ConversationStateRepository(pool=pool)
-        service = QualificationService(
-            repository=repository,
-            extractor=build_extractor(settings),
-            update_topic=settings.update_topic,
-            concurrency=settings.llm_concurrency,
-        )
-        keys = await repository.reextract_candidates(
-            tenant_id, account_id, contact_id, pending_only=not stored_turns
-        )
+    async with open_database(settings.database_url, max_size=size, role=settings.db_role) as db:
+        service = build_service(settings, db)
+        async with db.reading(tenant_id) as tx:
+            keys = await tx.turns.reextract_candidates(
+                tenant_id, account_id, contact_id, pending_only=not stored_turns
+            )
         slots = asyncio.Semaphore(settings.llm_concurrency)
 
         async def one(key: ConversationKey) -> ConversationOutcome:
@@ -56,8 +49,6 @@ async def reextract(
                 return await service.reextract(key, stored_turns=stored_turns)
 
         return list(await asyncio.gather(*(one(key) for key in keys)))
-    finally:
-        await pool.close()
 
 
 def report(outcomes: list[ConversationOutcome]) -> tuple[str, int]:

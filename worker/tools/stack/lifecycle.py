@@ -23,7 +23,7 @@ from worker.tools.stack.processes import port_is_free, write_atomically
 STACK_FILE = "stack.json"
 ENV_FILE = "env.sh"
 
-Migrate = Callable[[str], Awaitable[None]]
+Migrate = Callable[[str], Awaitable[object]]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,111 @@
+"""Decoding consumed records one by one: a turn, or a dead letter saying why not.
+
+A bad record never fails its batch: it becomes a `DeadLetter` with its position and original
+value, and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+
+from schemas import ConversationTurn, DeadLetter
+from schemas.events import TOO_LARGE
+from worker.qualify.outcomes import DeadLetterDecision, TurnId, turn_id
+
+
+class Record(Protocol):
+    """The parts of an aiokafka ConsumerRecord the worker reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodedBatch:
+    decoded: list[tuple[Record, ConversationTurn]]
+    dead_letters: list[tuple[DeadLetter, bytes | None]]  # with the original key
+
+    @property
+    def turns(self) -> list[ConversationTurn]:
+        return [turn for _, turn in self.decoded]
+
+    def decided(
+        self, decisions: Mapping[TurnId, DeadLetterDecision]
+    ) -> list[tuple[DeadLetter, bytes | None]]:
+        """Dead letters for the records of the turns processing decided to refuse."""
+        letters = []
+        for record, turn in self.decoded:
+            if (decision := decisions.get(turn_id(turn))) is not None:
+                letters.append((dead_letter(record, decision.reason, decision.detail), record.key))
+        return letters
+
+
+def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
+    raw = record.value or b""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return dead_letter(record, "invalid_json", f"not valid JSON: {error}")
+    if not isinstance(payload, dict):
+        return dead_letter(
+            record, "invalid_event", f"expected a JSON object, got {type(payload).__name__}"
+        )
+    try:
+        return ConversationTurn.model_validate(payload, context={"max_turn_chars": max_turn_chars})
+    except ValidationError as error:
+        reason = (
+            "too_large" if any(e["type"] == TOO_LARGE for e in error.errors()) else "invalid_event"
+        )
+        return dead_letter(record, reason, describe(error))
+    except Exception as error:  # a validator that broke on this input
+        # Raised out of here, it would fail the whole batch outside the handler's guard, and
+        # FastStream would skip the batch without committing or dead-lettering any of it.
+        return dead_letter(record, "invalid_event", f"could not validate: {type(error).__name__}")
+
+
+def describe(error: ValidationError) -> str:
+    """`field: message; …` without echoing the input (it may be huge or personal)."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors()]
+    return "; ".join(parts)[:1000]
+
+
+def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
+    raw = record.value or b""
+    try:
+        value, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        value, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
+    return DeadLetter(
+        error=error,
+        detail=detail,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key,
+        value=value,
+        value_encoding=encoding,
+        failed_at=datetime.now(UTC),
+    )
+
+
+def decode_batch(records: Sequence[Record], *, max_turn_chars: int) -> DecodedBatch:
+    turns: list[tuple[Record, ConversationTurn]] = []
+    dead: list[tuple[DeadLetter, bytes | None]] = []
+    for record in records:
+        decoded = decode_record(record, max_turn_chars=max_turn_chars)
+        if isinstance(decoded, DeadLetter):
+            dead.append((decoded, record.key))
+        else:
+            turns.append((record, decoded))
+    return DecodedBatch(decoded=turns, dead_letters=dead)

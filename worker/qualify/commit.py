@@ -1,0 +1,56 @@
+"""The one commit path: a state version, its stage record and its event, in the caller's
+transaction. No version exists without its event, whatever made it."""
+
+from __future__ import annotations
+
+import structlog
+
+from schemas import ConversationState
+from worker.ops import metrics
+from worker.qualify.versioning import NextVersion, update_event
+from worker.store.unit_of_work import TenantTransaction
+
+log = structlog.get_logger(__name__)
+
+
+async def commit_version(
+    tx: TenantTransaction, version: NextVersion, *, update_topic: str
+) -> ConversationState:
+    """Writes `version` inside `tx` (which holds the state's row lock); the caller's
+    transaction commits all three writes or none."""
+    stored = await tx.states.upsert_state(version.state)
+    if (change := version.stage_change) is not None:
+        await tx.transitions.insert_stage_transition(
+            version.key,
+            version=version.state.version,
+            change=change,
+            source=version.source,
+            actor=version.actor,
+        )
+    await tx.outbox.insert_outbox(update_topic, update_event(version))
+    return stored
+
+
+def log_version(
+    version: NextVersion, *, turns_applied: int, extract_s: float, write_s: float
+) -> None:
+    """After the commit: one log line and the version metrics."""
+    status = version.extraction.status if version.extraction is not None else "none"
+    metrics.observe_version(version.stage_change, status)
+    change = version.stage_change
+    log.info(
+        "state_version_committed",
+        tenant_id=str(version.key.tenant_id),
+        conversation=str(version.key),
+        version=version.state.version,
+        source=version.source,
+        turns_applied=turns_applied,
+        extraction=status,
+        stage=version.state.deal_stage.value,
+        stage_change=f"{change.from_stage.value}->{change.to_stage.value}"
+        f" {'accepted' if change.accepted else 'rejected'}"
+        if change
+        else None,
+        extract_ms=round(extract_s * 1000, 1),
+        write_ms=round(write_s * 1000, 1),
+    )

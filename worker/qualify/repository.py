@@ -1,0 +1,62 @@
+"""ConversationStateRepository: the seed's API over conversation states, for callers outside
+the consumer (operator commands, embedding applications).
+
+Reads are plain; `update_qualification` is a state change like any other: it merges under the
+row lock and goes through the one commit path, so it makes version + 1 and exactly one
+`qualification.updated` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from schemas import ConversationKey, ConversationState, DealStage, QualificationSignals
+from worker.errors import ConversationNotFound
+from worker.qualify.commit import commit_version, log_version
+from worker.qualify.versioning import version_from_signals
+from worker.store.unit_of_work import Database
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversationStateRepository:
+    database: Database
+    update_topic: str
+    clock: Callable[[], datetime] = _utc_now
+
+    async def get_state(
+        self, tenant_id: UUID, account_id: str, contact_id: str
+    ) -> ConversationState | None:
+        async with self.database.reading(tenant_id) as tx:
+            return await tx.states.read_state(ConversationKey(tenant_id, account_id, contact_id))
+
+    async def list_states_by_tenant(
+        self, tenant_id: UUID, deal_stage: DealStage | None = None
+    ) -> list[ConversationState]:
+        async with self.database.reading(tenant_id) as tx:
+            return await tx.states.list_states_by_tenant(tenant_id, deal_stage)
+
+    async def update_qualification(
+        self,
+        tenant_id: UUID,
+        account_id: str,
+        contact_id: str,
+        new_signals: QualificationSignals,
+    ) -> ConversationState:
+        """Merge `new_signals` into the stored state under its row lock: version + 1, one
+        event. Raises ConversationNotFound when the conversation has no state."""
+        key = ConversationKey(tenant_id, account_id, contact_id)
+        async with self.database.for_tenant(tenant_id) as tx:
+            state = await tx.states.lock_state(key)
+            if state is None:
+                raise ConversationNotFound(f"no conversation state for {key}")
+            version = version_from_signals(state, new_signals, now=self.clock())
+            stored = await commit_version(tx, version, update_topic=self.update_topic)
+        log_version(version, turns_applied=0, extract_s=0.0, write_s=0.0)
+        return stored
