@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, get_args
@@ -15,6 +14,7 @@ from typing import Any, get_args
 from schemas.events import DeadLetterReason
 from worker.errors import WorkerError
 from worker.ops.logs import configure_logging
+from worker.settings import load_settings
 from worker.tools import cli
 
 EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
@@ -79,10 +79,13 @@ def add_operator_commands(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Before anything logs; logs go to stderr so stdout stays the command's output.
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
     command: Command = args.fn
     try:
+        # Every setting is checked before any command starts, whatever it uses: a bad value
+        # is one line naming it (exit 2), never a traceback from deep inside a library.
+        settings = load_settings()
+        # Before anything logs; logs go to stderr so stdout stays the command's output.
+        configure_logging(settings.log_level, settings.log_format)
         return asyncio.run(command(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RULES_MODEL = "rules"  # LLM_MODEL value that selects the offline rule-based extractor
@@ -12,6 +12,11 @@ RULES_MODEL = "rules"  # LLM_MODEL value that selects the offline rule-based ext
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Tansu (the embedded broker) does not serve InitProducerId, so idempotence is opt-in.
@@ -67,7 +72,7 @@ class Settings(BaseSettings):
     update_topic: str = "qualification.updated"
     dlq_topic: str = "conversation.turn.dlq"
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
     # /health, /ready, /metrics and /docs/asyncapi; HTTP_PORT=0 serves no HTTP at all.

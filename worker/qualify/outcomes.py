@@ -40,7 +40,11 @@ class StoredTurns:
 
     @classmethod
     def compare(
-        cls, turns: Sequence[ConversationTurn], stored: Mapping[UUID, str], *, all_taken: bool = False
+        cls,
+        turns: Sequence[ConversationTurn],
+        stored: Mapping[UUID, str],
+        *,
+        all_taken: bool = False,
     ) -> StoredTurns:
         """`stored`: the fingerprint stored under each event id this tenant has taken.
 
