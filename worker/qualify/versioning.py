@@ -14,14 +14,22 @@ from schemas import (
     ConversationKey,
     ConversationState,
     ConversationTurn,
+    DealStage,
     ExtractionInfo,
+    NextStage,
+    QualificationState,
     QualificationUpdated,
     StageChange,
     update_event_id,
 )
 from worker.extract.port import ExtractionResult
+from worker.qualify.criteria import (
+    DEFAULT_CRITERIA,
+    StageCriteria,
+    judge_ai_proposal,
+    next_stage,
+)
 from worker.qualify.merge import changed_fields, merge_qualification_signals
-from worker.qualify.stages import check_transition
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +37,7 @@ class NextVersion:
     state: ConversationState
     stage_change: StageChange | None
     changed_fields: list[str]
+    next_stage: NextStage | None  # the gap report of `state`
 
 
 def order_turns(turns: Sequence[ConversationTurn]) -> list[ConversationTurn]:
@@ -42,9 +51,11 @@ def next_version(
     result: ExtractionResult,
     *,
     now: datetime,
+    criteria: StageCriteria = DEFAULT_CRITERIA,
 ) -> NextVersion:
     """`applied` are the turns newly stored in this transaction, in conversation order (none
-    for a re-extraction of stored turns: counters and contact details then stay as they are)."""
+    for a re-extraction of stored turns: counters and contact details then stay as they are).
+    `criteria` are the stages' exit criteria (the `STAGE_CRITERIA` setting)."""
     updated = _with_turns(state, applied) if applied else state
     fields: list[str] = []
     stage_change = None
@@ -54,12 +65,16 @@ def next_version(
         updated = updated.model_copy(
             update={"qualification": merged, "confidence_score": merged.overall_confidence}
         )
-        stage_change = _stage_proposal(state, result)
+        stage_change, stalled_from = _stage_proposal(state, result, merged, criteria)
         if stage_change is not None and stage_change.accepted:
-            updated = updated.model_copy(update={"deal_stage": stage_change.to_stage})
+            stage_update = {"deal_stage": stage_change.to_stage, "stalled_from": stalled_from}
+            updated = updated.model_copy(update=stage_update)
             fields.append("deal_stage")
     updated = updated.model_copy(update={"updated_at": now, "version": state.version + 1})
-    return NextVersion(state=updated, stage_change=stage_change, changed_fields=fields)
+    gaps = next_stage(updated.deal_stage, updated.stalled_from, updated.qualification, criteria)
+    return NextVersion(
+        state=updated, stage_change=stage_change, changed_fields=fields, next_stage=gaps
+    )
 
 
 def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -> ConversationState:
@@ -78,20 +93,29 @@ def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -
     return state.model_copy(update=update)
 
 
-def _stage_proposal(state: ConversationState, result: ExtractionResult) -> StageChange | None:
-    """A suggestion of the stage the deal is already in is no proposal: nothing to record."""
+def _stage_proposal(
+    state: ConversationState,
+    result: ExtractionResult,
+    merged: QualificationState,
+    criteria: StageCriteria,
+) -> tuple[StageChange | None, DealStage | None]:
+    """The proposal's record and the `stalled_from` the state has if it is applied.
+
+    A suggestion of the stage the deal is already in is no proposal: nothing to record. Exit
+    criteria are checked against the merged qualification: what these turns showed counts."""
     assert result.extraction is not None
     proposed = result.extraction.suggested_stage
     if proposed is None or proposed == state.deal_stage:
-        return None
-    check = check_transition(state.deal_stage, proposed)
+        return None, state.stalled_from
+    verdict = judge_ai_proposal(state.deal_stage, state.stalled_from, proposed, merged, criteria)
     # An accepted move is explained by the model; a rejected one by the stage machine.
-    reason = (result.extraction.stage_reason if check.accepted else check.reason) or (
+    reason = (result.extraction.stage_reason if verdict.accepted else verdict.reason) or (
         f"{state.deal_stage.value} -> {proposed.value}"
     )
-    return StageChange(
-        from_stage=state.deal_stage, to_stage=proposed, accepted=check.accepted, reason=reason
+    change = StageChange(
+        from_stage=state.deal_stage, to_stage=proposed, accepted=verdict.accepted, reason=reason
     )
+    return change, verdict.stalled_from
 
 
 def update_event(
@@ -125,5 +149,6 @@ def update_event(
             turns=extracted_turns,
         ),
         turn_event_ids=list(turn_event_ids),
+        next_stage=version.next_stage,
         occurred_at=now,
     )
