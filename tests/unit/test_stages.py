@@ -92,7 +92,9 @@ STALLED_FROM_VALUES: list[DealStage | None] = [
 ALL_TRIPLES = list(itertools.product(DealStage, DealStage, STALLED_FROM_VALUES))
 
 
-def expected_allowed(from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None) -> bool:
+def expected_allowed(
+    from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None
+) -> bool:
     if from_stage is DealStage.STALLED:
         key = None if stalled_from is None else stalled_from.value
         return to_stage.value in ALLOWED_FROM_STALLED[key]
@@ -158,7 +160,9 @@ def test_there_are_skips_from_open_and_from_stalled_stages() -> None:
     }
 
 
-@pytest.mark.parametrize(("from_stage", "to_stage", "stalled_from", "skipped"), SKIPS, ids=triple_id)
+@pytest.mark.parametrize(
+    ("from_stage", "to_stage", "stalled_from", "skipped"), SKIPS, ids=triple_id
+)
 def test_a_rejected_forward_move_names_exactly_the_stages_it_skips(
     from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None, skipped: str
 ) -> None:

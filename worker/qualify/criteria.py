@@ -158,4 +158,3 @@ def next_stage(
     else:
         target = PIPELINE[PIPELINE.index(stage) + 1]
     return NextStage(stage=target, missing=missing_for(target, qualification, criteria))
-
