@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PlainValidator, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, parse_stage_criteria
 
 RULES_MODEL = "rules"  # LLM_MODEL value that selects the offline rule-based extractor
+
+
+def _stage_criteria(value: object) -> StageCriteria:
+    """`STAGE_CRITERIA` as text (from the environment) or as criteria (from code)."""
+    if isinstance(value, StageCriteria):
+        return value
+    if isinstance(value, str):
+        return parse_stage_criteria(value)
+    raise ValueError("expected a JSON object {stage: [dimension, ...]} or `off`")
+
+
+# NoDecode: the text goes to the parser as it is (pydantic-settings would JSON-decode it first,
+# and `off` is no JSON).
+StageCriteriaSetting = Annotated[StageCriteria, NoDecode, PlainValidator(_stage_criteria)]
 
 
 class Settings(BaseSettings):
@@ -72,6 +88,10 @@ class Settings(BaseSettings):
     update_topic: str = "qualification.updated"
     dlq_topic: str = "conversation.turn.dlq"
 
+    # The exit criteria of the deal stages (worker/qualify/criteria.py, CONTRACT.md section 4):
+    # unset for the default table, `off`, or a JSON object {stage: [dimension, ...]}.
+    stage_criteria: StageCriteriaSetting = DEFAULT_CRITERIA
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -98,4 +118,7 @@ def load_settings() -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise ConfigurationError(f"{name}: {first['msg']}") from None
+        # A validator's own ValueError reads better without pydantic's "Value error, " prefix.
+        cause = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
+        message = str(cause) if cause is not None else first["msg"]
+        raise ConfigurationError(f"{name}: {message}") from None

@@ -168,13 +168,14 @@ def test_user_message_names_the_stage_and_the_allowed_proposals() -> None:
     user = build_messages([turn("a", 1)], QualificationState(), DealStage.DISCOVERY)[1]["content"]
 
     assert "Current stage: discovery" in user
-    assert "Allowed stages to propose: discovery, qualification, stalled" in user
+    assert "Allowed stages to propose: discovery, qualification, closed_lost, stalled" in user
 
 
 def test_proposable_stages_never_skip() -> None:
     assert proposable_stages(DealStage.PROSPECTING) == [
         DealStage.PROSPECTING,
         DealStage.DISCOVERY,
+        DealStage.CLOSED_LOST,
         DealStage.STALLED,
     ]
     assert proposable_stages(DealStage.CLOSED_WON) == [DealStage.CLOSED_WON]

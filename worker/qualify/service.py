@@ -19,21 +19,20 @@ from schemas import (
     ConversationKey,
     ConversationState,
     ConversationTurn,
-    DealStage,
-    QualificationState,
 )
 from worker.errors import ConversationNotFound, PermanentError
 from worker.extract.factory import build_extractor
 from worker.extract.port import ExtractionResult, Extractor, TurnText
 from worker.ops import metrics, tracing
 from worker.qualify.commit import commit_version, log_version
+from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.outcomes import (
     BatchOutcome,
     ConversationOutcome,
     StoredTurns,
     group_by_conversation,
 )
-from worker.qualify.versioning import version_from_reextraction, version_from_turns
+from worker.qualify.versioning import gap_report, version_from_reextraction, version_from_turns
 from worker.settings import Settings
 from worker.store.unit_of_work import Database
 
@@ -80,6 +79,7 @@ def build_service(settings: Settings, database: Database) -> QualificationServic
         extractor=build_extractor(settings),
         update_topic=settings.update_topic,
         concurrency=settings.llm_concurrency,
+        criteria=settings.stage_criteria,
     )
 
 
@@ -89,6 +89,7 @@ class QualificationService:
     extractor: Extractor
     update_topic: str
     concurrency: int
+    criteria: StageCriteria = DEFAULT_CRITERIA
     clock: Callable[[], datetime] = utc_now
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -133,10 +134,13 @@ class QualificationService:
                 conflicts=tuple(snapshot.turns.conflicts),
             )
         to_extract = snapshot.pending + [as_turn_text(t) for t in snapshot.turns.new]
-        known, stage = QualificationState(), DealStage.PROSPECTING  # a new conversation
-        if snapshot.state is not None:
-            known, stage = snapshot.state.qualification, snapshot.state.deal_stage
-        result = await self._extract(to_extract, known, stage)
+        known = snapshot.state or ConversationState(  # a new conversation
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            contact_id=key.contact_id,
+            contact_email=snapshot.turns.new[-1].contact_email,
+        )
+        result = await self._extract(to_extract, known)
         with tracing.span("write_transaction", turns=len(snapshot.turns.new)):
             written = await self._write_turns(key, snapshot, result, len(to_extract))
         conflicts = (*snapshot.turns.conflicts, *written.raced.conflicts)
@@ -158,13 +162,16 @@ class QualificationService:
             state, pending = await tx.states.read_snapshot(key, pending_limit=MAX_PENDING_TURNS)
         return _Snapshot(state=state, turns=compared, pending=pending)
 
-    async def _extract(
-        self, turns: list[TurnText], known: QualificationState, stage: DealStage
-    ) -> ExtractionResult:
-        """The one extractor call, with no connection held: timed, counted and traced."""
+    async def _extract(self, turns: list[TurnText], known: ConversationState) -> ExtractionResult:
+        """The one extractor call, with no connection held: timed, counted and traced. The
+        extractor sees what is known and what the next stage still lacks (so its questions
+        aim at the gaps)."""
+        gaps = gap_report(known, self.criteria)
         with tracing.span("extraction", turns=len(turns)) as span:
             started = time.perf_counter()
-            result = await self.extractor.extract_signals(turns, known, stage)
+            result = await self.extractor.extract_signals(
+                turns, known.qualification, known.deal_stage, next_stage=gaps
+            )
             result = replace(result, seconds=time.perf_counter() - started)
             span.set_attribute("llm.model", result.model)
             span.set_attribute("extraction.status", result.status)
@@ -200,7 +207,12 @@ class QualificationService:
                     pending_ids = [t.event_id for t in snapshot.pending]
                     await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
                 version = version_from_turns(
-                    state, applied, result, extracted_turns=extracted, now=now
+                    state,
+                    applied,
+                    result,
+                    extracted_turns=extracted,
+                    now=now,
+                    criteria=self.criteria,
                 )
                 await commit_version(tx, version, update_topic=self.update_topic)
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
@@ -226,7 +238,7 @@ class QualificationService:
             turns = await read(key, limit=MAX_PENDING_TURNS)
         if state is None or not turns:
             return ConversationOutcome(key=key)
-        result = await self._extract(turns, state.qualification, state.deal_stage)
+        result = await self._extract(turns, state)
         if result.status != "ok":
             return ConversationOutcome(key=key, extraction_status=result.status)
         with tracing.span("write_transaction", turns=0):

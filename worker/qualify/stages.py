@@ -1,12 +1,25 @@
-"""The deal-stage machine (CONTRACT.md section 4).
+"""The deal-stage machine v2 (CONTRACT.md section 4): where a stage proposal may go.
 
-prospecting -> discovery -> qualification -> evaluation -> negotiation -> closed_won | closed_lost;
-any open stage -> stalled; stalled -> any open stage; closed stages are terminal; staying put is
-always allowed; no skipping.
+prospecting -> discovery -> qualification -> evaluation -> negotiation -> closed_won
 
-Read literally, only negotiation closes a deal: `discovery -> closed_lost` skips stages and is
-rejected, and a stalled deal resumes an open stage before it can close. "Open" means not closed,
-so stalled resumes to any of prospecting .. negotiation. Pure: no I/O.
+- One step forward at a time. No skipping; the reason names the skipped stages.
+- Backward moves between open stages are rejected: the contract says "forward only" for the
+  pipeline, and the only way back it names is resuming from `stalled`. (A person's override may
+  set any stage; it does not go through this machine.)
+- Any open stage -> `stalled`; the state remembers `stalled_from`.
+- `stalled` -> `stalled_from`, any earlier open stage, or the one right after `stalled_from`
+  (resume and advance one step). Anything further skips stages and is rejected.
+- Any open stage, `stalled` included -> `closed_lost`. `closed_won` only from `negotiation`
+  (not from `stalled`: resume to negotiation first). Both closed stages are terminal.
+- Staying in the same stage is always allowed (and is no proposal: callers record nothing).
+
+A `stalled` deal without a `stalled_from` (rows stalled before v2), or with one that is not an
+open stage, is treated as stalled from `prospecting`: it may resume to prospecting or advance to
+discovery, never further. That is the safe reading: stalling must never let the AI skip ahead,
+and a deal that really was further on can be put back by a person's override.
+
+Exit criteria (what the qualification must show) live in `worker.qualify.criteria`; this module
+knows only the shape of the pipeline. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -15,17 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from schemas import DealStage
+from schemas import CLOSED_STAGES, OPEN_STAGES, DealStage
 
-# The pipeline, in order; each stage may only move to the next one.
-PIPELINE: tuple[DealStage, ...] = (
-    DealStage.PROSPECTING,
-    DealStage.DISCOVERY,
-    DealStage.QUALIFICATION,
-    DealStage.EVALUATION,
-    DealStage.NEGOTIATION,
-)
-CLOSED: frozenset[DealStage] = frozenset({DealStage.CLOSED_WON, DealStage.CLOSED_LOST})
+# Every stage that moving forward can reach, in order: the open stages, then the win.
+PIPELINE: tuple[DealStage, ...] = (*OPEN_STAGES, DealStage.CLOSED_WON)
+CLOSED: frozenset[DealStage] = frozenset(CLOSED_STAGES)
+# Where a stalled deal without a usable `stalled_from` is taken to have stalled.
+LEGACY_STALLED_FROM = DealStage.PROSPECTING
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,56 +43,138 @@ class TransitionCheck:
     reason: str
 
 
-def _targets(stage: DealStage) -> frozenset[DealStage]:
-    """Where `stage` may go, itself included."""
+def resume_point(stalled_from: DealStage | None) -> DealStage:
+    """The open stage a stalled deal resumes to (legacy or corrupt values: prospecting)."""
+    if stalled_from is not None and stalled_from in OPEN_STAGES:
+        return stalled_from
+    return LEGACY_STALLED_FROM
+
+
+def _targets(stage: DealStage, stalled_from: DealStage | None) -> frozenset[DealStage]:
+    """Where `stage` may go, itself included; `stalled_from` counts only for `stalled`."""
     if stage in CLOSED:
         return frozenset({stage})
     if stage is DealStage.STALLED:
-        return frozenset({stage, *PIPELINE})
+        position = PIPELINE.index(resume_point(stalled_from))
+        # Up to one step past the resume point, but never to closed_won (only from negotiation).
+        resumable = [s for s in PIPELINE[: position + 2] if s in OPEN_STAGES]
+        return frozenset({stage, *resumable, DealStage.CLOSED_LOST})
     position = PIPELINE.index(stage)
-    forward = PIPELINE[position + 1 : position + 2] or tuple(CLOSED)
-    return frozenset({stage, *forward, DealStage.STALLED})
+    return frozenset({stage, PIPELINE[position + 1], DealStage.STALLED, DealStage.CLOSED_LOST})
 
 
+# The table: (from, stalled_from) -> allowed targets. `stalled_from` is part of the key only for
+# `stalled` (normalised by `resume_point`); every other stage is keyed with None.
+TRANSITIONS: Mapping[tuple[DealStage, DealStage | None], frozenset[DealStage]] = MappingProxyType(
+    {
+        **{(s, None): _targets(s, None) for s in DealStage if s is not DealStage.STALLED},
+        **{(DealStage.STALLED, s): _targets(DealStage.STALLED, s) for s in OPEN_STAGES},
+    }
+)
+
+# Targets per stage when `stalled_from` is unknown (a stalled deal counts as stalled from
+# prospecting). Prefer `allowed_targets(stage, stalled_from)`, which knows better.
 VALID_TRANSITIONS: Mapping[DealStage, frozenset[DealStage]] = MappingProxyType(
-    {stage: _targets(stage) for stage in DealStage}
+    {stage: _targets(stage, None) for stage in DealStage}
 )
 
 
-def check_transition(from_stage: DealStage, to_stage: DealStage) -> TransitionCheck:
-    """Whether the deal may move from `from_stage` to `to_stage`, and why (for the audit trail)."""
-    accepted = to_stage in VALID_TRANSITIONS[from_stage]
+def _table_key(
+    stage: DealStage, stalled_from: DealStage | None
+) -> tuple[DealStage, DealStage | None]:
+    return (stage, resume_point(stalled_from)) if stage is DealStage.STALLED else (stage, None)
+
+
+def allowed_targets(stage: DealStage, stalled_from: DealStage | None) -> frozenset[DealStage]:
+    """Every stage the AI may move the deal to from `stage`, `stage` itself included."""
+    return TRANSITIONS[_table_key(stage, stalled_from)]
+
+
+def check_transition(
+    from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None = None
+) -> TransitionCheck:
+    """Whether the deal may move from `from_stage` to `to_stage`, and why (for the audit trail).
+
+    `stalled_from` is the state's; it matters only when `from_stage` is `stalled`."""
+    accepted = to_stage in allowed_targets(from_stage, stalled_from)
     explain = _accepted_because if accepted else _rejected_because
     return TransitionCheck(
         accepted=accepted,
-        reason=f"{from_stage.value} -> {to_stage.value}: {explain(from_stage, to_stage)}",
+        reason=f"{from_stage.value} -> {to_stage.value}: "
+        f"{explain(from_stage, to_stage, stalled_from)}",
     )
 
 
-def _accepted_because(from_stage: DealStage, to_stage: DealStage) -> str:
+def is_forward(from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None) -> bool:
+    """Whether an allowed move advances the pipeline, so the target's exit criteria apply.
+
+    Forward: to the next stage (closed_won included), or from `stalled` to the stage right after
+    the resume point. Stalling, losing, and resuming to where the deal was (or earlier) are not."""
+    if to_stage not in PIPELINE:
+        return False
+    origin = resume_point(stalled_from) if from_stage is DealStage.STALLED else from_stage
+    if origin not in PIPELINE:
+        return False
+    return PIPELINE.index(to_stage) > PIPELINE.index(origin)
+
+
+def stalled_from_after(
+    from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None
+) -> DealStage | None:
+    """The state's `stalled_from` once it has moved from `from_stage` to `to_stage`.
+
+    Set when a deal stalls (to the open stage it stalled from), kept while it stays stalled,
+    cleared when it leaves. A deal set to `stalled` from a closed stage (only a person can do
+    that) has no open stage to remember: None, which resumes like a legacy row."""
+    if to_stage is not DealStage.STALLED:
+        return None
+    if from_stage is DealStage.STALLED:
+        return stalled_from
+    return from_stage if from_stage in OPEN_STAGES else None
+
+
+def _accepted_because(
+    from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None
+) -> str:
     if from_stage is to_stage:
         return f"stays in {from_stage.value}"
     if to_stage is DealStage.STALLED:
         return "the deal stalls"
+    if to_stage is DealStage.CLOSED_LOST:
+        return "the deal is lost"
     if from_stage is DealStage.STALLED:
-        return "the deal resumes"
-    if to_stage in CLOSED:
+        point = resume_point(stalled_from)
+        if to_stage is point:
+            return "the deal resumes"
+        if is_forward(from_stage, to_stage, stalled_from):
+            return f"the deal resumes from {point.value} and advances one step"
+        return f"the deal resumes before {point.value}, where it stalled"
+    if to_stage is DealStage.CLOSED_WON:
         return "negotiation closes the deal"
     return "the next stage"
 
 
-def _rejected_because(from_stage: DealStage, to_stage: DealStage) -> str:
+def _rejected_because(
+    from_stage: DealStage, to_stage: DealStage, stalled_from: DealStage | None
+) -> str:
     if from_stage in CLOSED:
         return f"{from_stage.value} is terminal"
     if from_stage is DealStage.STALLED:
-        # Only reachable for a closed target: stalled resumes to any open stage.
-        return "only negotiation closes a deal; a stalled deal resumes an open stage first"
-    if _rank(to_stage) < _rank(from_stage):
+        point = resume_point(stalled_from)
+        if to_stage is DealStage.CLOSED_WON:
+            return f"only negotiation closes a won deal; resume to {point.value} first"
+        return f"{_skips(point, to_stage)} ({_stalled_from_text(stalled_from)})"
+    if PIPELINE.index(to_stage) < PIPELINE.index(from_stage):
         return "deals do not move backwards"
-    skipped = PIPELINE[_rank(from_stage) + 1 : _rank(to_stage)]
+    return _skips(from_stage, to_stage)
+
+
+def _stalled_from_text(stalled_from: DealStage | None) -> str:
+    if stalled_from is not None and stalled_from in OPEN_STAGES:
+        return f"stalled from {stalled_from.value}"
+    return f"stalled from an unknown stage, taken as {LEGACY_STALLED_FROM.value}"
+
+
+def _skips(origin: DealStage, to_stage: DealStage) -> str:
+    skipped = PIPELINE[PIPELINE.index(origin) + 1 : PIPELINE.index(to_stage)]
     return "skips " + ", ".join(stage.value for stage in skipped)
-
-
-def _rank(stage: DealStage) -> int:
-    """Position in the pipeline; both closed stages come right after negotiation."""
-    return len(PIPELINE) if stage in CLOSED else PIPELINE.index(stage)

@@ -18,17 +18,19 @@ from schemas import (
     ConversationKey,
     ConversationState,
     ConversationTurn,
+    DealStage,
     ExtractionInfo,
     NextStage,
     QualificationSignals,
+    QualificationState,
     QualificationUpdated,
     StageChange,
     VersionSource,
     update_event_id,
 )
 from worker.extract.port import ExtractionResult
+from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, judge_ai_proposal, next_stage
 from worker.qualify.merge import changed_fields, merge_qualification_signals
-from worker.qualify.stages import check_transition
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +64,10 @@ def version_from_turns(
     *,
     extracted_turns: int,
     now: datetime,
+    criteria: StageCriteria = DEFAULT_CRITERIA,
 ) -> NextVersion:
-    """`applied` are the turns newly stored in this transaction, in conversation order."""
+    """`applied` are the turns newly stored in this transaction, in conversation order.
+    `criteria` are the stages' exit criteria (the `STAGE_CRITERIA` setting)."""
     with_turns = _with_turns(state, applied)
     return _extracted(
         state,
@@ -73,11 +77,17 @@ def version_from_turns(
         extracted_turns=extracted_turns,
         turn_event_ids=[t.event_id for t in applied],
         now=now,
+        criteria=criteria,
     )
 
 
 def version_from_reextraction(
-    state: ConversationState, result: ExtractionResult, *, extracted_turns: int, now: datetime
+    state: ConversationState,
+    result: ExtractionResult,
+    *,
+    extracted_turns: int,
+    now: datetime,
+    criteria: StageCriteria = DEFAULT_CRITERIA,
 ) -> NextVersion:
     """Stored turns extracted again: counters and contact details stay as they are."""
     return _extracted(
@@ -88,11 +98,16 @@ def version_from_reextraction(
         extracted_turns=extracted_turns,
         turn_event_ids=[],
         now=now,
+        criteria=criteria,
     )
 
 
 def version_from_signals(
-    state: ConversationState, signals: QualificationSignals, *, now: datetime
+    state: ConversationState,
+    signals: QualificationSignals,
+    *,
+    now: datetime,
+    criteria: StageCriteria = DEFAULT_CRITERIA,
 ) -> NextVersion:
     """Signals merged by a caller of the repository API (no extraction, no stage proposal)."""
     merged = merge_qualification_signals(state.qualification, signals, now=now)
@@ -104,7 +119,13 @@ def version_from_signals(
         state=updated,
         source="reextract",
         changed_fields=changed_fields(state.qualification, merged),
+        next_stage=gap_report(updated, criteria),
     )
+
+
+def gap_report(state: ConversationState, criteria: StageCriteria) -> NextStage | None:
+    """What the state still lacks for the next stage (None for a closed deal)."""
+    return next_stage(state.deal_stage, state.stalled_from, state.qualification, criteria)
 
 
 def _extracted(
@@ -116,6 +137,7 @@ def _extracted(
     extracted_turns: int,
     turn_event_ids: list[UUID],
     now: datetime,
+    criteria: StageCriteria,
 ) -> NextVersion:
     fields: list[str] = []
     stage_change = None
@@ -125,9 +147,10 @@ def _extracted(
         updated = updated.model_copy(
             update={"qualification": merged, "confidence_score": merged.overall_confidence}
         )
-        stage_change = _stage_proposal(locked, result)
+        stage_change, stalled_from = _stage_proposal(locked, result, merged, criteria)
         if stage_change is not None and stage_change.accepted:
-            updated = updated.model_copy(update={"deal_stage": stage_change.to_stage})
+            stage_update = {"deal_stage": stage_change.to_stage, "stalled_from": stalled_from}
+            updated = updated.model_copy(update=stage_update)
             fields.append("deal_stage")
     updated = updated.model_copy(update={"updated_at": now, "version": locked.version + 1})
     return NextVersion(
@@ -143,6 +166,7 @@ def _extracted(
             turns=extracted_turns,
         ),
         turn_event_ids=turn_event_ids,
+        next_stage=gap_report(updated, criteria),
     )
 
 
@@ -162,20 +186,29 @@ def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -
     return state.model_copy(update=update)
 
 
-def _stage_proposal(state: ConversationState, result: ExtractionResult) -> StageChange | None:
-    """A suggestion of the stage the deal is already in is no proposal: nothing to record."""
+def _stage_proposal(
+    state: ConversationState,
+    result: ExtractionResult,
+    merged: QualificationState,
+    criteria: StageCriteria,
+) -> tuple[StageChange | None, DealStage | None]:
+    """The proposal's record and the `stalled_from` the state has if it is applied.
+
+    A suggestion of the stage the deal is already in is no proposal: nothing to record. Exit
+    criteria are checked against the merged qualification: what these turns showed counts."""
     assert result.extraction is not None
     proposed = result.extraction.suggested_stage
     if proposed is None or proposed == state.deal_stage:
-        return None
-    check = check_transition(state.deal_stage, proposed)
+        return None, state.stalled_from
+    verdict = judge_ai_proposal(state.deal_stage, state.stalled_from, proposed, merged, criteria)
     # An accepted move is explained by the model; a rejected one by the stage machine.
-    reason = (result.extraction.stage_reason if check.accepted else check.reason) or (
+    reason = (result.extraction.stage_reason if verdict.accepted else verdict.reason) or (
         f"{state.deal_stage.value} -> {proposed.value}"
     )
-    return StageChange(
-        from_stage=state.deal_stage, to_stage=proposed, accepted=check.accepted, reason=reason
+    change = StageChange(
+        from_stage=state.deal_stage, to_stage=proposed, accepted=verdict.accepted, reason=reason
     )
+    return change, verdict.stalled_from
 
 
 def update_event(version: NextVersion) -> QualificationUpdated:
