@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
 from worker.errors import ConfigurationError
-from worker.extract.llm import build_extractor
+from worker.extract.factory import build_extractor
 from worker.extract.port import Extractor
 from worker.ingest.consumer import BatchHandler, register_consumer
 from worker.ops import tracing

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     update_topic: str = "qualification.updated"
     dlq_topic: str = "conversation.turn.dlq"
 
+    # Personal data (README, "Personal data"). Emails, phone numbers and card numbers in turn
+    # text are replaced by placeholders before the text goes to the extractor (the LLM provider).
+    redact_contact_data: bool = True
+    # Turn text (and metadata) is cleared this many days after the turn's extraction; 0 = kept.
+    turn_text_retention_days: int = Field(default=0, ge=0)
+    turn_text_retention_interval_s: float = Field(default=3600.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 

@@ -17,7 +17,7 @@ import structlog
 
 from schemas import ConversationKey
 from worker.errors import ConfigurationError
-from worker.extract.llm import build_extractor
+from worker.extract.factory import build_extractor
 from worker.qualify.service import ConversationOutcome, QualificationService
 from worker.settings import Settings
 from worker.store.database import create_pool
