@@ -36,6 +36,7 @@ from worker.settings import Settings
 from worker.store.database import create_pool, load_migrations
 from worker.store.outbox import Message, OutboxRelay
 from worker.store.repositories import ConversationStateRepository
+from worker.store.retention import TurnTextRetention
 
 
 @dataclass(kw_only=True)
@@ -52,6 +53,7 @@ class Runtime:
     relay_task: asyncio.Task[None] | None = None
     sweeper: PendingSweeper | None = None
     sweeper_task: asyncio.Task[None] | None = None
+    retention_task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def batch_handler(self) -> BatchHandler:
@@ -103,6 +105,15 @@ class Runtime:
             poll_interval_s=s.outbox_poll_interval_s,
         )
         self.relay_task = asyncio.create_task(relay.run(self.stopping), name="outbox-relay")
+        if s.turn_text_retention_days > 0:
+            retention = TurnTextRetention(
+                pool=self.pool,
+                retention_days=s.turn_text_retention_days,
+                interval_s=s.turn_text_retention_interval_s,
+            )
+            self.retention_task = asyncio.create_task(
+                retention.run(self.stopping), name="turn-text-retention"
+            )
         if self.sweeper is not None:
             self.sweeper_task = asyncio.create_task(
                 self.sweeper.run(self.stopping), name="pending-sweeper"
@@ -117,6 +128,10 @@ class Runtime:
         if self.relay_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.relay_task
+        if self.retention_task is not None:  # each batch is its own statement: safe to cancel
+            self.retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.retention_task
         if self.producer is not None:
             await self.producer.stop()
         if self.pool is not None:

@@ -6,11 +6,14 @@ check, the outbox), so downstream services see an ordinary `qualification.update
 Without `--all`: the conversations whose extraction failed (turns still pending). With `--all`:
 every selected conversation, from its latest stored turns (after a prompt or model change).
 A running worker's outbox relay publishes the events; nothing is published while none runs.
+Turns whose text retention cleared (`TURN_TEXT_RETENTION_DAYS`) cannot be read again: `--all`
+skips them and says how many it skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
@@ -22,8 +25,15 @@ from worker.qualify.service import ConversationOutcome, QualificationService
 from worker.settings import Settings
 from worker.store.database import create_pool
 from worker.store.repositories import ConversationStateRepository
+from worker.store.retention import cleared_turn_count
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reextraction:
+    outcomes: list[ConversationOutcome]
+    cleared_turns: int = 0  # stored turns skipped: retention cleared their text
 
 
 async def reextract(
@@ -33,7 +43,7 @@ async def reextract(
     contact_id: str | None = None,
     *,
     stored_turns: bool = False,
-) -> list[ConversationOutcome]:
+) -> Reextraction:
     if (account_id is None) != (contact_id is None):
         raise ConfigurationError("give both ACCOUNT and CONTACT, or neither")
     size = max(2, settings.llm_concurrency + 1)
@@ -55,13 +65,20 @@ async def reextract(
             async with slots:
                 return await service.reextract(key, stored_turns=stored_turns)
 
-        return list(await asyncio.gather(*(one(key) for key in keys)))
+        outcomes = list(await asyncio.gather(*(one(key) for key in keys)))
+        cleared = (
+            await cleared_turn_count(repository, tenant_id, account_id, contact_id)
+            if stored_turns
+            else 0  # pending turns are never cleared
+        )
+        return Reextraction(outcomes=outcomes, cleared_turns=cleared)
     finally:
         await pool.close()
 
 
-def report(outcomes: list[ConversationOutcome]) -> tuple[str, int]:
+def report(reextraction: Reextraction) -> tuple[str, int]:
     """The lines to print, and the exit code: 1 when an extraction failed again."""
+    outcomes = reextraction.outcomes
     lines = []
     for outcome in outcomes:
         conversation = f"{outcome.key.account_id} {outcome.key.contact_id}"
@@ -74,4 +91,6 @@ def report(outcomes: list[ConversationOutcome]) -> tuple[str, int]:
     written = sum(o.version is not None for o in outcomes)
     failed = sum(o.extraction_status == "failed" for o in outcomes)
     lines.append(f"{len(outcomes)} conversation(s): {written} new version(s), {failed} failed")
+    if reextraction.cleared_turns:
+        lines.append(f"{reextraction.cleared_turns} turns skipped: text cleared by retention")
     return "\n".join(lines), 1 if failed else 0
