@@ -122,3 +122,17 @@ async def test_reextract_all_skips_cleared_turns_and_says_how_many(
     assert done.cleared_turns == 1
     assert "1 turns skipped: text cleared by retention" in text
     assert [o.version for o in done.outcomes] == [3], "the turn with text was extracted"
+
+
+async def test_only_one_worker_sweeps_at_a_time(
+    repository: ConversationStateRepository, pool: asyncpg.Pool, owner_pool: asyncpg.Pool
+) -> None:
+    key = ConversationKey(uuid.uuid4(), "acme", "jane")
+    await service_at(repository, T0).process_batch([turn_of(key, 0, "We need onboarding.")])
+    now = T0 + timedelta(days=RETENTION_DAYS + 1)
+    retention = TurnTextRetention(pool=pool, retention_days=RETENTION_DAYS, clock=lambda: now)
+    async with owner_pool.acquire() as other_worker:
+        assert await other_worker.fetchval("SELECT pg_try_advisory_lock(7303, 0)")
+        assert await retention.sweep() == 0
+        await other_worker.execute("SELECT pg_advisory_unlock(7303, 0)")
+    assert await retention.sweep() == 1
