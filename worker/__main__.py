@@ -75,6 +75,17 @@ def add_operator_commands(sub: Any) -> None:
         "change), not only those whose extraction failed",
     )
     reextract.set_defaults(fn=cli.reextract)
+    forget = sub.add_parser(
+        "forget",
+        help="erase a conversation (state, turns, history, outbox) and publish its tombstone",
+    )
+    for name in ("tenant", "account", "contact"):
+        forget.add_argument(name)
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    forget.add_argument(
+        "--by", default=None, help="who requested or ran the erasure (default: the OS user)"
+    )
+    forget.set_defaults(fn=cli.forget)
 
 
 def main(argv: list[str] | None = None) -> int:

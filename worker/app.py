@@ -33,6 +33,7 @@ from worker.qualify.service import QualificationService, build_service
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
 from worker.store.outbox import Message, OutboxRelay
+from worker.store.retention import TurnTextRetention
 from worker.store.unit_of_work import Database, open_database
 
 DATABASE = "database"  # FastStream context key: what /ready pings
@@ -121,6 +122,14 @@ async def _open(
         sweeper = _sweeper(settings, database, service)
         # Cancelled, not awaited: mid-extraction it would wait out the LLM's retry budget.
         await stack.enter_async_context(_running(sweeper.run, "pending-sweeper", cancel=True))
+    if settings.turn_text_retention_days > 0:
+        retention = TurnTextRetention(
+            database=database,
+            retention_days=settings.turn_text_retention_days,
+            interval_s=settings.turn_text_retention_interval_s,
+        )
+        # Each round is its own short statement: safe to cancel.
+        await stack.enter_async_context(_running(retention.run, "text-retention", cancel=True))
 
 
 def _sweeper(

@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     stage_criteria: StageCriteriaSetting = DEFAULT_CRITERIA
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Personal data (README, "Personal data"). Emails, phone numbers and card numbers in turn
+    # text are replaced by placeholders before the text goes to the extractor (the LLM provider).
+    redact_contact_data: bool = True
+    # Turn text (and metadata) is cleared this many days after the turn's extraction; 0 = kept.
+    turn_text_retention_days: int = Field(default=0, ge=0)
+    turn_text_retention_interval_s: float = Field(default=3600.0, gt=0)
+
     log_format: Literal["json", "console"] = "json"
 
     # /health, /ready, /metrics and /docs/asyncapi; HTTP_PORT=0 serves no HTTP at all.

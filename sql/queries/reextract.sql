@@ -17,11 +17,13 @@ ORDER BY s.account_id, s.contact_id;
 -- name: recent_turns
 -- The conversation's latest $4 stored turns, oldest first: what a re-extraction reads after a
 -- prompt or model change (the same bound as the pending turns of a normal extraction).
+-- Turns whose text retention cleared have nothing to read: skipped (cleared_turn_count).
 SELECT event_id, speaker, channel, text, occurred_at
 FROM (
     SELECT event_id, speaker, channel, text, occurred_at, sequence, received_at
     FROM tenant.conversation_turns
     WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
+      AND text_cleared_at IS NULL
     ORDER BY occurred_at DESC, sequence DESC NULLS FIRST, received_at DESC
     LIMIT $4::int
 ) AS latest

@@ -9,10 +9,12 @@ WHERE tenant_id = $1::uuid AND event_id = ANY($2::uuid[]);
 
 -- name: pending_turns
 -- Turns whose extraction failed open; they ride along with the conversation's next extraction.
+-- Retention never clears a pending turn; the text_cleared_at condition only makes sure no
+-- emptied text ever reaches an extractor.
 SELECT event_id, speaker, channel, text, occurred_at
 FROM tenant.conversation_turns
 WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
-  AND extracted_at IS NULL
+  AND extracted_at IS NULL AND text_cleared_at IS NULL
 ORDER BY occurred_at, sequence NULLS LAST, received_at
 LIMIT $4::int;
 

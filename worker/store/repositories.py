@@ -219,6 +219,15 @@ class TurnRepository:
                 queries()["mark_turns_extracted"], tenant_id, list(event_ids), when
             )
 
+    async def cleared_turn_count(
+        self, tenant_id: UUID, account_id: str | None = None, contact_id: str | None = None
+    ) -> int:
+        """Turns of a tenant (or of one conversation) whose text retention cleared."""
+        count: int = await self.conn.fetchval(
+            queries()["cleared_turn_count"], tenant_id, account_id, contact_id
+        )
+        return count
+
     async def reextract_candidates(
         self,
         tenant_id: UUID,

@@ -152,9 +152,15 @@ async def reextract(args: argparse.Namespace) -> int:
     from worker.tools.reextract import report
 
     tenant_id = parse_uuid(args.tenant, "TENANT")
-    outcomes = await run_reextract(
+    reextraction = await run_reextract(
         load_settings(), tenant_id, args.account, args.contact, stored_turns=args.all
     )
-    text, code = report(outcomes)
+    text, code = report(reextraction)
     print(text)
     return code
+
+
+async def forget(args: argparse.Namespace) -> int:
+    from worker.tools.forget import forget as run_forget
+
+    return await run_forget(args)

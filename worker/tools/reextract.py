@@ -6,11 +6,14 @@ check, the outbox), so downstream services see an ordinary `qualification.update
 Without `--all`: the conversations whose extraction failed (turns still pending). With `--all`:
 every selected conversation, from its latest stored turns (after a prompt or model change).
 A running worker's outbox relay publishes the events; nothing is published while none runs.
+Turns whose text retention cleared (`TURN_TEXT_RETENTION_DAYS`) cannot be read again: `--all`
+skips them and says how many it skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
@@ -25,6 +28,12 @@ from worker.store.unit_of_work import open_database
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Reextraction:
+    outcomes: list[ConversationOutcome]
+    cleared_turns: int = 0  # stored turns skipped: retention cleared their text
+
+
 async def reextract(
     settings: Settings,
     tenant_id: UUID,
@@ -32,7 +41,7 @@ async def reextract(
     contact_id: str | None = None,
     *,
     stored_turns: bool = False,
-) -> list[ConversationOutcome]:
+) -> Reextraction:
     if (account_id is None) != (contact_id is None):
         raise ConfigurationError("give both ACCOUNT and CONTACT, or neither")
     size = max(2, settings.llm_concurrency + 1)
@@ -48,11 +57,17 @@ async def reextract(
             async with slots:
                 return await service.reextract(key, stored_turns=stored_turns)
 
-        return list(await asyncio.gather(*(one(key) for key in keys)))
+        outcomes = list(await asyncio.gather(*(one(key) for key in keys)))
+        cleared = 0  # pending turns are never cleared
+        if stored_turns:
+            async with db.reading(tenant_id) as tx:
+                cleared = await tx.turns.cleared_turn_count(tenant_id, account_id, contact_id)
+        return Reextraction(outcomes=outcomes, cleared_turns=cleared)
 
 
-def report(outcomes: list[ConversationOutcome]) -> tuple[str, int]:
+def report(reextraction: Reextraction) -> tuple[str, int]:
     """The lines to print, and the exit code: 1 when an extraction failed again."""
+    outcomes = reextraction.outcomes
     lines = []
     for outcome in outcomes:
         conversation = f"{outcome.key.account_id} {outcome.key.contact_id}"
@@ -65,4 +80,6 @@ def report(outcomes: list[ConversationOutcome]) -> tuple[str, int]:
     written = sum(o.version is not None for o in outcomes)
     failed = sum(o.extraction_status == "failed" for o in outcomes)
     lines.append(f"{len(outcomes)} conversation(s): {written} new version(s), {failed} failed")
+    if reextraction.cleared_turns:
+        lines.append(f"{reextraction.cleared_turns} turns skipped: text cleared by retention")
     return "\n".join(lines), 1 if failed else 0

@@ -1,0 +1,106 @@
+"""Contact data out of the text an extractor sees (`REDACT_CONTACT_DATA`, default on).
+
+`redact(text)` replaces email addresses, phone numbers and payment-card-like numbers with
+`[email]`, `[phone]` and `[card]`. `RedactingExtractor` wraps any extractor and hands it
+redacted turns, so the LLM provider never receives them; the inner extractor checks evidence
+quotes against the text it saw, so a quote around a placeholder is kept, as it was seen.
+
+What is found, and what is deliberately not:
+- emails: a plain `local@domain.tld` pattern (a library would add nothing here);
+- phones: Google's libphonenumber (`phonenumbers`), numbers valid for the US written in
+  national form, and numbers of any country written with `+` and the country code. A number
+  written only in another country's national form (`07700 900123`) is not recognised;
+- cards: 13 to 19 digits, optionally grouped by spaces or dashes, that pass the Luhn check,
+  so order numbers and ids that merely look long stay as they are.
+Amounts (`$80,000`), dates, years and quarters (`Q3 2027`) are none of these and stay.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import phonenumbers
+
+from schemas import DealStage, NextStage, QualificationState
+from worker.extract.port import ExtractionResult, Extractor, TurnText
+
+EMAIL_PLACEHOLDER = "[email]"
+PHONE_PLACEHOLDER = "[phone]"
+CARD_PLACEHOLDER = "[card]"
+
+# Numbers in national form are read as US numbers; `+` numbers as what their code says.
+PHONE_REGION = "US"
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._%+'-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b"
+)
+# 13-19 digits, single spaces or dashes allowed between them; not part of a longer number.
+_CARD_CANDIDATE = re.compile(r"(?<![\d.,])\d(?:[ -]?\d){12,18}(?![\d]|[.,]\d)")
+
+
+def redact(text: str) -> str:
+    """`text` with its emails, phone numbers and card numbers replaced by placeholders.
+
+    Cards go first (a card's digit groups could otherwise read as a phone number), then
+    emails (their digits are not phone numbers either), then phones."""
+    text = _CARD_CANDIDATE.sub(_card_or_digits, text)
+    text = _EMAIL.sub(EMAIL_PLACEHOLDER, text)
+    return redact_phones(text)
+
+
+def redact_phones(text: str) -> str:
+    matches = list(phonenumbers.PhoneNumberMatcher(text, PHONE_REGION))
+    for match in reversed(matches):  # from the end, so earlier offsets stay valid
+        text = text[: match.start] + PHONE_PLACEHOLDER + text[match.end :]
+    return text
+
+
+def _card_or_digits(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return CARD_PLACEHOLDER if luhn_valid(digits) else match.group(0)
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every payment card number satisfies (and 9 in 10 random ids fail)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def redact_turn(turn: TurnText) -> TurnText:
+    return replace(turn, text=redact(turn.text))
+
+
+@dataclass(kw_only=True)
+class RedactingExtractor:
+    """An Extractor that passes redacted turns to `inner`; everything else is `inner`'s."""
+
+    inner: Extractor
+    model_name: str = field(init=False)
+    prompt_version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_name = self.inner.model_name
+        self.prompt_version = self.inner.prompt_version
+
+    async def extract_signals(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+    ) -> ExtractionResult:
+        return await self.inner.extract_signals(
+            [redact_turn(turn) for turn in turns],
+            existing_state,
+            current_stage,
+            next_stage=next_stage,
+        )
