@@ -75,12 +75,35 @@ def add_operator_commands(sub: Any) -> None:
         "change), not only those whose extraction failed",
     )
     reextract.set_defaults(fn=cli.reextract)
+    evaluate = sub.add_parser("eval", help="score extraction against a labelled dataset")
+    evaluate.add_argument(
+        "--dataset",
+        default="examples/eval/conversations.jsonl",
+        help="labelled conversations, JSON Lines (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        help="'rules' (default) or a LiteLLM model string (LLM_API_BASE/LLM_API_KEY); repeatable",
+    )
+    evaluate.add_argument(
+        "--per-batch",
+        action="append",
+        metavar="N",
+        help="turns per batch: 'all' or a number; repeatable (default: all and 1)",
+    )
+    evaluate.add_argument("--out", default="eval", help="output directory (default: %(default)s)")
+    evaluate.set_defaults(fn=cli.evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Before anything logs; logs go to stderr so stdout stays the command's output.
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
+    # eval runs many conversations: one INFO line per version would bury its progress lines.
+    default_level = "WARNING" if args.command == "eval" else "INFO"
+    configure_logging(
+        os.environ.get("LOG_LEVEL", default_level), os.environ.get("LOG_FORMAT", "json")
+    )
     command: Command = args.fn
     try:
         return asyncio.run(command(args))

@@ -54,7 +54,9 @@ def test_precision_and_recall_count_each_kind_of_error_once() -> None:
         authority={"identified": None, "mentions": []},  # ambiguous: not scored
     )
     final = state(
-        bant=BANTSignals(budget_identified=True, timeline_identified=True, authority_identified=True)
+        bant=BANTSignals(
+            budget_identified=True, timeline_identified=True, authority_identified=True
+        )
     )
 
     summary = summarize([score_conversation("c1", expect, final)])
@@ -78,7 +80,10 @@ def test_micro_average_pools_counts_across_conversations() -> None:
     wrong = state(bant=BANTSignals(budget_identified=True, need_identified=True))
 
     summary = summarize(
-        [score_conversation(name, expect, s) for name, s in (("1", found), ("2", missed), ("3", wrong))]
+        [
+            score_conversation(name, expect, s)
+            for name, s in (("1", found), ("2", missed), ("3", wrong))
+        ]
     )
 
     budget = summary.per_dimension[Dimension.BUDGET]
