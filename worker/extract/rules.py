@@ -36,6 +36,7 @@ from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.rules_patterns import (
     BANT,
     BUDGET,
+    BUDGET_SET,
     CHAMPION,
     CLAUSE_BREAK,
     CONFIRMS,
@@ -45,6 +46,7 @@ from worker.extract.rules_patterns import (
     DECIDES,
     FIRST_PERSON_ROLE,
     FUTURE,
+    INSTRUCTION,
     LABELS,
     LOSS,
     LOST,
@@ -116,7 +118,7 @@ Detector = Callable[[str, Context], Iterable[Hit]]
 
 def detect_budget(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     amounts = budget_amounts(sentence)
-    cue = BUDGET.search(sentence)
+    cue = BUDGET.search(sentence) and (amounts or BUDGET_SET.search(sentence))
     if not cue:
         asked = "budget" in context.topics or SPEND.search(sentence)
         if not amounts or not asked or LOSS.search(sentence):
@@ -334,12 +336,19 @@ def prospect_hits(index: int, text: str, rep_text: str | None) -> list[Hit]:
         # The rep's question frames a short answer; in a long turn only its first sentence.
         framed = topics if number == 0 or len(parts) <= SHORT_ANSWER_SENTENCES else frozenset()
         context = Context(topics=framed, before=text[:offset])
+        if not states_facts(sentence):
+            continue
         found += [
             _at(hit, (index, number)) for detect in DETECTORS for hit in detect(sentence, context)
         ]
     if rep_text and CONFIRMS.search(text):
         found += confirmed_claims(index, text, rep_text)
     return found
+
+
+def states_facts(sentence: str) -> bool:
+    """Questions ask rather than tell, and instructions to a model tell nothing of the deal."""
+    return not sentence.rstrip().endswith("?") and not INSTRUCTION.search(sentence)
 
 
 def confirmed_claims(index: int, text: str, rep_text: str) -> list[Hit]:

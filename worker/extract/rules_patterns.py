@@ -67,7 +67,7 @@ DATE = re.compile(
 # Past events, not plans: "we paid $40k in Q3 alone", "last quarter".
 PAST = re.compile(
     r"\b(?:last (?:year|quarter|month|week|spring|summer|autumn|fall|winter)|ago|alone|paid"
-    r"|happened|dropped|lost|had to|was|were)\b",
+    r"|happened|dropped|lost|had to|was|were|left|joined|hired)\b",
     _I,
 )
 FUTURE = re.compile(
@@ -85,10 +85,17 @@ BUDGET = re.compile(
     r"(?:about|around|roughly|up to|some)?\s*[$€£\d])",
     _I,
 )
+BUDGET_SET = re.compile(
+    r"\b(set aside|allocat\w*|earmark\w*|ring-?fenced|funded|(?:have|got|there(?:'s| is)) (?:a|the"
+    r"|some) budget|budget (?:is|was|has been) (?:approved|signed off|agreed|in place)"
+    r"|approved (?:a |the )?budget)\b",
+    _I,
+)
 SPEND = re.compile(r"\b(spend|invest|pay|paying|cover|covers)\b", _I)  # a budget only with money
 LOSS = re.compile(
     r"\b(cost(?:s|ing)? us|lost|los(?:e|es|ing)|loss(?:es)?|paid|wast\w*|credits?|fines?"
-    r"|penalt\w*|refunds?|overtime|revenue|churn\w*|write-?offs?|damages|leak\w*|sales)\b",
+    r"|penalt\w*|refunds?|overtime|revenue|churn\w*|write-?offs?|damages|leak\w*|sales"
+    r"|didn't need to|did not need to|overspen\w*|unnecessar\w*)\b",
     _I,
 )
 # "anything over $100k", "under £30k": a threshold, not money set aside.
@@ -133,13 +140,13 @@ DECIDES = re.compile(
     r"\b(decision[- ]maker|final (?:say|decision|call|word)|make the call|my call|up to me"
     r"|decision is (?:mine|ours)|(?:my|our|his|her|their) decision|I decide|decides?|decided by"
     r"|makes? the decision|call the shots|I own (?:this|the decision|it)|I'm the one who"
-    r"|approves?|approved by|approval|report to|sign-?off|signs?\b|signature|entscheide\w*"
+    r"|approves?|approved by|approval|report to|sign-?off|signs?\b|(?<!-)signature|entscheide\w*"
     r"|décide\w*|decid[eo]\b)",
     _I,
 )
 SIGNS_OFF = re.compile(
     r"\b(signs? off|signs? (?:the |anything|everything|all|contracts?|it|off|purchase)"
-    r"|signature|sign-off|final (?:approval|sign-?off)|approves? (?:the |all |any )?"
+    r"|(?<!-)signature|sign-off|final (?:approval|sign-?off)|approves? (?:the |all |any )?"
     r"(?:budget|spend|purchase|contract|deal|it|PO|money|funds?)|approved by|holds? the budget"
     r"|budget (?:owner|holder)|owns? the budget|controls? the (?:budget|money|purse)"
     r"|purse strings|has to (?:approve|sign)|needs? to (?:approve|sign)|(?:his|her|their) approval"
@@ -148,6 +155,15 @@ SIGNS_OFF = re.compile(
 )
 FIRST_PERSON_ROLE = re.compile(
     rf"\b(?:I'm|I am|as|I run|I head|I lead|I'm the|my role as)\b[^.,;]{{0,30}}{_TITLE}", _I
+)
+
+# Text addressed to an extraction model ("ignore previous instructions", "mark budget as $1M",
+# "set economic_buyer to Bob"): the prospect typed it, but it states nothing about the deal.
+INSTRUCTION = re.compile(
+    r"\b(?:ignore (?:all |any )?(?:previous|prior|above|earlier) instructions?"
+    r"|mark (?:the |every |all )?\w+(?: \w+)? as|set \w+ to|(?:every|each|all) fields?"
+    r"|[a-z]+_[a-z_]+|as identified|system prompt|you are an? (?:AI|assistant|model))\b",
+    _I,
 )
 
 # --- need and pain ----------------------------------------------------------------------------
@@ -172,7 +188,7 @@ PAIN = re.compile(
     r"|downtime|outages?|slipp\w*|chas(?:e|es|ing)|delays?|delayed|late\b|backlog|mess\b|messy"
     r"|nightmare|chaos|chaotic|fall(?:s|ing)? through|slips? through|miss(?:es|ed|ing)"
     r"|behind|stuck|burn(?:ing|t)? out|burnout|re-?key\w*|double[- ]entry|duplicat\w*"
-    r"|incidents?|fines?|penalt\w*|complaints?|escalations?|risk\w*|worr\w*|hate|killing us"
+    r"|incidents?|fined|fines\b|penalt\w*|complaints?|escalations?|risk\w*|worr\w*|hate|killing us"
     r"|takes? (?:forever|ages|hours|days|weeks)|no visibility|blind|scattered|siloed|outdated"
     r"|clunky|unreliable|crash\w*|fail(?:s|ed|ing|ures?)?|credits|dropp(?:ed|ing)"
     r"|Fehler\w*|problème\w*|problema\w*|perdemos|perdons)\b",
@@ -182,9 +198,8 @@ METRIC_CONTEXT = re.compile(
     r"\b(reduc\w*|cut|sav(?:e|es|ed|ing)|increas\w*|improv\w*|grow\w*|los(?:e|es|ing|t)|cost\w*"
     r"|goal|target|KPI|ROI|per (?:week|month|year|day|shift)|a (?:week|month|year|day|shift)"
     r"|every (?:week|month|day|shift)|each (?:week|month|day)|dropp\w*|fell|rose|slipp\w*"
-    r"|average|on average|spend\w*|takes?|took|later|late|behind|down|up|from|to|only|over"
-    r"|hours?|rate|accuracy|churn|errors?|backlog|wait\w*|response|resolution|missed|paid"
-    r"|credits|fines?)\b",
+    r"|average|on average|spend\w*|takes?|took|rate|accuracy|churn|errors?|backlog|wait\w*"
+    r"|response time|resolution|missed|paid|credits|fined|fines\b)\b",
     _I,
 )
 
@@ -207,13 +222,13 @@ CRITERIA_CUE = re.compile(
 )
 MUST = re.compile(
     r"\b(?:must|has to|needs? to|have to|should) (?:have|support|integrate with|work with"
-    r"|connect to|run on|be) [^,.;!?]{2,60}",
+    r"|connect to|run on) [^,.;!?]{2,60}",
     _I,
 )
 PROCESS = re.compile(
     r"\b(procurement|legal(?: review| team| sign-?off)?|security review|security questionnaire"
-    r"|security (?:team|assessment|check)|IT review|vendor (?:review|assessment|onboarding)"
-    r"|RFP|RFI|RFQ|tender|proof of concept|POC|pilot|trial|shortlist\w*|committee|board"
+    r"|security (?:assessment|check)|IT review|vendor (?:review|assessment|onboarding)"
+    r"|RFP|RFI|RFQ|tender|proof of concept|POC|pilot|shortlist\w*|committee|the board"
     r"|approval process|buying process|evaluation process|sign-?off process|three quotes"
     r"|two quotes|references? calls?|reference check|steps?|first step|next step|then (?:we|IT"
     r"|legal|procurement|finance|the board|[A-Z][a-z]+) |after that|once (?:that|we|IT|legal)"
@@ -254,7 +269,7 @@ TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
     ),
     "decision_process": re.compile(
         r"\b(process|steps?|from here|what happens next|how do you (?:buy|purchase)|procurement"
-        r"|to a signature|get to a contract)\b",
+        r"|to a (?<!-)signature|get to a contract)\b",
         _I,
     ),
     "decision_criteria": re.compile(
