@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench schemas docs up down clean
+.PHONY: install test lint demo eval bench schemas docs up down clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ lint: install
 
 demo: install
 	$(PY) -m worker demo
+
+# Extraction quality on the labelled dataset (README, Quality): prints the table, writes eval/.
+eval: install
+	$(PY) -m worker eval
 
 bench: install
 	$(PY) -m tests.bench.run

@@ -86,6 +86,25 @@ def add_operator_commands(sub: Any) -> None:
         "--by", default=None, help="who requested or ran the erasure (default: the OS user)"
     )
     forget.set_defaults(fn=cli.forget)
+    evaluate = sub.add_parser("eval", help="score extraction against a labelled dataset")
+    evaluate.add_argument(
+        "--dataset",
+        default="examples/eval/conversations.jsonl",
+        help="labelled conversations, JSON Lines (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        help="'rules' (default) or a LiteLLM model string (LLM_API_BASE/LLM_API_KEY); repeatable",
+    )
+    evaluate.add_argument(
+        "--per-batch",
+        action="append",
+        metavar="N",
+        help="turns per batch: 'all' or a number; repeatable (default: all and 1)",
+    )
+    evaluate.add_argument("--out", default="eval", help="output directory (default: %(default)s)")
+    evaluate.set_defaults(fn=cli.evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         # Every setting is checked before any command starts, whatever it uses: a bad value
         # is one line naming it (exit 2), never a traceback from deep inside a library.
         settings = load_settings()
-        # Before anything logs; logs go to stderr so stdout stays the command's output.
-        configure_logging(settings.log_level, settings.log_format)
+        # Before anything logs; logs go to stderr so stdout stays the command's output. eval
+        # runs many conversations: an INFO line per version would bury its progress lines.
+        quiet = args.command == "eval" and "log_level" not in settings.model_fields_set
+        configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
         return asyncio.run(command(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -74,12 +74,41 @@ def test_higher_confidence_replaces_value_fields_as_a_group() -> None:
     assert merged.authority_confidence == 0.7
 
 
-def test_equal_confidence_keeps_existing_value() -> None:
+def test_equal_confidence_takes_the_later_value() -> None:
+    """Merge rule v2 (was: a tie kept the stored value)."""
     existing = BANTSignals(
         timeline_identified=True, timeline_description="Q3", timeline_confidence=0.6
     )
     new = BANTSignals(timeline_identified=True, timeline_description="Q4", timeline_confidence=0.6)
-    assert merge_bant_signals(existing, new).timeline_description == "Q3"
+    assert merge_bant_signals(existing, new).timeline_description == "Q4"
+
+
+def test_a_revised_budget_at_equal_confidence_reads_the_new_amount_and_keeps_both_quotes() -> None:
+    first = BANTSignals(
+        budget_identified=True,
+        budget_range="$50k",
+        budget_confidence=0.8,
+        budget_evidence=["We set aside $50k for this."],
+    )
+    revised = BANTSignals(
+        budget_identified=True,
+        budget_range="$80k",
+        budget_confidence=0.8,
+        budget_evidence=["Finance moved it up to $80k."],
+    )
+    merged = merge_bant_signals(first, revised)
+    assert merged.budget_range == "$80k"
+    assert merged.budget_confidence == 0.8
+    assert merged.budget_evidence == ["We set aside $50k for this.", "Finance moved it up to $80k."]
+    assert merge_bant_signals(merged, revised) == merged
+
+
+def test_an_unidentified_dimension_keeps_its_values_against_an_unidentified_extraction() -> None:
+    existing = BANTSignals(need_confidence=0.2, need_description="hint")
+    new = BANTSignals(need_confidence=0.4, need_description=None)
+    merged = merge_bant_signals(existing, new)
+    assert merged.need_description == "hint"
+    assert merged.need_confidence == 0.4
 
 
 def test_first_identification_wins_even_at_lower_confidence() -> None:

@@ -2,20 +2,28 @@
 
 It is much weaker than an LLM: it reads sentences, not meaning, so it misses paraphrase and
 indirect speech and does not understand negation ("we have no budget" is still a budget
-sentence). It is the embedded default for the demo and a deterministic baseline.
+sentence). It is the embedded default for the demo and a deterministic baseline; `make eval`
+measures it (README, Quality).
 
-Evidence is always a whole sentence copied verbatim from a turn. Only prospect turns count:
-a rep's restatement is not the prospect's word, and a rep's pitch ("our plan is $20k a year")
-would otherwise read as the prospect's budget. Stage proposals are conservative and one step
-at a time. Importing this module must stay cheap: no LiteLLM, no instructor.
+Evidence is always a whole sentence copied verbatim from a prospect turn. Only the prospect's
+words count: a rep's restatement is not the prospect's word, and a rep's pitch ("our plan is $20k
+a year") would otherwise read as the prospect's budget. The rep's turn is used two ways only,
+both within one batch: a rep question sets the topic of the prospect's answer ("When do you need
+it?" - "By the end of September."), and a rep's claim counts when the prospect's next turn
+confirms it ("So $50k?" - "Yes, that's right."), quoting the prospect. Within one batch a later
+statement wins over an earlier one as sure, as the merge does across batches. Stage proposals
+are one step at a time; the stage machine judges them. Importing this module must stay cheap: no
+LiteLLM, no instructor.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from schemas import (
+    CLOSED_STAGES,
     BANTSignals,
     DealStage,
     MEDDICSignals,
@@ -28,72 +36,128 @@ from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.rules_patterns import (
     BANT,
     BUDGET,
+    BUDGET_SET,
     CHAMPION,
     CLAUSE_BREAK,
+    CONFIRMS,
+    CRITERIA_CUE,
     CRITERIA_TERMS,
     DATE,
     DECIDES,
-    FIRST_PERSON,
+    FIRST_PERSON_ROLE,
+    FUTURE,
+    INSTRUCTION,
     LABELS,
+    LOSS,
+    LOST,
     MEASURE,
     MEDDIC,
-    METRIC_VERB,
+    METRIC_CONTEXT,
     MONEY,
     MUST,
     NAMED_TITLE,
     NEED,
+    NEGOTIATING,
     NEXT_STAGE,
+    NOT_A_NAME,
     PAIN,
+    PAST,
+    PERSON,
     PROCESS,
-    PURCHASE,
-    QUARTER,
     QUESTIONS,
+    REVISION,
     SENTENCE_BREAK,
     SIGNS_OFF,
     SPEND,
+    THRESHOLD,
     TITLE_RE,
-    WHEN,
+    TOPIC_QUESTIONS,
+    WON,
 )
 from worker.settings import RULES_MODEL
 
 RULES_VERSION = "rules-v1"
 MAX_DESCRIPTION_CHARS = 200
 MAX_SENTENCE_CHARS = 300
+MAX_CRITERION_CHARS = 120
+SHORT_ANSWER_SENTENCES = 3
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I'll|I've|me|my|mine)\b")
+_STRONG_CRITERION = re.compile(
+    r"[A-Z]{2,}|integrat|compatib|connect|sync|works? with|plugs?|talks?"
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Hit:
-    """One sentence that shows one dimension, with the value fields it yields."""
+    """One sentence that shows one dimension, with the value fields it yields.
+
+    `order` is where it was said (turn, sentence): at equal confidence the later one wins."""
 
     dimension: str
     quote: str
     confidence: float
     values: dict[str, str] = field(default_factory=dict)
+    order: tuple[int, int] = (0, 0)
 
 
-Detector = Callable[[str], Iterable[Hit]]
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Context:
+    """What surrounds a sentence: the topics the rep just asked about, and the turn's text
+    before the sentence (where "she" in "she'll back it" finds its name)."""
+
+    topics: frozenset[str] = frozenset()
+    before: str = ""
+
+
+NO_CONTEXT = Context()
+Detector = Callable[[str, Context], Iterable[Hit]]
 
 
 # --- detectors: one per dimension, each reading one sentence ------------------------------
 
 
-def detect_budget(sentence: str) -> Iterable[Hit]:
-    if not is_budget(sentence):
-        return
-    amounts = [m.group(0).strip() for m in MONEY.finditer(sentence)]
-    values = {"budget_range": "-".join(amounts[:2])} if amounts else {}
+def detect_budget(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    amounts = budget_amounts(sentence)
+    cue = BUDGET.search(sentence) and (amounts or BUDGET_SET.search(sentence))
+    if not cue:
+        asked = "budget" in context.topics or SPEND.search(sentence)
+        if not amounts or not asked or LOSS.search(sentence):
+            return
+    values = {"budget_range": budget_range(sentence, amounts)} if amounts else {}
     yield Hit(dimension="budget", quote=sentence, confidence=0.8 if amounts else 0.5, values=values)
 
 
 def is_budget(sentence: str) -> bool:
-    spends = SPEND.search(sentence) and MONEY.search(sentence)
-    return bool(BUDGET.search(sentence) or spends)
+    return any(True for _ in detect_budget(sentence))
 
 
-def detect_authority(sentence: str) -> Iterable[Hit]:
+def budget_amounts(sentence: str) -> list[re.Match[str]]:
+    """Amounts of money, leaving out thresholds ("anything over $100k" is no budget)."""
+    return [
+        m
+        for m in MONEY.finditer(sentence)
+        if not THRESHOLD.search(sentence[max(0, m.start() - 16) : m.start()])
+    ]
+
+
+def budget_range(sentence: str, amounts: list[re.Match[str]]) -> str:
+    """ "$40k-$60k" for a range; the last amount of a revision ("raised from $50k to $80k")."""
+    texts = [m.group(0).strip() for m in amounts]
+    if len(amounts) >= 2:
+        between = sentence[amounts[0].end() : amounts[1].start()].strip().lower()
+        if between in {"-", "\u2013", "to", "and", "or"} and not REVISION.search(sentence):
+            return f"{texts[0]}-{texts[1]}"
+        if REVISION.search(sentence):
+            return texts[-1]
+    return texts[0]
+
+
+def detect_authority(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     decides, signs = DECIDES.search(sentence), SIGNS_OFF.search(sentence)
-    title = TITLE_RE.search(sentence)
-    if not (decides or signs or (title and FIRST_PERSON.search(sentence))):
+    own_role = FIRST_PERSON_ROLE.search(sentence)
+    person = TITLE_RE.search(sentence) or names(sentence) or _FIRST_PERSON.search(sentence)
+    asked = "authority" in context.topics and (TITLE_RE.search(sentence) or names(sentence))
+    if not ((decides or signs) and person) and not own_role and not asked:
         return
     values = _person_values(sentence, "authority_contact", "authority_role")
     yield Hit(
@@ -103,7 +167,9 @@ def detect_authority(sentence: str) -> Iterable[Hit]:
         values=values,
     )
     if signs:
-        contact = values.get("authority_contact") or values.get("authority_role")
+        contact = (
+            values.get("authority_contact") or _first_name(sentence) or values.get("authority_role")
+        )
         found = {"economic_buyer_contact": contact} if contact else {}
         yield Hit(dimension="economic_buyer", quote=sentence, confidence=0.7, values=found)
 
@@ -114,40 +180,67 @@ def _person_values(sentence: str, contact_field: str, role_field: str) -> dict[s
         values[role_field] = title.group(0)
     if named := NAMED_TITLE.search(sentence):
         values[contact_field] = named.group("n1") or named.group("n2")
+    elif name := _first_name(sentence):
+        values[contact_field] = name
     return values
 
 
-def detect_need(sentence: str) -> Iterable[Hit]:
+def names(text: str) -> list[str]:
+    """Capitalised words that look like people's names (not sentence openers or titles)."""
+    found = []
+    for match in PERSON.finditer(text):
+        first = match.group("name").split()[0].split("-")[0]
+        if first not in NOT_A_NAME and not TITLE_RE.fullmatch(match.group("name")):
+            found.append(match.group("name"))
+    return found
+
+
+def _first_name(text: str) -> str | None:
+    found = names(text)
+    return found[0] if found else None
+
+
+def detect_need(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     if NEED.search(sentence):
         yield _described("need", sentence, 0.6, "need_description")
 
 
-def detect_timeline(sentence: str) -> Iterable[Hit]:
-    explicit = [m.group(0) for m in (*QUARTER.finditer(sentence), *DATE.finditer(sentence))]
-    relative = [m.group(0) for m in WHEN.finditer(sentence)] if PURCHASE.search(sentence) else []
-    if found := explicit + relative:
-        values = {"timeline_description": ", ".join(dict.fromkeys(found))}
-        yield Hit(
-            dimension="timeline", quote=sentence, confidence=0.7 if explicit else 0.5, values=values
-        )
+def detect_timeline(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    found = [m.group(0) for m in DATE.finditer(sentence)]
+    if not found:
+        return
+    if PAST.search(sentence) and not FUTURE.search(sentence) and "timeline" not in context.topics:
+        return  # "we paid $40k in Q3 alone" tells when something happened, not a plan
+    values = {"timeline_description": ", ".join(dict.fromkeys(found))}
+    yield Hit(dimension="timeline", quote=sentence, confidence=0.7, values=values)
 
 
-def detect_pain(sentence: str) -> Iterable[Hit]:
+def detect_pain(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     if PAIN.search(sentence):
         yield _described("identify_pain", sentence, 0.6, "pain_description")
 
 
-def detect_metrics(sentence: str) -> Iterable[Hit]:
-    measured = MEASURE.search(sentence) or MONEY.search(sentence)
-    if measured and METRIC_VERB.search(sentence) and not is_budget(sentence):
+def detect_metrics(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    undated = DATE.sub(" ", sentence)  # "in 3 weeks" is a date, not a measure
+    measured = MEASURE.search(undated)
+    counted = measured and (METRIC_CONTEXT.search(undated) or "metrics" in context.topics)
+    priced_loss = MONEY.search(undated) and LOSS.search(undated)
+    if (counted or priced_loss) and not BUDGET.search(sentence):
         yield _described("metrics", sentence, 0.6, "metrics_description")
 
 
-def detect_decision_criteria(sentence: str) -> Iterable[Hit]:
+def detect_decision_criteria(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     terms = [m.group(0) for m in CRITERIA_TERMS.finditer(sentence)]
     # A "must ..." clause is an item of its own only when it names no known term.
     clauses = [m.group(0) for m in MUST.finditer(sentence) if not CRITERIA_TERMS.search(m.group(0))]
-    for item in dict.fromkeys(terms + clauses):
+    cued = CRITERIA_CUE.search(sentence) or "decision_criteria" in context.topics
+    if not cued:
+        terms = [term for term in terms if _STRONG_CRITERION.search(term)]
+        clauses = []
+    items = terms + clauses
+    if not items and "decision_criteria" in context.topics:
+        items = [sentence[:MAX_CRITERION_CHARS]]
+    for item in dict.fromkeys(items):
         yield Hit(
             dimension="decision_criteria",
             quote=sentence,
@@ -156,14 +249,21 @@ def detect_decision_criteria(sentence: str) -> Iterable[Hit]:
         )
 
 
-def detect_decision_process(sentence: str) -> Iterable[Hit]:
-    if PROCESS.search(sentence):
+def detect_decision_process(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    if PROCESS.search(sentence) or (
+        "decision_process" in context.topics and len(sentence.split()) > 3
+    ):
         yield _described("decision_process", sentence, 0.6, "decision_process_description")
 
 
-def detect_champion(sentence: str) -> Iterable[Hit]:
-    if CHAMPION.search(sentence):
-        yield Hit(dimension="champion", quote=sentence, confidence=0.5)
+def detect_champion(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    if not CHAMPION.search(sentence):
+        return
+    # "She'll back it" names nobody: the person is the last one named before, in the same turn.
+    earlier = names(context.before)
+    contact = _first_name(sentence) or (earlier[-1] if earlier else None)
+    values = {"champion_contact": contact} if contact else {}
+    yield Hit(dimension="champion", quote=sentence, confidence=0.6, values=values)
 
 
 def _described(dimension: str, sentence: str, confidence: float, value_field: str) -> Hit:
@@ -205,15 +305,82 @@ def _clauses(sentence: str) -> list[str]:
     return [clause.strip() for clause in CLAUSE_BREAK.split(sentence) if clause.strip()]
 
 
+def topics_of(rep_text: str) -> frozenset[str]:
+    """What a rep's turn asks about: only its questions count."""
+    questions = [s for s in sentences(rep_text) if s.rstrip().endswith("?")]
+    return frozenset(
+        topic
+        for topic, pattern in TOPIC_QUESTIONS.items()
+        if any(pattern.search(question) for question in questions)
+    )
+
+
 def find_hits(turns: Sequence[TurnText]) -> list[Hit]:
-    prospect_turns = (turn for turn in turns if turn.speaker is Speaker.PROSPECT)
-    return [
+    hits: list[Hit] = []
+    previous: TurnText | None = None
+    for index, turn in enumerate(turns):
+        if turn.speaker is Speaker.PROSPECT:
+            rep = previous if previous is not None and previous.speaker is Speaker.REP else None
+            hits += prospect_hits(index, turn.text, rep.text if rep else None)
+        previous = turn
+    return hits
+
+
+def prospect_hits(index: int, text: str, rep_text: str | None) -> list[Hit]:
+    parts = sentences(text)
+    topics = topics_of(rep_text) if rep_text else frozenset()
+    found: list[Hit] = []
+    offset = 0
+    for number, sentence in enumerate(parts):
+        offset = text.find(sentence, offset)
+        # The rep's question frames a short answer; in a long turn only its first sentence.
+        framed = topics if number == 0 or len(parts) <= SHORT_ANSWER_SENTENCES else frozenset()
+        context = Context(topics=framed, before=text[:offset])
+        if not states_facts(sentence):
+            continue
+        found += [
+            _at(hit, (index, number)) for detect in DETECTORS for hit in detect(sentence, context)
+        ]
+    if rep_text and CONFIRMS.search(text):
+        found += confirmed_claims(index, text, rep_text)
+    return found
+
+
+def states_facts(sentence: str) -> bool:
+    """Questions ask rather than tell, and instructions to a model tell nothing of the deal."""
+    return not sentence.rstrip().endswith("?") and not INSTRUCTION.search(sentence)
+
+
+def confirmed_claims(index: int, text: str, rep_text: str) -> list[Hit]:
+    """A rep's claim the prospect confirms: its values, quoted with the prospect's "yes"."""
+    confirmation = sentences(text)[0]
+    claims = [
         hit
-        for turn in prospect_turns
-        for sentence in sentences(turn.text)
+        for sentence in sentences(rep_text)
         for detect in DETECTORS
-        for hit in detect(sentence)
+        for hit in detect(sentence, NO_CONTEXT)
+        if hit.values
     ]
+    return [
+        Hit(
+            dimension=claim.dimension,
+            quote=confirmation,
+            confidence=claim.confidence,
+            values=claim.values,
+            order=(index, -1),
+        )
+        for claim in claims
+    ]
+
+
+def _at(hit: Hit, order: tuple[int, int]) -> Hit:
+    return Hit(
+        dimension=hit.dimension,
+        quote=hit.quote,
+        confidence=hit.confidence,
+        values=hit.values,
+        order=order,
+    )
 
 
 def group_hits(hits: Iterable[Hit]) -> dict[str, list[Hit]]:
@@ -223,14 +390,31 @@ def group_hits(hits: Iterable[Hit]) -> dict[str, list[Hit]]:
     return grouped
 
 
+def deal_outcome(turns: Sequence[TurnText]) -> DealStage | None:
+    """closed_lost or closed_won when the prospect's latest words say the deal is over."""
+    said = [s for t in turns if t.speaker is Speaker.PROSPECT for s in sentences(t.text)]
+    for sentence in reversed(said):
+        if LOST.search(sentence):
+            return DealStage.CLOSED_LOST
+        if WON.search(sentence):
+            return DealStage.CLOSED_WON
+    return None
+
+
+def negotiating(turns: Sequence[TurnText]) -> bool:
+    return any(NEGOTIATING.search(turn.text) for turn in turns if turn.speaker is Speaker.PROSPECT)
+
+
 # --- from hits to signals ------------------------------------------------------------------
 
 
 def dimension_fields(dimension: str, hits: list[Hit]) -> dict[str, object]:
-    """The model fields of one dimension: flag, best confidence, quotes, first values found."""
+    """The model fields of one dimension: flag, best confidence, quotes, the values of the
+    surest (then latest) statement."""
     if not hits:
         return {}
-    ranked = sorted(hits, key=lambda hit: -hit.confidence)  # stable: ties keep turn order
+    # Surest first; among equally sure statements the latest, as the merge rule has it.
+    ranked = sorted(hits, key=lambda hit: (-hit.confidence, _reversed(hit.order)))
     fields: dict[str, object] = {
         f"{dimension}_identified": True,
         f"{dimension}_confidence": ranked[0].confidence,
@@ -240,6 +424,10 @@ def dimension_fields(dimension: str, hits: list[Hit]) -> dict[str, object]:
         for name, value in hit.values.items():
             fields.setdefault(name, value)
     return fields
+
+
+def _reversed(order: tuple[int, int]) -> tuple[int, int]:
+    return (-order[0], -order[1])
 
 
 def build_signals(grouped: dict[str, list[Hit]]) -> tuple[BANTSignals, MEDDICSignals]:
@@ -265,13 +453,22 @@ def known_dimensions(state: QualificationState, found: Iterable[str]) -> set[str
     return known | set(found)
 
 
-def propose_stage(current: DealStage, known: set[str]) -> tuple[DealStage, str] | None:
+def propose_stage(
+    current: DealStage, known: set[str], *, outcome: DealStage | None = None, haggling: bool = False
+) -> tuple[DealStage, str] | None:
+    """The stage the deal plausibly moved to: one step, or closed when the prospect says so."""
+    if outcome is DealStage.CLOSED_LOST and current not in CLOSED_STAGES:
+        return DealStage.CLOSED_LOST, "The prospect said the deal will not go ahead."
+    if outcome is DealStage.CLOSED_WON and current is DealStage.NEGOTIATION:
+        return DealStage.CLOSED_WON, "The prospect said they are signing."
     step = NEXT_STAGE.get(current)
     if step is None:
         return None
     target, requirements, what = step
     met = all(any(option in known for option in need.split("|")) for need in requirements)
-    return (target, f"The prospect has shown {what}.") if met else None
+    if met or (target is DealStage.NEGOTIATION and haggling):
+        return target, f"The prospect has shown {what}." if met else "Terms are being discussed."
+    return None
 
 
 def insights(grouped: dict[str, list[Hit]]) -> list[str]:
@@ -284,8 +481,11 @@ def _first_value(hits: list[Hit]) -> str:
     return (values[0] if values else hits[0].quote)[:100]
 
 
-def next_questions(known: set[str]) -> list[str]:
-    return [question for dimension, question in QUESTIONS.items() if dimension not in known][:3]
+def next_questions(known: set[str], next_stage: NextStage | None = None) -> list[str]:
+    """What the next stage still lacks first (the gap report), then what else is unknown."""
+    wanted = [d.value for d in next_stage.missing] if next_stage else []
+    order = [*wanted, *(d for d in QUESTIONS if d not in wanted)]
+    return [QUESTIONS[d] for d in order if d in QUESTIONS and d not in known][:3]
 
 
 def overall_confidence(state: QualificationState, grouped: dict[str, list[Hit]]) -> float:
@@ -304,19 +504,28 @@ def _stored_confidence(state: QualificationState, dimension: str) -> float:
 
 
 def extract(
-    turns: Sequence[TurnText], existing_state: QualificationState, current_stage: DealStage
+    turns: Sequence[TurnText],
+    existing_state: QualificationState,
+    current_stage: DealStage,
+    *,
+    next_stage: NextStage | None = None,
 ) -> QualificationExtraction:
     """The whole rule-based extraction, as a pure function."""
     grouped = group_hits(find_hits(turns))
     bant, meddic = build_signals(grouped)
     known = known_dimensions(existing_state, grouped)
-    proposal = propose_stage(current_stage, known) if grouped else None
+    outcome = deal_outcome(turns)
+    proposal = (
+        propose_stage(current_stage, known, outcome=outcome, haggling=negotiating(turns))
+        if grouped or outcome
+        else None
+    )
     return QualificationExtraction(
         bant=bant,
         meddic=meddic,
         overall_confidence=overall_confidence(existing_state, grouped),
         key_insights=insights(grouped),
-        recommended_next_questions=next_questions(known),
+        recommended_next_questions=next_questions(known, next_stage),
         suggested_stage=proposal[0] if proposal else None,
         stage_reason=proposal[1] if proposal else None,
     )
@@ -339,7 +548,7 @@ class RulesExtractor:
     ) -> ExtractionResult:
         return ExtractionResult(
             status="ok",
-            extraction=extract(turns, existing_state, current_stage),
+            extraction=extract(turns, existing_state, current_stage, next_stage=next_stage),
             model=self.model_name,
             prompt_version=self.prompt_version,
             cost_usd=0.0,

@@ -1,8 +1,10 @@
 """The rule-based extractor's vocabulary: compiled patterns, word lists and dimension tables.
 
 Data only: the logic that reads sentences with these lives in `worker.extract.rules`. Each
-pattern is matched against one sentence of a prospect turn. Importing this module must stay cheap:
-no LiteLLM, no instructor.
+pattern is matched against one sentence of a prospect turn (or, for `*_QUESTION`, a rep turn
+that sets the topic of the prospect's answer). The patterns describe how people say things in
+general, not phrases of any one conversation. Importing this module must stay cheap: no LiteLLM,
+no instructor.
 """
 
 from __future__ import annotations
@@ -13,99 +15,306 @@ from schemas import DealStage
 
 _I = re.IGNORECASE
 # A sentence ends at . ! ? followed by space and a capital, digit or quote, or at a line break.
-SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'$€£])|\n+")
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'$€£¡¿\u00C0-\u00DD])|\n+")
 CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
+
+# --- amounts, figures and dates ---------------------------------------------------------------
+_NUMBER_WORD = (
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty"
+    r"|forty|fifty|sixty|seventy|eighty|ninety|a hundred|hundred)"
+)
 MONEY = re.compile(
-    r"[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:k|m|mm|bn|million|thousand|billion)\b)?"
-    r"|\b\d[\d,]*(?:\.\d+)?\s?(?:k|m|million|thousand)?\s?(?:usd|eur|gbp|dollars|euros)\b",
+    r"[$€£]\s?\d[\d,.]*(?:\s?(?:k|m|mm|bn|million|thousand|billion|mil)\b)?"
+    r"|\b\d[\d,.]*(?:\.\d+)?\s?(?:k|m|million|thousand|mil)?\s?"
+    r"(?:usd|eur|gbp|dollars|euros?|pounds|€|£)(?!\w)"
+    r"|\b\d+(?:[.,]\d+)?\s?k\b"
+    rf"|\b{_NUMBER_WORD}(?:[- ]{_NUMBER_WORD})?(?: and \w+)? (?:thousand|million|grand)\b"
+    r"(?: (?:dollars|euros|pounds))?",
     _I,
 )
-BUDGET = re.compile(
-    r"\b(budget\w*|allocat\w*|set aside|earmark\w*|afford|price range|funding|funded"
-    r"|approved (?:for|up to)|we(?:'ve| have) (?:about|around|roughly|up to)?\s*[$€£])",
-    _I,
-)
-SPEND = re.compile(r"\b(spend|invest|pay)\b", _I)  # a budget only with an amount
-_TITLE = (
-    r"(?:CEO|CFO|CTO|COO|CIO|CISO|CRO|CMO|VP(?: of \w+)?|[Vv]ice [Pp]resident(?: of \w+)?"
-    r"|[Hh]ead of \w+|[Dd]irector(?: of \w+)?|[Ff]ounder|[Cc]o-founder|[Oo]wner|[Pp]resident)"
-)
-TITLE_RE = re.compile(rf"\b{_TITLE}\b")
-_NAME = r"[A-Z][a-z]+(?: [A-Z][a-z]+)?"
-NAMED_TITLE = re.compile(
-    rf"(?P<n1>{_NAME}),? (?:our|the|my) {_TITLE}|(?:our|the|my) {_TITLE},? (?P<n2>{_NAME})"
-)
-DECIDES = re.compile(
-    r"\b(decision[- ]maker|final (?:say|decision|call)|make the call|my call|up to me"
-    r"|decides?|approves?|approved by|approval|report to)\b",
-    _I,
-)
-SIGNS_OFF = re.compile(
-    r"\b(signs? off|signs? the (?:contract|check|cheque|PO)|final (?:approval|sign-off)"
-    r"|approves? (?:the )?(?:budget|spend|purchase)|approved by|holds? the budget|budget owner"
-    r"|controls? the budget)\b",
-    _I,
-)
-FIRST_PERSON = re.compile(r"\b(I|I'm|I am|my)\b")
-NEED = re.compile(
-    r"\b(?:we|I) (?:really |also |urgently )?(?:need|want|must|have to|require)\b"
-    r"|\b(?:we|I)(?:'re| are| am|'m) (?:looking (?:for|to)|trying to|in the market for)"
-    r"|\b(?:we|I)(?:'d| would) like to|\bour (?:goal|priority|need) is\b",
-    _I,
-)
-QUARTER = re.compile(
-    r"\b(?:Q[1-4](?:\s?(?:FY)?'?\d{2,4})?|(?:end of|by) (?:the )?(?:fiscal )?year"
-    r"|year[- ]end|deadline|go[- ]live)\b",
+MEASURE = re.compile(
+    r"\d+(?:[.,]\d+)?\s?(?:%|percent|per ?cent|hours?|hrs|days?|weeks?|minutes?|mins|x\b|times"
+    r"|calls|tickets|errors|orders|people|staff|users|shipments|leads|deals|clients|customers"
+    r"|accounts|patients|complaints|returns|invoices|requests|points|stars)"
+    rf"|\b{_NUMBER_WORD}(?:[- ]\w+)? (?:percent|per cent|hours?|days?|weeks?|minutes?|times)\b",
     _I,
 )
 _MONTH = (
     r"(?:January|February|March|April|May|June|July|August|September|October|November"
-    r"|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)"
+    r"|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec"
+    r"|Januar|Februar|März|Juni|Juli|Oktober|Dezember"
+    r"|janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre"
+    r"|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre)"
 )
+# An explicit point in time the prospect aims at: a month or quarter after a time preposition.
 DATE = re.compile(
-    rf"\b(?:by|before|until) (?:early |mid |late |the end of )?{_MONTH}\b(?: \d{{4}})?"
+    r"\b(?:by|before|until|till|in|from|for|around|end of|start of|beginning of|early|mid|late"
+    r"|bis|ab|im|avant|en|d'ici|para|antes de|a finales de)"
+    rf"[- ](?:the )?(?:(?:early|mid|late|end of|start of) )?(?:{_MONTH}|Q[1-4])\b"
+    r"(?:\s?'?\d{2,4})?"
+    r"|\bQ[1-4]\s?(?:FY)?'?\d{2,4}\b|\bFY\s?'?\d{2,4}\b"
+    r"|\b(?:by|before|until) (?:the )?end of (?:the )?(?:fiscal |financial |calendar )?"
+    r"(?:year|quarter|month)\b"
+    r"|\b(?:next|this|the coming) (?:fiscal |financial )?(?:month|quarter|year|season|spring"
+    r"|summer|autumn|fall|winter)\b"
+    r"|\bwithin (?:the next )?(?:\d+|a|two|three|four|six|few) (?:days|weeks|months)\b"
+    r"|\bin (?:\d+|two|three|four|five|six|a few) (?:weeks|months)\b"
+    r"|\b(?:before|by) (?:the )?(?:renewal|holidays|peak season|busy season|launch|audit"
+    r"|new school year|school year|semester|go-live|open enrollment)\b"
+    r"|\b(?:go[- ]live|deadline|cut-?over)\b",
+    _I,
 )
-WHEN = re.compile(
-    rf"\b(?:(?:in|early|mid|late) {_MONTH}\b(?: \d{{4}})?|(?:next|this) (?:month|quarter|year)"
-    r"|within (?:the next )?\d+ (?:days|weeks|months)"
-    r"|in (?:\d+|two|three|four|six) (?:weeks|months))"
+# Past events, not plans: "we paid $40k in Q3 alone", "last quarter".
+PAST = re.compile(
+    r"\b(?:last (?:year|quarter|month|week|spring|summer|autumn|fall|winter)|ago|alone|paid"
+    r"|happened|dropped|lost|had to|was|were|left|joined|hired)\b",
+    _I,
 )
-PURCHASE = re.compile(
-    r"\b(go live|launch|roll ?out|implement\w*|deploy\w*|decid\w*|decision|sign|buy|purchas\w*"
-    r"|start|in place|up and running|migrat\w*|switch|renewal|contract)\b",
+FUTURE = re.compile(
+    r"\b(?:will|want|wants|need|needs|plan\w*|aim\w*|hope|hoping|going to|has to|have to"
+    r"|must|should|would|target\w*|expect\w*|ready|live|launch\w*|decid\w*|sign|start"
+    r"|roll\w*|in place|up and running|pick|choose|select|deadline|go[- ]live)\b",
+    _I,
+)
+
+# --- budget -----------------------------------------------------------------------------------
+BUDGET = re.compile(
+    r"\b(budget\w*|allocat\w*|set aside|earmark\w*|ring-?fenced|afford|price range|funding"
+    r"|funded|fund has|fund\b|approved (?:for|up to)|signed off on|presupuesto|Etat|Haushalt"
+    r"|we can (?:spend|invest|go up to)|(?:we(?:'ve| have)|there(?:'s| is)) (?:got )?"
+    r"(?:about|around|roughly|up to|some)?\s*[$€£\d])",
+    _I,
+)
+BUDGET_SET = re.compile(
+    r"\b(set aside|allocat\w*|earmark\w*|ring-?fenced|funded|(?:have|got|there(?:'s| is)) (?:a|the"
+    r"|some) budget|budget (?:is|was|has been) (?:approved|signed off|agreed|in place)"
+    r"|approved (?:a |the )?budget)\b",
+    _I,
+)
+SPEND = re.compile(r"\b(spend|invest|pay|paying|cover|covers)\b", _I)  # a budget only with money
+LOSS = re.compile(
+    r"\b(cost(?:s|ing)? us|lost|los(?:e|es|ing)|loss(?:es)?|paid|wast\w*|credits?|fines?"
+    r"|penalt\w*|refunds?|overtime|revenue|churn\w*|write-?offs?|damages|leak\w*|sales"
+    r"|didn't need to|did not need to|overspen\w*|unnecessar\w*)\b",
+    _I,
+)
+# "anything over $100k", "under £30k": a threshold, not money set aside.
+THRESHOLD = re.compile(
+    r"\b(?:over|above|under|below|more than|less than|anything over|beyond|exceeding)\s+"
+    r"(?=[$€£\d])",
+    _I,
+)
+REVISION = re.compile(
+    r"\b(raised|increased|bumped|moved|cut|reduced|lowered|revised|changed|now|instead"
+    r"|actually|updated?|correction|rather|doubled|halved|up to|down to)\b",
+    _I,
+)
+
+# --- people -----------------------------------------------------------------------------------
+_TITLE = (
+    r"(?:CEO|CFO|CTO|COO|CIO|CISO|CRO|CMO|CPO|CDO|CHRO|GM|MD|VP(?: of [A-Z]?\w+)?"
+    r"|SVP(?: of \w+)?|EVP(?: of \w+)?|[Vv]ice [Pp]resident(?: of \w+)?"
+    r"|[Cc]hief \w+ [Oo]fficer|[Hh]ead of \w+|[Dd]irector(?: of \w+)?|[Mm]anaging [Dd]irector"
+    r"|[Gg]eneral [Mm]anager|[Ff]ounder|[Cc]o-founder|[Oo]wner|[Pp]resident|[Pp]artner"
+    r"|[Cc]ontroller|[Tt]reasurer|[Pp]rincipal|[Mm]atron|[Dd]ean|[Pp]rovost|[Ss]uperintendent"
+    r"|[Cc]omptroller|[Gg]eschäftsführer\w*|[Dd]irecteur\w*|[Dd]irector\w*|[Gg]erente)"
+)
+TITLE_RE = re.compile(rf"\b{_TITLE}\b")
+_NAME = r"[A-Z][a-zà-ÿ]+(?:[- ][A-Z][a-zà-ÿ]+)?"
+NAMED_TITLE = re.compile(
+    rf"(?P<n1>{_NAME}),? (?:our|the|my|is our|is the) {_TITLE}"
+    rf"|(?:our|the|my) {_TITLE},? (?P<n2>{_NAME})"
+)
+# A capitalised name that is not a sentence opener or a common capitalised word.
+PERSON = re.compile(rf"\b(?P<name>{_NAME})\b")
+NOT_A_NAME = frozenset(
+    "I I'm I'll I'd I've We We're We'll Our Yes No Yeah Yep Okay Ok So And But The That This "
+    "It It's Its They Their There Then Thanks Thank Hi Hello Hey Sure Right Correct Exactly "
+    "Honestly Well Also Just One Two Three Four Five Six Any Every Each Monday Tuesday Wednesday "
+    "Thursday Friday Saturday Sunday January February March April May June July August September "
+    "October November December He She His Her Him My Your You Let Let's What When Who Why How "
+    "If As At In On For From With After Before Since Not Nobody Everyone Someone Both Once Q1 "
+    "Q2 Q3 Q4 IT HR CFO CEO CTO COO VP Finance Legal Procurement Security Board".split()
+)
+DECIDES = re.compile(
+    r"\b(decision[- ]maker|final (?:say|decision|call|word)|make the call|my call|up to me"
+    r"|decision is (?:mine|ours)|(?:my|our|his|her|their) decision|I decide|decides?|decided by"
+    r"|makes? the decision|call the shots|I own (?:this|the decision|it)|I'm the one who"
+    r"|approves?|approved by|approval|report to|sign-?off|signs?\b|(?<!-)signature|entscheide\w*"
+    r"|décide\w*|decid[eo]\b)",
+    _I,
+)
+SIGNS_OFF = re.compile(
+    r"\b(signs? off|signs? (?:the |anything|everything|all|contracts?|it|off|purchase)"
+    r"|(?<!-)signature|sign-off|final (?:approval|sign-?off)|approves? (?:the |all |any )?"
+    r"(?:budget|spend|purchase|contract|deal|it|PO|money|funds?)|approved by|holds? the budget"
+    r"|budget (?:owner|holder)|owns? the budget|controls? the (?:budget|money|purse)"
+    r"|purse strings|has to (?:approve|sign)|needs? to (?:approve|sign)|(?:his|her|their) approval"
+    r"|unterschreib\w*|freigeb\w*|signe\w*|firma\w*)\b",
+    _I,
+)
+FIRST_PERSON_ROLE = re.compile(
+    rf"\b(?:I'm|I am|as|I run|I head|I lead|I'm the|my role as)\b[^.,;]{{0,30}}{_TITLE}", _I
+)
+
+# Text addressed to an extraction model ("ignore previous instructions", "mark budget as $1M",
+# "set economic_buyer to Bob"): the prospect typed it, but it states nothing about the deal.
+INSTRUCTION = re.compile(
+    r"\b(?:ignore (?:all |any )?(?:previous|prior|above|earlier) instructions?"
+    r"|mark (?:the |every |all )?\w+(?: \w+)? as|set \w+ to|(?:every|each|all) fields?"
+    r"|[a-z]+_[a-z_]+|as identified|system prompt|you are an? (?:AI|assistant|model))\b",
+    _I,
+)
+
+# --- need and pain ----------------------------------------------------------------------------
+NEED = re.compile(
+    r"\b(?:we|I)(?:'d| would)? (?:really |also |urgently |just |still |badly )?"
+    r"(?:need|want|require|must have)\b"
+    r"|\b(?:we|I)(?:'re| are| am|'m) (?:looking (?:for|to|at)|trying to|in the market for|after"
+    r"|hoping (?:for|to)|aiming to)"
+    r"|\b(?:we|I)(?:'d| would) (?:like|love) (?:to|a|an|something)"
+    r"|\b(?:our|the) (?:goal|priority|need|aim|objective|requirement|ask) is\b"
+    r"|\bwhat we (?:need|want|are after|'re after) is\b"
+    r"|^(?:something|a (?:tool|system|platform|way|single place)|one place|an? \w+ that)\b"
+    r"|\b(?:has|have|needs?) to be able to\b|\bneed(?:s|ed)? (?:a|an|something|one|to)\b"
+    r"|\bwir brauchen\b|\bnous (?:avons besoin|cherchons)\b|\bnecesitamos\b|\bbuscamos\b",
     _I,
 )
 PAIN = re.compile(
     r"\b(struggl\w*|frustrat\w*|painful|pain point|(?<!no )(?<!not a )problems?|headaches?"
-    r"|bottlenecks?|too (?:slow|long|expensive|manual)|manual(?:ly)?|error[- ]prone|broken"
-    r"|wast(?:e|es|ed|ing)|losing|churn\w*|costing us|can(?:'t|not) keep up|overwhelm\w*"
-    r"|spreadsheets?|complain\w*|downtime|outages?)\b",
+    r"|bottlenecks?|too (?:slow|long|expensive|manual|many)|manual(?:ly)?|by hand|error[- ]prone"
+    r"|errors?|mistakes?|broken|wast(?:e|es|ed|ing)|losing|lost|churn\w*|costing us|cost us"
+    r"|can(?:'t|not) keep up|overwhelm\w*|drowning|spreadsheets?|paper(?:work)?\b|complain\w*"
+    r"|downtime|outages?|slipp\w*|chas(?:e|es|ing)|delays?|delayed|late\b|backlog|mess\b|messy"
+    r"|nightmare|chaos|chaotic|fall(?:s|ing)? through|slips? through|miss(?:es|ed|ing)"
+    r"|behind|stuck|burn(?:ing|t)? out|burnout|re-?key\w*|double[- ]entry|duplicat\w*"
+    r"|incidents?|fined|fines\b|penalt\w*|complaints?|escalations?|risk\w*|worr\w*|hate|killing us"
+    r"|takes? (?:forever|ages|hours|days|weeks)|no visibility|blind|scattered|siloed|outdated"
+    r"|clunky|unreliable|crash\w*|fail(?:s|ed|ing|ures?)?|credits|dropp(?:ed|ing)"
+    r"|Fehler\w*|problème\w*|problema\w*|perdemos|perdons)\b",
     _I,
 )
-MEASURE = re.compile(r"\d+(?:\.\d+)?\s?(?:%|percent|hours?|hrs|days|minutes|x\b|times)", _I)
-METRIC_VERB = re.compile(
-    r"\b(reduc\w*|cut|sav(?:e|ing)|increas\w*|improv\w*|grow\w*|los(?:e|ing)|costing|goal"
-    r"|target|KPI|ROI|per (?:week|month|year)|a (?:week|month|year))\b",
+METRIC_CONTEXT = re.compile(
+    r"\b(reduc\w*|cut|sav(?:e|es|ed|ing)|increas\w*|improv\w*|grow\w*|los(?:e|es|ing|t)|cost\w*"
+    r"|goal|target|KPI|ROI|per (?:week|month|year|day|shift)|a (?:week|month|year|day|shift)"
+    r"|every (?:week|month|day|shift)|each (?:week|month|day)|dropp\w*|fell|rose|slipp\w*"
+    r"|average|on average|spend\w*|takes?|took|rate|accuracy|churn|errors?|backlog|wait\w*"
+    r"|response time|resolution|missed|paid|credits|fined|fines\b)\b",
     _I,
 )
+
+# --- decision criteria and process ------------------------------------------------------------
 CRITERIA_TERMS = re.compile(
-    r"\b(SOC ?2(?: Type (?:II|2))?|ISO ?27001|GDPR|HIPAA|SSO|SAML|SCIM|audit logs?"
-    r"|on[- ]prem(?:ise)?|data residency|SLA|integrat(?:e|es|ion) with [A-Z][\w.]+)\b"
+    r"\b(SOC ?2(?: Type (?:II|2))?|ISO ?27001|GDPR|HIPAA|PCI(?:[- ]DSS)?|FedRAMP|SSO|SAML|SCIM"
+    r"|audit (?:logs?|trails?)|on[- ]prem(?:ise)?|data residency|SLA|uptime|API|open API"
+    r"|mobile app|offline mode|ease of use|easy to use|user[- ]friendly|total cost(?: of \w+)?"
+    r"|TCO|price|pricing|cheaper|cost per \w+|implementation time|time to value"
+    r"|reporting|dashboards?|security|scalab\w*|references?|(?:integrat\w*|compatib\w*"
+    r"|connects?|connector|sync\w*|plugs? into|works? with|talks? to) (?:with |to |into )?"
+    r"(?:our |the |their )?[A-Z][\w.&-]+(?: (?:and|or) [A-Z][\w.&-]+)?)\b"
+)
+CRITERIA_CUE = re.compile(
+    r"\b(criteria|requirements?|must[- ]haves?|non-?negotiable|deal[- ]?breakers?|evaluat\w*"
+    r"|compar\w*|judg\w*|scor\w*|weigh\w*|what matters|matters most|important to us"
+    r"|key (?:thing|factor)s?|(?:first|second|third) thing|three things|two things"
+    r"|has to|must|needs? to|have to|only if|as long as|ideally)\b",
+    _I,
 )
 MUST = re.compile(
-    r"\b(?:must|has to|needs to) (?:have|support|integrate with|work with) [^,.;!?]{2,60}", _I
-)
-PROCESS = re.compile(
-    r"\b(procurement|legal review|security review|security questionnaire"
-    r"|vendor (?:review|assessment)|RFP|RFI|proof of concept|POC|pilot|trial|shortlist\w*"
-    r"|committee|board (?:approval|meeting)"
-    r"|approval process|buying process|evaluation process|other vendors|compare vendors)\b",
+    r"\b(?:must|has to|needs? to|have to|should) (?:have|support|integrate with|work with"
+    r"|connect to|run on) [^,.;!?]{2,60}",
     _I,
 )
+PROCESS = re.compile(
+    r"\b(procurement|legal(?: review| team| sign-?off)?|security review|security questionnaire"
+    r"|security (?:assessment|check)|IT review|vendor (?:review|assessment|onboarding)"
+    r"|RFP|RFI|RFQ|tender|proof of concept|POC|pilot|shortlist\w*|committee|the board"
+    r"|approval process|buying process|evaluation process|sign-?off process|three quotes"
+    r"|two quotes|references? calls?|reference check|steps?|first step|next step|then (?:we|IT"
+    r"|legal|procurement|finance|the board|[A-Z][a-z]+) |after that|once (?:that|we|IT|legal)"
+    r"|goes? to (?:the )?(?:board|committee|finance|legal|procurement)|sign the (?:contract|PO)"
+    r"|Ausschreibung|Vorstand|appel d'offres|comité|licitación|comité)\b",
+    _I,
+)
+
+# --- champion ---------------------------------------------------------------------------------
 CHAMPION = re.compile(
     r"\bI(?:'ll| will) (?:push for|champion|advocate|make the case|bring (?:this|it) to"
-    r"|present (?:this|it) to|set up (?:a )?(?:meeting|call) with|introduce you|loop in)"
-    r"|\bI(?:'m| am) (?:a big fan|sold|convinced|on board)",
+    r"|present (?:this|it) to|set up (?:a )?(?:meeting|call) with|introduce you|loop in"
+    r"|fight for|go to bat|sell (?:this|it) internally|get (?:this|it) (?:done|through|approved)"
+    r"|take (?:this|it) to)"
+    r"|\bI(?:'m| am) (?:a big fan|sold|convinced|on board|your (?:champion|advocate)"
+    r"|pushing (?:for )?(?:this|it)|championing)"
+    r"|\b(?:he|she|they)(?:'ll| will) (?:back|support|champion|push for|love|sponsor|vouch)"
+    r"|\b(?:biggest|big) (?:fan|supporter|advocate)|\bin (?:your|our) corner\b"
+    r"|\b(?:has|have|'s|'ve) been (?:pushing|lobbying|asking|advocating|begging|campaigning)"
+    r"|\b(?:is|are) (?:pushing|lobbying|advocating|campaigning) (?:for|hard)"
+    r"|\b(?:wants?|want) this (?:badly|to happen|more than anyone)|\bon (?:your|our) side\b"
+    r"|\b(?:internal )?(?:champion|sponsor)\b",
+    _I,
+)
+
+# --- the rep's question sets the topic of the prospect's next turn ----------------------------
+TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
+    "budget": re.compile(
+        r"\b(budget|how much|spend|set aside|price range|funding|money|invest)\b", _I
+    ),
+    "timeline": re.compile(
+        r"\b(when|timeline|timing|time ?frame|deadline|by when|how soon|go[- ]live|date)\b", _I
+    ),
+    "authority": re.compile(
+        r"\b(who (?:decides|makes|signs|approves|else|is involved|'s involved|owns)|decision"
+        r"|sign(?:s|-)? ?off|approv\w*)\b",
+        _I,
+    ),
+    "decision_process": re.compile(
+        r"\b(process|steps?|from here|what happens next|how do you (?:buy|purchase)|procurement"
+        r"|to a (?<!-)signature|get to a contract)\b",
+        _I,
+    ),
+    "decision_criteria": re.compile(
+        r"\b(criteria|evaluat\w*|compare|what (?:will|would) (?:you|it) (?:need|have) to"
+        r"|requirements?|must[- ]haves?|matters? (?:most|to you)|look(?:ing)? for in)\b",
+        _I,
+    ),
+    "metrics": re.compile(
+        r"\b(how (?:big|much|many|often|long|bad)|what does (?:that|it) cost|measure|impact"
+        r"|success look)\b",
+        _I,
+    ),
+}
+# The prospect agrees with what the rep just said.
+CONFIRMS = re.compile(
+    r"^\s*(?:yes|yeah|yep|yup|correct|exactly|right|that's right|that is right|spot on"
+    r"|absolutely|definitely|indeed|sure|ja|genau|oui|exactement|sí|si|claro)\b",
+    _I,
+)
+# The deal is over: lost, or won.
+LOST = re.compile(
+    r"\b(?:went|go|going|gone) with (?:a |another |the other |a different )?"
+    r"(?:competitor|vendor|provider|supplier|solution|option|tool|platform|company)"
+    r"|\b(?:chose|chosen|selected|picked|signed with|decided on) (?:a |another |a different )"
+    r"(?:competitor|vendor|provider|supplier|solution|tool|platform)"
+    r"|\bdecided (?:not to|against)\b|\bnot (?:be )?(?:moving|going) (?:forward|ahead)\b"
+    r"|\bwon't be (?:moving|going) (?:forward|ahead)\b|\b(?:going to|will) pass\b"
+    r"|\bcancel(?:l?ed|ling)? (?:the|this|our) (?:project|search|evaluation|purchase)"
+    r"|\b(?:project|evaluation|search|purchase|initiative) (?:is|has been|was) "
+    r"(?:cancel\w*|killed|scrapped|shelved for good|dead)"
+    r"|\bno longer (?:need|interested|pursuing|looking)"
+    r"|\bstick(?:ing)? with (?:our|the) (?:current|existing)",
+    _I,
+)
+WON = re.compile(
+    r"\b(?:we(?:'re| are) (?:ready to )?sign(?:ing)?\b|signed (?:the )?(?:contract|order|agreement"
+    r"|PO|paperwork|MSA)|countersigned|PO (?:is|has been) (?:issued|sent|raised|approved|out)"
+    r"|let's (?:do it|go ahead|move forward)|we(?:'re| are) going ahead|welcome aboard"
+    r"|it's a yes|you(?:'ve| have) got the deal|deal is done)",
+    _I,
+)
+NEGOTIATING = re.compile(
+    r"\b(redlines?|contract terms|MSA|order form|discount|payment terms|final (?:price|offer"
+    r"|proposal)|pricing proposal|send (?:over )?(?:the |a )?(?:contract|paperwork|order form)"
+    r"|negotiat\w*)\b",
     _I,
 )
 
@@ -142,17 +351,23 @@ QUESTIONS = {
     "economic_buyer": "Who signs off on the budget?",
     "champion": "Who else on your team would benefit most from this?",
 }
-# Forward only, one step, and only on the evidence each stage needs (CONTRACT.md section 4).
+# Forward only, one step, and only on the evidence each stage needs (CONTRACT.md section 4);
+# the stage machine checks its own exit criteria again, so these only decide when to ask.
 NEXT_STAGE: dict[DealStage, tuple[DealStage, tuple[str, ...], str]] = {
     DealStage.PROSPECTING: (DealStage.DISCOVERY, ("need|identify_pain",), "a need or pain"),
     DealStage.DISCOVERY: (
         DealStage.QUALIFICATION,
-        ("budget", "authority", "need"),
-        "budget, authority and need",
+        ("budget", "authority", "need|identify_pain"),
+        "budget, authority and a need",
     ),
     DealStage.QUALIFICATION: (
         DealStage.EVALUATION,
         ("decision_criteria|decision_process",),
         "decision criteria or a decision process",
+    ),
+    DealStage.EVALUATION: (
+        DealStage.NEGOTIATION,
+        ("economic_buyer", "decision_criteria", "decision_process"),
+        "an economic buyer, decision criteria and a decision process",
     ),
 }

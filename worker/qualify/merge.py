@@ -181,15 +181,23 @@ def _merge_dimension(dimension: Dimension, existing: BaseModel, new: BaseModel) 
 
 
 def _new_wins(dimension: Dimension, existing: BaseModel, new: BaseModel) -> bool:
-    """Identification first, then confidence; ties keep what is stored.
+    """Identification first, then confidence; a tie goes to the later statement.
 
-    The contract lets new values in *only* when the new confidence is higher or the new side
-    identifies what the stored side did not. An extraction that does not identify a dimension
-    never displaces the values of one that did, even with a higher confidence: it has no values
-    to offer, and taking its nulls would leave an identified dimension without its content.
+    The contract (v2) takes the new values when the new side identifies what the stored side
+    did not, or when both identify it and the new confidence is higher *or equal*: a later
+    statement as sure as the old one is the current truth (a budget revised from $50k to $80k
+    reads $80k). An extraction that does not identify a dimension never displaces the values
+    of one that did, even with a higher confidence: it has no values to offer, and taking its
+    nulls would leave an identified dimension without its content.
+
+    Idempotent: once the new side won, the kept confidence is max(old, new); merging the same
+    extraction again either wins again (same values) or loses to values that are already its own.
     """
-    new_rank = (dimension.is_identified(new), dimension.confidence(new))
-    return new_rank > (dimension.is_identified(existing), dimension.confidence(existing))
+    if not dimension.is_identified(new):
+        return False
+    if not dimension.is_identified(existing):
+        return True
+    return dimension.confidence(new) >= dimension.confidence(existing)
 
 
 def _contact(field: str, winner: BaseModel, existing: BaseModel) -> Any:

@@ -164,3 +164,46 @@ async def forget(args: argparse.Namespace) -> int:
     from worker.tools.forget import forget as run_forget
 
     return await run_forget(args)
+
+
+async def evaluate(args: argparse.Namespace) -> int:
+    from worker.tools.evaluation.dataset import read_dataset
+    from worker.tools.evaluation.harness import (
+        RunSpec,
+        evaluation_database,
+        print_progress,
+        run_all,
+    )
+    from worker.tools.evaluation.report import render_table, write_outputs
+
+    sizes = [parse_batch_size(value) for value in args.per_batch or ["all", "1"]]
+    models = [parse_model(value) for value in args.model or ["rules"]]
+    dataset = read_dataset(Path(args.dataset))
+    for line_number, problem in dataset.problems:
+        print(f"{args.dataset}:{line_number}: {problem}", file=sys.stderr)
+    specs = [RunSpec(model=model, per_batch=size) for model in models for size in sizes]
+    settings = load_settings()
+    async with evaluation_database() as database_url:
+        results = await run_all(dataset, specs, settings, database_url, progress=print_progress)
+    print(render_table(results))
+    write_outputs(dataset, results, Path(args.out), note=print_progress)
+    return 0
+
+
+def parse_batch_size(value: str) -> int | None:
+    """`all` (every turn of a conversation in one batch) or a positive number of turns."""
+    if value == "all":
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ConfigurationError(f"--per-batch must be 'all' or a positive number, got {value!r}")
+    return size
+
+
+def parse_model(value: str) -> str:
+    if not value.strip():
+        raise ConfigurationError("--model must be 'rules' or a LiteLLM model string")
+    return value.strip()

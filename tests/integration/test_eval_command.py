@@ -1,0 +1,97 @@
+"""`python -m worker eval` end to end: a real PostgreSQL, the rules, every output written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.eval_conversations import CONVERSATIONS, write_dataset
+
+
+def run_eval(repo_root: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "eval", *args],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def runs_by_mode(out: Path) -> dict[str, dict[str, Any]]:
+    results = json.loads((out / "results.json").read_text())
+    return {run["per_batch"]: run for run in results["runs"]}
+
+
+def test_eval_scores_both_batch_modes_and_writes_every_output(
+    tmp_path: Path, repo_root: Path, database_url: str
+) -> None:
+    dataset = write_dataset(tmp_path / "d.jsonl", CONVERSATIONS, '{"id": "broken"}')
+    out = tmp_path / "out"
+
+    done = run_eval(repo_root, database_url, "--dataset", str(dataset), "--out", str(out))
+
+    assert done.returncode == 0, done.stderr
+    assert f"{dataset}:{len(CONVERSATIONS) + 1}: " in done.stderr  # the bad line, by number
+    assert "rules per-batch=all" in done.stdout and "rules per-batch=1" in done.stdout
+    assert "budget" in done.stdout and "final stage acceptable" in done.stdout
+    assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "f1.png"}
+    runs = runs_by_mode(out)
+    assert set(runs) == {"all", "1"}
+    turns = sum(len(c["turns"]) for c in CONVERSATIONS)
+    # One extraction per conversation per batch: all turns at once, or one call per turn.
+    assert runs["all"]["extractor"]["calls"] == len(CONVERSATIONS)
+    assert runs["1"]["extractor"]["calls"] == turns
+    for run in runs.values():
+        assert run["extractor"]["cost_usd"] == 0.0  # the rules are free, and known to be
+        assert [c["id"] for c in run["conversations"]] == [c["id"] for c in CONVERSATIONS]
+        small_talk = next(c for c in run["conversations"] if c["id"] == "t-small-talk")
+        assert not any(d["predicted"] for d in small_talk["dimensions"].values())
+        assert small_talk["stage"] == "prospecting" and small_talk["stage_acceptable"]
+    # One turn per batch, merge rule v2: the revised budget is the current one.
+    revised = next(c for c in runs["1"]["conversations"] if c["id"] == "t-revised-budget")
+    assert revised["dimensions"]["budget"] == {
+        "expected": True,
+        "predicted": True,
+        "mentions": 1,
+        "mentions_found": 1,
+        "stale": 1,
+        "stale_shown": 0,
+    }
+    assert "# Extraction quality" in (out / "report.md").read_text()
+
+
+def test_eval_takes_one_mode_and_refuses_bad_arguments_in_one_line(
+    tmp_path: Path, repo_root: Path, database_url: str
+) -> None:
+    dataset = write_dataset(tmp_path / "d.jsonl", CONVERSATIONS[:1])
+    out = tmp_path / "out"
+
+    one_mode = run_eval(
+        repo_root, database_url, "--dataset", str(dataset), "--per-batch", "2", "--out", str(out)
+    )
+    bad_size = run_eval(repo_root, database_url, "--dataset", str(dataset), "--per-batch", "x")
+    missing = run_eval(repo_root, database_url, "--dataset", str(tmp_path / "none.jsonl"))
+    unreachable = run_eval(
+        repo_root, "postgresql://postgres@127.0.0.1:1/x", "--dataset", str(dataset)
+    )
+
+    assert one_mode.returncode == 0, one_mode.stderr
+    assert list(runs_by_mode(out)) == ["2"]
+    assert runs_by_mode(out)["2"]["extractor"]["calls"] == 3  # 5 turns, 2 per batch
+    for failed, says in (
+        (bad_size, "--per-batch"),
+        (missing, "cannot read dataset"),
+        (unreachable, "cannot reach PostgreSQL"),
+    ):
+        assert failed.returncode == 2
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and says in errors[0]
+        assert "Traceback" not in failed.stderr
