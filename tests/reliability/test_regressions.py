@@ -266,14 +266,38 @@ async def test_sweeper_extracts_the_pending_turns_of_a_quiet_conversation(
 
 
 async def test_one_sweeper_at_a_time(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as holder:
-        assert await holder.fetchval("SELECT pg_try_advisory_lock(7302, 0)")
-        calls: list[ConversationKey] = []
+    """While another worker holds the sweep lock, a sweeper leaves a pending turn alone (no LLM
+    request, no version); once the lock is released, the same sweeper extracts it."""
+    async with FakeLLMServer() as server:
+        server.mode = {"mode": "error", "status": 503}
+        service = QualificationService(
+            repository=ConversationStateRepository(pool=pool),
+            extractor=QualificationExtractor(
+                model_name="openai/fake-model",
+                api_base=server.base_url,
+                api_key="sk-test",
+                transport_attempts=1,
+            ),
+            update_topic="updates",
+        )
+        key = ConversationKey(TENANT, "acme", "locked-out")
+        payload = turn(*key, 0, "We need faster reporting.")
+        await service.process_batch([ConversationTurn.model_validate(payload)])
+        assert await service.repository.count_turns(key) == (1, 1), "one turn left pending"
+        server.mode = {"mode": "ok"}
+        requests_before = server.received
+        sweeper = PendingSweeper(pool=pool, reextract=service.reextract, quiet_s=0)
 
-        async def reextract(key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
-            calls.append(key)
-            return ConversationOutcome(key=key)
+        async with pool.acquire() as holder:  # another worker's sweep in progress
+            assert await holder.fetchval("SELECT pg_try_advisory_lock(7302, 0)")
+            assert await sweeper.sweep() == 0
+            assert server.received == requests_before, "no extraction while the lock is held"
+            assert await service.repository.count_turns(key) == (1, 1)
+            assert await holder.fetchval("SELECT pg_advisory_unlock(7302, 0)")
 
-        assert await PendingSweeper(pool=pool, reextract=reextract, quiet_s=0).sweep() == 0
-        assert calls == []
-        await holder.fetchval("SELECT pg_advisory_unlock(7302, 0)")
+        assert await sweeper.sweep() == 1
+        assert server.received == requests_before + 1
+
+    assert await service.repository.count_turns(key) == (1, 0)
+    state = await service.repository.get_state(*key)
+    assert state is not None and state.version == 2
