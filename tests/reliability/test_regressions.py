@@ -30,7 +30,7 @@ from worker.extract.circuit import CircuitBreaker
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import ExtractionResult, TurnText
 from worker.ingest.consumer import decode_record
-from worker.qualify.service import ConversationOutcome, QualificationService
+from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import PendingSweeper
 from worker.store.repositories import ConversationStateRepository
 
