@@ -468,26 +468,6 @@ async def committed_offsets(bootstrap_servers: str, group: str, topic: str) -> d
         await consumer.stop()
 
 
-async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def committed_to_end(bootstrap_servers: str, group: str, topic: str) -> bool:
-    ends = await end_offsets(bootstrap_servers, topic)
-    committed = await committed_offsets(bootstrap_servers, group, topic)
-    return all(committed.get(p, 0) >= end for p, end in ends.items())
-
-
 @dataclass(frozen=True)
 class Sent:
     """Where a produced record landed."""
