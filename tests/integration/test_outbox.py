@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
+import pytest
 
 from schemas import ConversationKey, QualificationState, update_event_id
 from schemas.events import ExtractionInfo, QualificationUpdated
@@ -86,14 +87,16 @@ async def test_a_failed_publish_leaves_rows_for_the_next_round(
     async with pool.acquire() as conn, conn.transaction():
         await OutboxRepository(conn).insert_outbox("updates", event(key, 1))
 
+    attempted: list[Sequence[Message]] = []
+
     async def broker_down(messages: Sequence[Message]) -> None:
+        attempted.append(messages)
         raise ConnectionError("broker unreachable")
 
     failing = OutboxRelay(pool=pool, database_url=database_url, publish_many=broker_down)
-    try:
+    with pytest.raises(ConnectionError):
         await failing.publish_pending()
-    except ConnectionError:
-        pass
+    assert [len(messages) for messages in attempted] == [1], "the relay tried to publish the row"
     broker = RecordingBroker()
     working = OutboxRelay(pool=pool, database_url=database_url, publish_many=broker.publish_many)
     assert await working.publish_pending() == 1

@@ -21,7 +21,7 @@ import re
 import signal
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,7 @@ class QuotingLLM(FakeLLMServer):
 
     in_flight: int = 0
     by_mode: Counter[str] = field(default_factory=Counter)  # requests met by each mode
+    abandoned: int = 0  # requests whose client hung up before the answer (a killed worker)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -165,9 +166,12 @@ class QuotingLLM(FakeLLMServer):
         self.by_mode[self.mode_name] += 1
         self.in_flight += 1
         try:
-            return await super()._chat(request)
+            response = await super()._chat(request)
         finally:
             self.in_flight -= 1
+        if request.transport is None or request.transport.is_closing():
+            self.abandoned += 1
+        return response
 
     def fail_with(self, status: int) -> None:
         self.mode = {"mode": "error", "status": status}
@@ -338,12 +342,42 @@ class DatabaseProbe:
     async def sleeping_writers(self, *, since: Any = None) -> int:
         """Backends (connected after `since`) paused inside a write transaction by
         `widen_write_transaction`."""
+        return len(await self.paused_transactions(WRITE_STATEMENT, since=since))
+
+    async def paused_transactions(self, statement: str, *, since: Any = None) -> list[str]:
+        """The transaction ids (xid8, as text) of backends connected after `since` that a pause
+        trigger holds inside a statement containing `statement`."""
         sql = (
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            "SELECT ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint >> 32 << 32)"
+            "        | backend_xid::text::bigint)::text"  # the 32-bit xid with its epoch
+            " FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+            " AND backend_xid IS NOT NULL AND strpos(query, $2) > 0"
             " AND ($1::timestamptz IS NULL OR backend_start >= $1::timestamptz)"
         )
-        return int(await self.value(sql, since))
+        return [row[0] for row in await self.conn.fetch(sql, since, statement)]
+
+    async def aborted_once_ended(self, xids: Sequence[str], *, within_s: float = 30) -> int:
+        """How many of the transactions `xids` rolled back, once none is in progress any more
+        (a killed client's backend notices when its paused statement ends)."""
+        sql = "SELECT pg_xact_status(x::xid8) FROM unnest($1::text[]) AS x"
+
+        async def statuses() -> list[str]:
+            return [row[0] for row in await self.conn.fetch(sql, list(xids))]
+
+        ended = await eventually(
+            statuses,
+            lambda found: "in progress" not in found,
+            within_s=within_s,
+            what="the paused transactions to end",
+        )
+        return ended.count("aborted")
+
+
+# What pg_stat_activity shows of the statements the pause triggers hold: the write
+# transaction's outbox insert, and the relay's mark of the rows it published.
+WRITE_STATEMENT = "INSERT INTO tenant.outbox"
+MARK_STATEMENT = "UPDATE tenant.outbox SET published_at"
 
 
 async def widen_write_transaction(database_url: str, seconds: float) -> None:
@@ -368,12 +402,39 @@ async def widen_write_transaction(database_url: str, seconds: float) -> None:
 
 # --- aimed kills -------------------------------------------------------------------------------
 
-KILL_MOMENTS = ("extraction", "write_transaction", "after_state_commit", "random")
+KILL_MOMENTS = (
+    "extraction",
+    "write_transaction",
+    "after_state_commit",
+    "between_publish_and_mark",
+    "random",
+)
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a kill was aimed and what was observed of that moment right after it: `proof` is
+    empty when the moment's mark was not seen (the kill landed elsewhere)."""
+
+    moment: str
+    proof: str
+
+
+Witness = Callable[[], Awaitable[str]]
 
 
 @dataclass(kw_only=True)
 class Killer:
-    """SIGKILLs a worker at a chosen moment and records where each kill landed.
+    """SIGKILLs a worker at a chosen moment and records, from outside the worker, the proof
+    that each kill landed where it was aimed:
+
+    - `extraction`: the fake LLM saw a request of the worker abandoned mid-call;
+    - `write_transaction`: a write transaction seen paused before its COMMIT rolled back;
+    - `after_state_commit`: turns are stored whose records the group has not committed past
+      (`stored_above_committed`, given by the test: it knows the records sent);
+    - `between_publish_and_mark`: the relay's mark of rows it had published rolled back, so
+      they are published again (a pause trigger on the mark is set for this kill only);
+    - `random`: the worker had sent the randomly chosen number of LLM requests.
 
     Call `started()` right before starting the worker a kill is meant for: requests and
     database sessions from before (a killed predecessor's) then never count as its own.
@@ -384,8 +445,10 @@ class Killer:
     llm: QuotingLLM
     probe: DatabaseProbe
     rng: random.Random
+    stored_above_committed: Callable[[], Awaitable[int]]
     max_warm_up_versions: int = 60
-    landed: list[str] = field(default_factory=list)
+    mark_pause_s: float = 0.2
+    landings: list[Landing] = field(default_factory=list)
     _since: Any = None
     _received_at_start: int = 0
 
@@ -396,11 +459,15 @@ class Killer:
     async def kill_during(self, moment: str, worker: WorkerProcess, within_s: float = 60) -> None:
         assert moment in KILL_MOMENTS, moment
         await self._warm_up(within_s)
-        aim = getattr(self, f"_aim_{moment}")
-        await aim(within_s)
+        aim: Callable[[float], Awaitable[Witness]] = getattr(self, f"_aim_{moment}")
+        witness = await aim(within_s)
         code = await stop_worker(worker, signal.SIGKILL, within_s=10)
         assert code == -signal.SIGKILL, f"the worker exited with {code} before the kill"
-        self.landed.append(moment)
+        self.landings.append(Landing(moment, await witness()))
+
+    def missed(self) -> list[str]:
+        """The moments whose kill left no proof of landing there."""
+        return [landing.moment for landing in self.landings if not landing.proof]
 
     async def _warm_up(self, within_s: float) -> None:
         target = await self.probe.versions() + self.rng.randint(0, self.max_warm_up_versions)
@@ -408,25 +475,39 @@ class Killer:
             self.probe.versions, lambda n: n >= target, within_s=within_s, what="warm-up versions"
         )
 
-    async def _aim_extraction(self, within_s: float) -> None:
+    async def _aim_extraction(self, within_s: float) -> Witness:
         # Requests are held `llm.latency_s`: a request seen arriving is still in flight when
         # the kill lands, so the kill interrupts an extraction of this very worker.
         since = max(self.llm.received, self._received_at_start)
         await self.llm.call_in_flight(since=since, within_s=within_s)
+        abandoned_before = self.llm.abandoned
 
-    async def _aim_write_transaction(self, within_s: float) -> None:
-        async def writers() -> int:
-            return await self.probe.sleeping_writers(since=self._since)
+        async def abandoned_mid_call() -> str:
+            async def abandoned() -> int:
+                return self.llm.abandoned
 
-        await eventually(
+            try:  # the fake answers `latency_s` after receipt, and only then sees the hang-up
+                await eventually(abandoned, lambda n: n > abandoned_before, within_s=10)
+            except AssertionError:
+                return ""
+            return f"{self.llm.abandoned - abandoned_before} LLM request(s) abandoned mid-call"
+
+        return abandoned_mid_call
+
+    async def _aim_write_transaction(self, within_s: float) -> Witness:
+        async def writers() -> list[str]:
+            return await self.probe.paused_transactions(WRITE_STATEMENT, since=self._since)
+
+        paused = await eventually(
             writers,
-            lambda n: n > 0,
+            bool,
             within_s=within_s,
             interval=0.002,
             what="a worker inside its write transaction",
         )
+        return self._rolled_back(paused, WRITE_STATEMENT, "write transaction(s)")
 
-    async def _aim_after_state_commit(self, within_s: float) -> None:
+    async def _aim_after_state_commit(self, within_s: float) -> Witness:
         # A batch commits its offsets only after all its conversations are stored: right after
         # one more version commits, the batch it belongs to is (almost always) still running.
         before = await self.probe.versions()
@@ -438,7 +519,42 @@ class Killer:
             what="a state commit",
         )
 
-    async def _aim_random(self, within_s: float) -> None:
+        async def stored_not_committed() -> str:
+            count = await self.stored_above_committed()
+            return f"{count} stored turn(s) not committed past" if count else ""
+
+        return stored_not_committed
+
+    async def _aim_between_publish_and_mark(self, within_s: float) -> Witness:
+        await self.probe.conn.execute(
+            f"""
+            CREATE FUNCTION tenant.reliability_mark_pause() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN PERFORM pg_sleep({self.mark_pause_s:.3f}); RETURN NULL; END $$;
+            CREATE TRIGGER reliability_mark_pause BEFORE UPDATE ON tenant.outbox
+            FOR EACH STATEMENT EXECUTE FUNCTION tenant.reliability_mark_pause();
+            """
+        )
+
+        async def marks() -> list[str]:
+            return await self.probe.paused_transactions(MARK_STATEMENT, since=self._since)
+
+        paused = await eventually(
+            marks, bool, within_s=within_s, interval=0.002, what="a relay marking rows"
+        )
+        rolled_back = self._rolled_back(paused, MARK_STATEMENT, "mark(s) of published rows")
+
+        async def without_the_pause() -> str:
+            # Dropped only after the kill: the DROP waits for the paused mark to end, and
+            # before the kill it would end in a COMMIT. The next worker marks at once.
+            await self.probe.conn.execute(
+                "DROP TRIGGER reliability_mark_pause ON tenant.outbox;"
+                " DROP FUNCTION tenant.reliability_mark_pause();"
+            )
+            return await rolled_back()
+
+        return without_the_pause
+
+    async def _aim_random(self, within_s: float) -> Witness:
         target = self.llm.received + self.rng.randint(1, 30)
 
         async def received() -> int:
@@ -447,6 +563,22 @@ class Killer:
         await eventually(
             received, lambda n: n >= target, within_s=within_s, interval=0.002, what="LLM calls"
         )
+
+        async def requests_sent() -> str:
+            return f"killed after LLM request {target}" if self.llm.received >= target else ""
+
+        return requests_sent
+
+    def _rolled_back(self, paused: list[str], statement: str, what: str) -> Witness:
+        """Proof for a kill aimed at a paused transaction: one seen paused (before the kill, or
+        still paused right after it, so certainly cut by it) ended in a rollback."""
+
+        async def rolled_back() -> str:
+            still = await self.probe.paused_transactions(statement, since=self._since)
+            aborted = await self.probe.aborted_once_ended(sorted({*paused, *still}))
+            return f"rolled back: {aborted} paused {what}" if aborted else ""
+
+        return rolled_back
 
 
 # --- Kafka helpers -----------------------------------------------------------------------------
@@ -466,26 +598,6 @@ async def committed_offsets(bootstrap_servers: str, group: str, topic: str) -> d
         }
     finally:
         await consumer.stop()
-
-
-async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def committed_to_end(bootstrap_servers: str, group: str, topic: str) -> bool:
-    ends = await end_offsets(bootstrap_servers, topic)
-    committed = await committed_offsets(bootstrap_servers, group, topic)
-    return all(committed.get(p, 0) >= end for p, end in ends.items())
 
 
 @dataclass(frozen=True)
@@ -528,6 +640,24 @@ async def unstored_below_committed(
         s
         for s in sent
         if s.offset < committed.get(s.partition, 0) and s.payload["event_id"] not in stored
+    ]
+
+
+async def stored_above_committed(
+    database_url: str, bootstrap_servers: str, group: str, topic: str, sent: Sequence[Sent]
+) -> list[Sent]:
+    """Records whose turn is stored although the group has not committed past them: a kill
+    between a state commit and its batch's offset commit leaves some, and their redelivery
+    must be recognised as duplicates."""
+    committed = await committed_offsets(bootstrap_servers, group, topic)
+    stored = {
+        str(row["event_id"])
+        for row in await fetch(database_url, "SELECT event_id FROM tenant.conversation_turns")
+    }
+    return [
+        s
+        for s in sent
+        if s.offset >= committed.get(s.partition, 0) and s.payload["event_id"] in stored
     ]
 
 

@@ -10,10 +10,19 @@ import uuid
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
-from schemas import ConversationTurn
-from tests.harness import TopicReader, fetch, turn
-from tests.reliability.support import partial_state_problems, verify_end_state
+from schemas import ConversationKey, ConversationTurn
+from tests.harness import TopicReader, Topics, fetch, turn
+from tests.reliability.support import (
+    JsonObject,
+    Sent,
+    partial_state_problems,
+    produce_tracked,
+    unstored_below_committed,
+    verify_end_state,
+)
 from tests.state_store import RULES
 from worker.qualify.service import build_service
 from worker.store.unit_of_work import Database
@@ -23,10 +32,7 @@ TEXTS = ["We need faster reporting.", "Our budget is $40k.", "The CFO signs off 
 
 
 async def test_each_broken_promise_is_reported(pool: asyncpg.Pool, database_url: str) -> None:
-    service = build_service(RULES, Database(pool))
-    sent = [turn(TENANT, "acme", f"c{c}", s, t) for c in range(6) for s, t in enumerate(TEXTS)]
-    for payload in sent:  # one version per turn
-        await service.process_batch([ConversationTurn.model_validate(payload)])
+    sent = await store_one_version_per_turn(pool, [f"c{c}" for c in range(6)])
     updates = await read_back(database_url)
     assert await verify_end_state(database_url, sent, updates) == []
     assert await partial_state_problems(database_url) == []
@@ -63,6 +69,106 @@ async def test_each_broken_promise_is_reported(pool: asyncpg.Pool, database_url:
     assert "c0: count 4 but 3 turns" in partial and "c2: version 3 but events 2" in partial
 
 
+async def test_each_broken_end_state_promise_is_reported_by_name(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """The checks the test above leaves silent: wrong evidence, a non-deterministic event id,
+    a turn in two versions, a last event that disagrees with the state, a missing state."""
+    contacts = ["quotes", "event-id", "twice", "last-count", "no-state"]
+    sent = await store_one_version_per_turn(pool, contacts)
+    keys = {contact: ConversationKey(TENANT, "acme", contact) for contact in contacts}
+    # QuotingLLM's promise, met by the rules here: the prospect's need sentence, once.
+    quotes = {key: {TEXTS[0]} for key in keys.values()}
+    updates = await read_back(database_url)
+    assert await verify_end_state(database_url, sent, updates, expected_quotes=quotes) == []
+    assert await partial_state_problems(database_url) == []
+
+    first_turn = next(t["event_id"] for t in sent if t["contact_id"] == "twice")
+    conn = await asyncpg.connect(database_url)  # the owner: row-level security does not apply
+    try:
+        await conn.execute(
+            "UPDATE tenant.conversation_states SET qualification_data = jsonb_set("
+            "qualification_data, '{bant,need_evidence}', '[\"Words nobody said.\"]')"
+            " WHERE contact_id = 'quotes'"
+        )
+        await conn.execute(
+            "UPDATE tenant.outbox SET payload = jsonb_set(payload, '{turn_event_ids}',"
+            " payload->'turn_event_ids' || to_jsonb($1::text))"
+            " WHERE payload->>'contact_id' = 'twice' AND payload->>'version' = '2'",
+            first_turn,
+        )
+        await conn.execute("DELETE FROM tenant.conversation_states WHERE contact_id = 'no-state'")
+    finally:
+        await conn.close()
+    updates = await read_back(database_url)  # with "twice" v2 naming v1's turn again
+    updates.records = [
+        with_event_id(r, uuid.uuid4()) if is_event(r, "event-id", 1) else r for r in updates.records
+    ]
+    updates.records = [altered(r) if is_event(r, "last-count", 3) else r for r in updates.records]
+
+    problems = "\n".join(
+        await verify_end_state(database_url, sent, updates, expected_quotes=quotes)
+    )
+    assert f"{keys['quotes']}: need_evidence has 1 quotes missing and 1 unexpected" in problems
+    assert f"is not the deterministic id of {keys['event-id']} v1" in problems
+    assert f"{keys['twice']}: turns in events: 0 never applied, 1 applied in more" in problems
+    assert f"{keys['last-count']}: the last event's interaction_count differs" in problems
+    assert f"{keys['no-state']}: no state for 3 turns sent" in problems
+    partial = "\n".join(await partial_state_problems(database_url))
+    assert f"{keys['twice']}: the versions do not name each stored turn exactly once" in partial
+    assert f"{keys['no-state']}: events without a state" in partial
+
+
+async def test_a_turn_committed_past_but_not_stored_is_reported(
+    pool: asyncpg.Pool, database_url: str, kafka_bootstrap_servers: str, topics: Topics
+) -> None:
+    """`unstored_below_committed`, the check made right after every kill: silent while the
+    group's offsets cover only stored turns, and it names a turn the offsets skipped."""
+    group = f"group-{topics.turns}"
+    payloads = [turn(TENANT, "acme", "kafka", s, t) for s, t in enumerate(TEXTS)]
+    sent = await produce_tracked(kafka_bootstrap_servers, topics.turns, payloads)
+    stored, unstored = sent[:2], sent[2]
+    service = build_service(RULES, Database(pool))
+    await service.process_batch([ConversationTurn.model_validate(s.payload) for s in stored])
+
+    async def lost() -> list[Sent]:
+        return await unstored_below_committed(
+            database_url, kafka_bootstrap_servers, group, topics.turns, sent
+        )
+
+    await commit_offsets(kafka_bootstrap_servers, group, topics.turns, stored)
+    assert await lost() == []
+    await commit_offsets(kafka_bootstrap_servers, group, topics.turns, [unstored])
+    assert await lost() == [unstored]
+
+
+async def store_one_version_per_turn(pool: asyncpg.Pool, contacts: list[str]) -> list[JsonObject]:
+    """TEXTS as the turns of each contact's conversation, one version per turn."""
+    service = build_service(RULES, Database(pool))
+    sent = [
+        turn(TENANT, "acme", contact, s, t) for contact in contacts for s, t in enumerate(TEXTS)
+    ]
+    for payload in sent:
+        await service.process_batch([ConversationTurn.model_validate(payload)])
+    return sent
+
+
+async def commit_offsets(
+    bootstrap_servers: str, group: str, topic: str, records: list[Sent]
+) -> None:
+    """Commit `group` past each of `records`, as a worker does after its batch."""
+    offsets = {
+        TopicPartition(topic, s.partition): OffsetAndMetadata(s.offset + 1, "") for s in records
+    }
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
 async def read_back(database_url: str) -> TopicReader:
     """What a consumer of `qualification.updated` would have read: the outbox, once each."""
     reader = TopicReader(bootstrap_servers="unused", topic="unused")
@@ -75,6 +181,12 @@ async def read_back(database_url: str) -> TopicReader:
 def is_event(record: tuple[Any, bytes, Any], contact: str, version: int) -> bool:
     payload = json.loads(record[1])
     return bool(payload["contact_id"] == contact and payload["version"] == version)
+
+
+def with_event_id(record: tuple[Any, bytes, Any], event_id: uuid.UUID) -> tuple[Any, bytes, Any]:
+    payload = json.loads(record[1])
+    payload["event_id"] = str(event_id)
+    return record[0], json.dumps(payload).encode(), record[2]
 
 
 def altered(record: tuple[Any, bytes, Any]) -> tuple[Any, bytes, Any]:

@@ -14,9 +14,11 @@ from tests.reliability.support import (
     Workers,
     Workload,
     describe_problems,
+    distinct_updates,
     partial_state_problems,
     produce_tracked,
     settle,
+    stored_above_committed,
     unstored_below_committed,
     verify_end_state,
     widen_write_transaction,
@@ -28,6 +30,7 @@ KILL_PLAN = [
     "write_transaction",
     "after_state_commit",
     "random",
+    "between_publish_and_mark",
     "extraction",
     "write_transaction",
     "after_state_commit",
@@ -43,7 +46,7 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
     kafka_bootstrap_servers: str,
     topics: Topics,
 ) -> None:
-    """2,000 turns over 200 conversations, produced in 10 rounds; after each of the first 8
+    """2,000 turns over 200 conversations, produced in 10 rounds; after each of the first 9
     rounds the worker is SIGKILLed and restarted. How the kills are aimed:
 
     - `extraction`: the fake LLM holds every request 150 ms; the kill fires while one is in
@@ -54,20 +57,39 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
     - `after_state_commit`: the kill fires right after a new state version is seen committed;
       the batch's other conversations are still being extracted, so its offsets are not
       committed yet and the redelivery must recognise the stored turns;
+    - `between_publish_and_mark`: a trigger set for this kill only pauses the outbox relay's
+      mark of the rows it has just published (broker acknowledged, UPDATE not committed); the
+      kill fires while the mark is seen paused, so those events are published again;
     - `random`: after a seeded random number (1..30) of further LLM requests.
+
+    Each kill must prove it landed where it was aimed, observed from outside the worker (see
+    `Killer`): an LLM request abandoned mid-call, a paused write or mark rolled back, stored
+    turns left uncommitted in Kafka.
 
     Before aiming, each worker is let commit a seeded random number (0..60) of versions, so
     the kills spread over the run rather than all hitting the first batch after a restart.
 
-    The outbox relay is killed along the way too (between publish and mark, so some events
-    are published twice). Right after each kill, no committed offset may cover an unstored
-    turn and the stored state must be consistent; wherever the kills landed, the end state
-    must hold every invariant.
+    Right after each kill, no committed offset may cover an unstored turn and the stored
+    state must be consistent; the end state must hold every invariant, events published
+    twice included (some must have been read twice).
     """
     workload = Workload.generate(conversations=200, turns_per_conversation=10)
     await widen_write_transaction(database_url, 0.05)
     llm.latency_s = 0.15
-    killer = Killer(llm=llm, probe=probe, rng=random.Random(SEED))
+    sent: list[Sent] = []
+
+    async def stored_not_committed_past() -> int:
+        stored = await stored_above_committed(
+            database_url, kafka_bootstrap_servers, workers.group, topics.turns, sent
+        )
+        return len(stored)
+
+    killer = Killer(
+        llm=llm,
+        probe=probe,
+        rng=random.Random(SEED),
+        stored_above_committed=stored_not_committed_past,
+    )
     settings = {"BATCH_MAX_RECORDS": "100"}
 
     async with TopicReader(
@@ -75,7 +97,6 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
     ) as updates:
         await killer.started()
         worker = workers.start(**settings)
-        sent: list[Sent] = []
         for number, round_turns in enumerate(workload.rounds):
             sent += await produce_tracked(kafka_bootstrap_servers, topics.turns, round_turns)
             if number < len(KILL_PLAN):
@@ -95,8 +116,12 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
             database_url, workload.turns, updates, expected_quotes=workload.expected_quotes()
         )
 
-    assert killer.landed == KILL_PLAN
+    print("\n".join(f"{landing.moment}: {landing.proof}" for landing in killer.landings))
+    assert [landing.moment for landing in killer.landings] == KILL_PLAN
+    assert killer.missed() == [], f"kills that left no proof of their moment: {killer.landings}"
     assert problems == [], describe_problems(problems)
+    read_twice = sum(len(copies) - 1 for copies in distinct_updates(updates).values())
+    assert read_twice > 0, "the relay kill between publish and mark republished nothing"
     redelivered = sum(line.get("duplicates", 0) for line in workers.events("batch_committed"))
     assert redelivered > 0, "no kill landed between a state commit and its offset commit"
     assert workers.secrets_in_logs(workload.turns, "sk-test-not-a-real-key") == []

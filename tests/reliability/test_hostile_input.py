@@ -29,12 +29,13 @@ from tests.waiting import eventually
 TENANT = uuid.UUID("7a3c9e10-5f2b-4d8e-9c61-0b4e2d7f1a35")
 OTHER_TENANT = uuid.UUID("c41d2b7e-8a90-4f3c-b5e6-1d2c3b4a5f60")
 MAX_TURN_CHARS = 20_000  # the default
+REUSED_EVENT_ID = "event_id already used by a turn with other content"
 
 
 @dataclass(kw_only=True)
 class Case:
     """One record. `expect` is a dead-letter reason, or "stored" for a strange but valid one;
-    `detail` must appear in the dead letter's detail."""
+    `detail` (required of every dead-lettered case) must appear in the dead letter's detail."""
 
     name: str
     value: bytes
@@ -96,23 +97,36 @@ def corpus() -> list[Case]:
     other_tenant["event_id"] = first["event_id"]
     cases = [
         # --- not JSON at all
-        Case(name="truncated JSON", value=b'{"event_id": "6b1e', expect="invalid_json"),
-        Case(name="plain text", value=b"hello, is this the sales team?", expect="invalid_json"),
-        Case(name="empty value", value=b"", expect="invalid_json"),
+        Case(
+            name="truncated JSON",
+            value=b'{"event_id": "6b1e',
+            expect="invalid_json",
+            detail="unexpected end of data",
+        ),
+        Case(
+            name="plain text",
+            value=b"hello, is this the sales team?",
+            expect="invalid_json",
+            detail="unexpected character",
+        ),
+        Case(name="empty value", value=b"", expect="invalid_json", detail="empty document"),
         Case(
             name="invalid UTF-8 in a string",
             value=splice(base("utf8"), "text", b'"caf\xe9 \xff\xfe"'),
             expect="invalid_json",
+            detail="not valid UTF-8",
         ),
         Case(
             name="lone surrogate escape",
             value=splice(base("surrogate"), "text", b'"half an emoji \\ud83d"'),
             expect="invalid_json",
+            detail="no low surrogate",
         ),
         Case(
             name="metadata nested beyond any parser",
             value=splice(base("deep2000"), "metadata", raw_nested(2000)),
             expect="invalid_json",
+            detail="depth limit exceeded",
         ),
         # --- JSON, but not an object
         Case(name="array", value=b"[1, 2, 3]", expect="invalid_event", detail="JSON object"),
@@ -212,6 +226,7 @@ def corpus() -> list[Case]:
             name="text one past the limit",
             value=encoded(base("limit", text="x" * (MAX_TURN_CHARS + 1))),
             expect="too_large",
+            detail=f"{MAX_TURN_CHARS + 1} characters, the limit is {MAX_TURN_CHARS}",
         ),
         Case(
             name="oversized metadata",
@@ -325,9 +340,17 @@ def corpus() -> list[Case]:
             },
         ),
         stored("the first of a reused event_id", first),
-        Case(name="a reused event_id, other text", value=encoded(second), expect="conflict"),
         Case(
-            name="a reused event_id, other tenant", value=encoded(other_tenant), expect="conflict"
+            name="a reused event_id, other text",
+            value=encoded(second),
+            expect="conflict",
+            detail=REUSED_EVENT_ID,
+        ),
+        Case(
+            name="a reused event_id, other tenant",
+            value=encoded(other_tenant),
+            expect="conflict",
+            detail=REUSED_EVENT_ID,
         ),
     ]
     for number, case in enumerate(cases):
@@ -358,6 +381,7 @@ async def test_hostile_records_are_dead_lettered_or_stored_verbatim_and_good_one
     bad = [c for c in cases if c.expect != "stored"]
     valid = [c.payload for c in cases if c.payload is not None]
     assert len(bad) >= 30
+    assert [c.name for c in bad if not c.detail] == [], "each bad case names its detail"
     good = good_turns()
     records: list[tuple[bytes | None, bytes]] = []
     companions = [c.companion for c in cases if c.companion is not None]

@@ -31,9 +31,8 @@ from worker.extract.circuit import CircuitBreaker
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import ExtractionResult, TurnText
 from worker.ingest.decoding import decode_record
-from worker.qualify.outcomes import ConversationOutcome
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import build_service
+from worker.qualify.service import QualificationService, build_service
 from worker.qualify.sweeper import SWEEP_LOCK, PendingSweeper
 from worker.settings import Settings
 from worker.store.unit_of_work import Database
@@ -236,50 +235,71 @@ async def extract(extractor: QualificationExtractor) -> ExtractionResult:
 # --- turns left pending by an outage stayed pending when their conversation went quiet --------
 
 
+def llm_service(database: Database, server: FakeLLMServer) -> QualificationService:
+    settings = Settings(
+        llm_model="openai/fake-model",
+        llm_api_base=server.base_url,
+        llm_api_key="sk-test",
+        llm_transport_attempts=1,
+        update_topic="updates",
+    )
+    return build_service(settings, database)
+
+
+def repository_of(service: QualificationService) -> ConversationStateRepository:
+    return ConversationStateRepository(database=service.database, update_topic="updates")
+
+
 async def test_sweeper_extracts_the_pending_turns_of_a_quiet_conversation(
     pool: asyncpg.Pool,
 ) -> None:
     async with FakeLLMServer() as server:
         server.mode = {"mode": "error", "status": 503}
-        database = Database(pool)
-        settings = Settings(
-            llm_model="openai/fake-model",
-            llm_api_base=server.base_url,
-            llm_api_key="sk-test",
-            llm_transport_attempts=1,
-            update_topic="updates",
-        )
-        service = build_service(settings, database)
+        service = llm_service(Database(pool), server)
         key = ConversationKey(TENANT, "acme", "quiet")
         texts = ["We need faster reporting.", "Our quarter closes in June."]
         await service.process_batch(
             [ConversationTurn.model_validate(turn(*key, n, text)) for n, text in enumerate(texts)]
         )
-        assert await count_turns(database, key) == (2, 2)
-        sweeper = PendingSweeper(database=database, reextract=service.reextract, quiet_s=0)
+        assert await count_turns(service.database, key) == (2, 2)
+        sweeper = PendingSweeper(database=service.database, reextract=service.reextract, quiet_s=0)
 
         assert await sweeper.sweep() == 0, "the LLM is still down: nothing to write"
         server.mode = {"mode": "ok"}
         assert await sweeper.sweep() == 1
         assert await sweeper.sweep() == 0, "nothing pending any more"
 
-    assert await count_turns(database, key) == (2, 0)
-    repository = ConversationStateRepository(database=database, update_topic="updates")
-    state = await repository.get_state(*key)
+    assert await count_turns(service.database, key) == (2, 0)
+    state = await repository_of(service).get_state(*key)
     assert state is not None and state.version == 2 and state.interaction_count == 2
 
 
 async def test_one_sweeper_at_a_time(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as holder:
-        lock = "SELECT pg_try_advisory_lock(7302, hashtext($1))"
-        assert await holder.fetchval(lock, SWEEP_LOCK)
-        calls: list[ConversationKey] = []
+    """While another worker holds the sweep lock, a sweeper leaves a pending turn alone (no LLM
+    request, no version); once the lock is released, the same sweeper extracts it."""
+    async with FakeLLMServer() as server:
+        server.mode = {"mode": "error", "status": 503}
+        service = llm_service(Database(pool), server)
+        key = ConversationKey(TENANT, "acme", "locked-out")
+        payload = turn(*key, 0, "We need faster reporting.")
+        await service.process_batch([ConversationTurn.model_validate(payload)])
+        assert await count_turns(service.database, key) == (1, 1), "one turn left pending"
+        server.mode = {"mode": "ok"}
+        requests_before = server.received
+        sweeper = PendingSweeper(database=service.database, reextract=service.reextract, quiet_s=0)
 
-        async def reextract(key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
-            calls.append(key)
-            return ConversationOutcome(key=key)
+        async with pool.acquire() as holder:  # another worker's sweep in progress
+            lock = "SELECT pg_try_advisory_lock(7302, hashtext($1))"
+            assert await holder.fetchval(lock, SWEEP_LOCK)
+            assert await sweeper.sweep() == 0
+            assert server.received == requests_before, "no extraction while the lock is held"
+            assert await count_turns(service.database, key) == (1, 1)
+            unlock = "SELECT pg_advisory_unlock(7302, hashtext($1))"
+            assert await holder.fetchval(unlock, SWEEP_LOCK)
 
-        sweeper = PendingSweeper(database=Database(pool), reextract=reextract, quiet_s=0)
-        assert await sweeper.sweep() == 0
-        assert calls == []
-        await holder.fetchval("SELECT pg_advisory_unlock(7302, hashtext($1))", SWEEP_LOCK)
+        assert await sweeper.sweep() == 1
+        assert server.received == requests_before + 1
+
+    assert await count_turns(service.database, key) == (1, 0)
+    state = await repository_of(service).get_state(*key)
+    assert state is not None and state.version == 2

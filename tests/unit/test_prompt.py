@@ -78,11 +78,11 @@ def test_prompt_for_turn_200_costs_what_turn_10_does_plus_the_new_turn() -> None
 
     assert len(summarize_state(late)) <= SUMMARY_MAX_CHARS
     assert late_chars <= len(SYSTEM_PROMPT) + SUMMARY_MAX_CHARS + 400 + new_turn
-    print(
-        f"\nprompt chars: turn 10 = {early_chars} (~{early_chars // 4} tokens), "
-        f"turn 200 = {late_chars} (~{late_chars // 4} tokens); "
-        f"state json: turn 10 = {len(early.model_dump_json())}, "
-        f"turn 200 = {len(late.model_dump_json())}; summary cap = {SUMMARY_MAX_CHARS}"
+    # The state grew more than 5x, the prompt may not: at most a fifth more than turn 10's
+    # (measured: 5,068 chars at turn 10, 5,461 at turn 200).
+    assert late_chars <= early_chars * 1.2, (
+        f"prompt chars: turn 10 = {early_chars}, turn 200 = {late_chars}; state json: "
+        f"turn 10 = {len(early.model_dump_json())}, turn 200 = {len(late.model_dump_json())}"
     )
 
 

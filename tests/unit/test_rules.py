@@ -89,11 +89,18 @@ def test_small_talk_yields_nothing() -> None:
 
 
 def test_rep_statements_are_not_evidence_of_the_prospect() -> None:
-    pitch = ((Speaker.REP, "Our plan costs $20k a year and we need a signed order by Q2."),)
+    said = "We have a budget of $20k a year and we need it live by the end of Q2 2026."
 
-    found = extract(turns(pitch), QualificationState(), DealStage.PROSPECTING)
+    by_prospect = extract(
+        turns(((Speaker.PROSPECT, said),)), QualificationState(), DealStage.PROSPECTING
+    )
+    by_rep = extract(turns(((Speaker.REP, said),)), QualificationState(), DealStage.PROSPECTING)
 
-    assert not found.bant.budget_identified and not found.bant.timeline_identified
+    # The same sentence is a budget and a timeline when the prospect says it...
+    assert by_prospect.bant.budget_identified and by_prospect.bant.budget_range == "$20k"
+    assert by_prospect.bant.timeline_identified
+    # ...and neither when the rep does.
+    assert not by_rep.bant.budget_identified and not by_rep.bant.timeline_identified
 
 
 def test_proposes_discovery_once_a_need_shows() -> None:
@@ -124,15 +131,49 @@ def test_proposes_evaluation_when_decision_criteria_show() -> None:
     assert found.suggested_stage is DealStage.EVALUATION
 
 
+EVERYTHING = (
+    *DISCOVERY_CALL,
+    (Speaker.PROSPECT, "I'm the VP of Sales and the final decision is mine."),
+    (Speaker.PROSPECT, "Our CFO approves the budget. Procurement runs a security review."),
+    (Speaker.PROSPECT, "It must integrate with HubSpot and support SSO."),
+)
+
+
 def test_never_proposes_a_skip() -> None:
-    everything = (
-        *DISCOVERY_CALL,
-        (Speaker.PROSPECT, "Our CFO approves the budget. Procurement runs a security review."),
-    )
     for stage in DealStage:
-        found = extract(turns(everything), QualificationState(), stage)
+        found = extract(turns(EVERYTHING), QualificationState(), stage)
         proposal = found.suggested_stage
         assert proposal is None or proposal is stage or _next(stage) is proposal
+
+
+def test_proposes_the_next_stage_up_to_negotiation_and_never_beyond() -> None:
+    """Every stage as the current one, with every dimension shown: the rules move a deal one
+    step at a time up to negotiation; closing and stalling need explicit words (a win, a loss),
+    and a closed or stalled deal gets no proposal from qualification signals alone."""
+    proposals = {
+        stage: extract(turns(EVERYTHING), QualificationState(), stage).suggested_stage
+        for stage in DealStage
+    }
+
+    assert proposals == {
+        DealStage.PROSPECTING: DealStage.DISCOVERY,
+        DealStage.DISCOVERY: DealStage.QUALIFICATION,
+        DealStage.QUALIFICATION: DealStage.EVALUATION,
+        DealStage.EVALUATION: DealStage.NEGOTIATION,
+        DealStage.NEGOTIATION: None,
+        DealStage.CLOSED_WON: None,
+        DealStage.CLOSED_LOST: None,
+        DealStage.STALLED: None,
+    }
+
+
+def test_proposes_evaluation_when_a_decision_process_shows() -> None:
+    process = ((Speaker.PROSPECT, "Procurement runs a security review before any contract."),)
+
+    found = extract(turns(process), QualificationState(), DealStage.QUALIFICATION)
+
+    assert found.meddic.decision_process_identified
+    assert found.suggested_stage is DealStage.EVALUATION
 
 
 def _next(stage: DealStage) -> DealStage | None:
