@@ -228,6 +228,27 @@ class DimensionSet(BaseModel):
         return found
 
 
+# The model of each dimension's values, for tools that build an override field by field.
+VALUES_MODELS: dict[Dimension, type[DimensionValues]] = {
+    model.dimension: model
+    for model in (
+        BudgetValues,
+        AuthorityValues,
+        NeedValues,
+        TimelineValues,
+        MetricsValues,
+        EconomicBuyerValues,
+        DecisionCriteriaValues,
+        DecisionProcessValues,
+        IdentifyPainValues,
+        ChampionValues,
+    )
+}
+if not set(VALUES_MODELS) == set(Dimension) == set(DimensionSet.model_fields):
+    # Fail at import: a dimension added to the contract must be settable by overrides too.
+    raise TypeError("override value models do not match the dimensions")
+
+
 class StageSetting(BaseModel):
     """A person moves the deal to any stage; the stage machine binds the AI only."""
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from uuid import UUID
 
-from schemas import ConversationState, DealStage
+from schemas import ConversationState, DealStage, Dimension, is_identified
 from worker.errors import ConfigurationError
 from worker.settings import load_settings
 from worker.store.database import connect, create_pool
@@ -74,36 +74,54 @@ async def pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+BANT = (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.NEED, Dimension.TIMELINE)
+MEDDIC = (
+    Dimension.METRICS,
+    Dimension.ECONOMIC_BUYER,
+    Dimension.DECISION_CRITERIA,
+    Dimension.DECISION_PROCESS,
+    Dimension.IDENTIFY_PAIN,
+    Dimension.CHAMPION,
+)
+PIPELINE_LEGEND = (
+    "BANT/MEDDIC: a letter per identified dimension, · where not; "
+    "* after it: owned by a person (extractions only suggest)"
+)
+
+
 def render_pipeline(tenant_id: UUID, states: list[ConversationState]) -> str:
-    header = f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  BANT  MEDDIC"
+    header = (
+        f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  "
+        f"{'BANT':<8}  MEDDIC"
+    )
     lines = [f"tenant {tenant_id}: {len(states)} conversation(s)", header, "-" * len(header)]
     for s in states:
         lines.append(
             f"{s.account_id[:24]:<24} {s.contact_id[:22]:<22} {s.deal_stage.value:<13} "
             f"{s.confidence_score:>4.2f} {s.interaction_count:>5}  "
-            f"{bant_flags(s)}  {meddic_flags(s)}"
+            f"{bant_flags(s):<8}  {meddic_flags(s)}".rstrip()
         )
+    if any(s.owners for s in states):
+        lines.append(PIPELINE_LEGEND)
     return "\n".join(lines)
 
 
 def bant_flags(state: ConversationState) -> str:
-    """'BA·T': the letter of each identified dimension, a dot for the others."""
-    b = state.qualification.bant
-    found = (b.budget_identified, b.authority_identified, b.need_identified, b.timeline_identified)
-    return "".join(letter if hit else "·" for letter, hit in zip("BANT", found, strict=True))
+    """'BA*·T': the letter of each identified dimension, a dot for the others; `*` after the
+    dimensions a person owns."""
+    return _flags(state, BANT, "BANT")
 
 
 def meddic_flags(state: ConversationState) -> str:
-    m = state.qualification.meddic
-    found = (
-        m.metrics_identified,
-        m.economic_buyer_identified,
-        bool(m.decision_criteria),
-        m.decision_process_identified,
-        m.identify_pain_identified,
-        m.champion_identified,
+    return _flags(state, MEDDIC, "MEDDIC")
+
+
+def _flags(state: ConversationState, dimensions: tuple[Dimension, ...], letters: str) -> str:
+    return "".join(
+        (letter if is_identified(state.qualification, dimension) else "·")
+        + ("*" if dimension.value in state.owners else "")
+        for letter, dimension in zip(letters, dimensions, strict=True)
     )
-    return "".join(letter if hit else "·" for letter, hit in zip("MEDDIC", found, strict=True))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -134,6 +152,32 @@ async def produce(args: argparse.Namespace) -> int:
     return 1 if turns.problems else 0
 
 
+async def override(args: argparse.Namespace) -> int:
+    from worker.tools.override import OverrideArguments, new_override
+    from worker.tools.producer import publish
+
+    settings = load_settings()
+    event = new_override(
+        OverrideArguments(
+            tenant=args.tenant,
+            account=args.account,
+            contact=args.contact,
+            actor=args.actor,
+            sets=args.sets,
+            locks=args.locks,
+            unlocks=args.unlocks,
+            stage=args.stage,
+            reason=args.reason,
+        )
+    )
+    value = event.to_json()
+    record = (str(event.key).encode(), value.encode())
+    await publish([record], topic=settings.override_topic, settings=settings)
+    print(value)
+    print(f"published override {event.event_id} to {settings.override_topic}", file=sys.stderr)
+    return 0
+
+
 async def migrate_url(database_url: str) -> None:
     conn = await connect(database_url)
     try:
@@ -148,7 +192,12 @@ async def stack(args: argparse.Namespace) -> int:
     root = Path(".stack")
     if args.action == "up":
         settings = load_settings()
-        topics = [settings.turn_topic, settings.update_topic, settings.dlq_topic]
+        topics = [
+            settings.turn_topic,
+            settings.override_topic,
+            settings.update_topic,
+            settings.dlq_topic,
+        ]
         info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_url)
         print(info.export_lines(), end="")
         print(f"# written to {root / 'env.sh'}: run `source {root / 'env.sh'}`", file=sys.stderr)
