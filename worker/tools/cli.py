@@ -55,8 +55,14 @@ async def state(args: argparse.Namespace) -> int:
     if found is None:
         print(f"no conversation {args.tenant}:{args.account}:{args.contact}", file=sys.stderr)
         return 1
-    print(found.model_dump_json(indent=2))
+    print(render_state(found))
     return 0
+
+
+def render_state(found: ConversationState) -> str:
+    """The whole state as JSON: owners (who owns which dimension since when) and suggestions
+    (the AI's differing views of owned dimensions) included."""
+    return found.model_dump_json(indent=2)
 
 
 async def pipeline(args: argparse.Namespace) -> int:
