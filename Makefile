@@ -37,7 +37,7 @@ schemas: install
 
 # The AsyncAPI document of the service (a test fails when it is stale).
 docs: install
-	$(PY) -m faststream docs gen worker.app:document_app --factory --yaml --out docs/asyncapi.yaml
+	$(PY) -m worker.tools.asyncapi_document docs/asyncapi.yaml
 
 # Kafka (KRaft), PostgreSQL, topics, migrations and the worker in Docker (see README, Docker).
 up:

@@ -22,6 +22,7 @@ from schemas.events import (
     conversation_key,
     update_event_id,
 )
+from schemas.override import DimensionSet, DimensionValues, QualificationOverride, StageSetting
 from schemas.ownership import Actor, NextStage, Owner, Suggestion
 from schemas.qualification import (
     DIMENSION_FIELDS,
@@ -50,6 +51,8 @@ __all__ = [
     "DeadLetter",
     "DealStage",
     "Dimension",
+    "DimensionSet",
+    "DimensionValues",
     "ExtractionInfo",
     "MEDDICSignals",
     "NextAction",
@@ -57,11 +60,13 @@ __all__ = [
     "Owner",
     "PersonaType",
     "QualificationExtraction",
+    "QualificationOverride",
     "QualificationSignals",
     "QualificationState",
     "QualificationUpdated",
     "Speaker",
     "StageChange",
+    "StageSetting",
     "Suggestion",
     "VersionSource",
     "conversation_key",

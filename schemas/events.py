@@ -235,7 +235,10 @@ class QualificationUpdated(BaseModel):
 
 
 # `conflict`: an event_id already stored with other content (the first one wins).
-DeadLetterReason = Literal["invalid_json", "invalid_event", "too_large", "conflict"]
+# `unknown_conversation` (v2): an override for a conversation no turn has created yet.
+DeadLetterReason = Literal[
+    "invalid_json", "invalid_event", "too_large", "conflict", "unknown_conversation"
+]
 
 
 class DeadLetter(BaseModel):

@@ -8,10 +8,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.events import ConversationTurn, DeadLetter, QualificationUpdated
+from schemas.override import QualificationOverride
 
 JSON_DIR = Path(__file__).parent / "json"
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "conversation_turn": ConversationTurn,
+    "qualification_override": QualificationOverride,
     "qualification_updated": QualificationUpdated,
     "dead_letter": DeadLetter,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from schemas.enums import DealStage, Dimension
 from schemas.qualification import Confidence
@@ -17,6 +17,17 @@ class Actor(BaseModel):
 
     type: Literal["user", "crm", "system"]
     id: Annotated[str, Field(min_length=1, max_length=200)]
+
+    @field_validator("id")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # Stored in jsonb (owners, overrides, stage_transitions), which cannot hold U+0000.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.id}"
 
 
 class Owner(BaseModel):

@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 from schemas.events import DeadLetterReason
 from worker.errors import WorkerError
@@ -23,8 +23,15 @@ EXIT_INTERRUPTED = 130
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser = OneLineParser(prog="python -m worker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="consume turns until SIGTERM/SIGINT").set_defaults(fn=cli.run)
     sub.add_parser("migrate", help="apply sql/migrations").set_defaults(fn=cli.migrate)
@@ -105,6 +112,34 @@ def add_operator_commands(sub: Any) -> None:
     )
     evaluate.add_argument("--out", default="eval", help="output directory (default: %(default)s)")
     evaluate.set_defaults(fn=cli.evaluate)
+    add_override_command(sub)
+
+
+def add_override_command(sub: Any) -> None:
+    override = sub.add_parser(
+        "override",
+        help="publish a person's correction (QualificationOverride) to OVERRIDE_TOPIC",
+        description="Publish a QualificationOverride: set dimension values (which makes them "
+        "human-owned), lock or unlock dimensions, or move the deal to any stage.",
+    )
+    for name in ("tenant", "account", "contact"):
+        override.add_argument(name)
+    override.add_argument("--actor", help="who corrects: TYPE:ID, TYPE one of user, crm, system")
+    override.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="DIM.FIELD=VALUE",
+        help="a value field (empty VALUE clears it; repeat decision_criteria.decision_criteria "
+        "for each criterion), DIM.identified=true|false, DIM.confidence=0..1, or DIM alone to "
+        "confirm the stored values",
+    )
+    override.add_argument("--lock", dest="locks", action="append", default=[], metavar="DIM")
+    override.add_argument("--unlock", dest="unlocks", action="append", default=[], metavar="DIM")
+    override.add_argument("--stage", help="move the deal to this stage (any stage)")
+    override.add_argument("--reason", help="why the deal moves (required with --stage)")
+    override.set_defaults(fn=cli.override)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # batch may take, and the batch comes out short.
     kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     turn_topic: str = "conversation.turn"
+    # v2: a person's or a CRM's corrections, keyed like turns (CONTRACT.md section 1).
+    override_topic: str = "qualification.override"
     update_topic: str = "qualification.updated"
     dlq_topic: str = "conversation.turn.dlq"
 

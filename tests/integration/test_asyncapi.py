@@ -16,8 +16,7 @@ def generate(repo_root: Path, out: Path) -> str:
     """Runs exactly what `make docs` runs, with topic settings in the environment that the
     document must not pick up (it documents the contract's defaults)."""
     env = {**os.environ, "TURN_TOPIC": "elsewhere", "UPDATE_TOPIC": "x", "DLQ_TOPIC": "y"}
-    command = [sys.executable, "-m", "faststream", "docs", "gen"]
-    command += ["worker.app:document_app", "--factory", "--yaml", "--out", str(out)]
+    command = [sys.executable, "-m", "worker.tools.asyncapi_document", str(out)]
     subprocess.run(command, cwd=repo_root, env=env, check=True, capture_output=True)
     return out.read_text()
 

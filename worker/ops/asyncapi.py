@@ -1,9 +1,9 @@
-"""The service's AsyncAPI document: the three topics and their payload schemas.
+"""The service's AsyncAPI document: its topics and their payload schemas.
 
-`make docs` writes it to docs/asyncapi.yaml with FastStream's own generator
-(`faststream docs gen worker.app:document_app --factory --yaml`), for the contract's
-default topic names; a test fails when the file is stale. The running worker also serves it
-at `/docs/asyncapi` (and `/docs/asyncapi.json`), with "try it out" publishing disabled.
+`make docs` writes it to docs/asyncapi.yaml (worker/tools/asyncapi_document.py, in a stable
+order) for the contract's default topic names; a test fails when the file is stale. The running
+worker also serves it at `/docs/asyncapi` (and `/docs/asyncapi.json`), with "try it out"
+publishing disabled.
 """
 
 from __future__ import annotations

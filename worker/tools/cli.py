@@ -13,7 +13,7 @@ from worker.qualify.repository import ConversationStateRepository
 from worker.settings import load_settings
 from worker.store.database import migrate_database
 from worker.store.unit_of_work import open_database
-from worker.tools.views import render_pipeline
+from worker.tools.views import render_pipeline, render_state
 
 
 def parse_uuid(value: str, what: str) -> UUID:
@@ -48,7 +48,7 @@ async def state(args: argparse.Namespace) -> int:
     if found is None:
         print(f"no conversation {args.tenant}:{args.account}:{args.contact}", file=sys.stderr)
         return 1
-    print(found.model_dump_json(indent=2))
+    print(render_state(found))
     return 0
 
 
@@ -89,6 +89,32 @@ async def produce(args: argparse.Namespace) -> int:
     sent = await publish_turns(turns.valid, settings)
     print(f"published {sent} turn(s) to {settings.turn_topic}")
     return 1 if turns.problems else 0
+
+
+async def override(args: argparse.Namespace) -> int:
+    from worker.tools.override import OverrideArguments, new_override
+    from worker.tools.producer import publish
+
+    settings = load_settings()
+    event = new_override(
+        OverrideArguments(
+            tenant=args.tenant,
+            account=args.account,
+            contact=args.contact,
+            actor=args.actor,
+            sets=args.sets,
+            locks=args.locks,
+            unlocks=args.unlocks,
+            stage=args.stage,
+            reason=args.reason,
+        )
+    )
+    value = event.to_json()
+    record = (str(event.key).encode(), value.encode())
+    await publish([record], topic=settings.override_topic, settings=settings)
+    print(value)
+    print(f"published override {event.event_id} to {settings.override_topic}", file=sys.stderr)
+    return 0
 
 
 async def stack(args: argparse.Namespace) -> int:

@@ -44,6 +44,12 @@ def read_turns(path: Path, *, max_turn_chars: int) -> TurnFile:
 
 async def publish_turns(turns: list[tuple[ConversationTurn, bytes]], settings: Settings) -> int:
     """Publish each line as it was written, keyed by its conversation; returns the count."""
+    records = [(str(turn.key).encode(), line) for turn, line in turns]
+    return await publish(records, topic=settings.turn_topic, settings=settings)
+
+
+async def publish(records: list[tuple[bytes, bytes]], *, topic: str, settings: Settings) -> int:
+    """Publish `(key, value)` records to `topic` and wait until all are acknowledged."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_idempotence=settings.kafka_enable_idempotence,
@@ -58,11 +64,8 @@ async def publish_turns(turns: list[tuple[ConversationTurn, bytes]], settings: S
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {error}"
         ) from None
     try:
-        futures = [
-            await producer.send(settings.turn_topic, value=line, key=str(turn.key).encode())
-            for turn, line in turns
-        ]
+        futures = [await producer.send(topic, value=value, key=key) for key, value in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return len(turns)
+    return len(records)

@@ -4,36 +4,59 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from schemas import ConversationState
+from schemas import ConversationState, Dimension, is_identified
+
+BANT = (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.NEED, Dimension.TIMELINE)
+MEDDIC = (
+    Dimension.METRICS,
+    Dimension.ECONOMIC_BUYER,
+    Dimension.DECISION_CRITERIA,
+    Dimension.DECISION_PROCESS,
+    Dimension.IDENTIFY_PAIN,
+    Dimension.CHAMPION,
+)
+PIPELINE_LEGEND = (
+    "BANT/MEDDIC: a letter per identified dimension, · where not; "
+    "* after it: owned by a person (extractions only suggest)"
+)
 
 
 def render_pipeline(tenant_id: UUID, states: list[ConversationState]) -> str:
-    header = f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  BANT  MEDDIC"
+    header = (
+        f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  "
+        f"{'BANT':<8}  MEDDIC"
+    )
     lines = [f"tenant {tenant_id}: {len(states)} conversation(s)", header, "-" * len(header)]
     for s in states:
         lines.append(
             f"{s.account_id[:24]:<24} {s.contact_id[:22]:<22} {s.deal_stage.value:<13} "
             f"{s.confidence_score:>4.2f} {s.interaction_count:>5}  "
-            f"{bant_flags(s)}  {meddic_flags(s)}"
+            f"{bant_flags(s):<8}  {meddic_flags(s)}".rstrip()
         )
+    if any(s.owners for s in states):
+        lines.append(PIPELINE_LEGEND)
     return "\n".join(lines)
 
 
 def bant_flags(state: ConversationState) -> str:
-    """'BA·T': the letter of each identified dimension, a dot for the others."""
-    b = state.qualification.bant
-    found = (b.budget_identified, b.authority_identified, b.need_identified, b.timeline_identified)
-    return "".join(letter if hit else "·" for letter, hit in zip("BANT", found, strict=True))
+    """'BA*·T': the letter of each identified dimension, a dot for the others; `*` after the
+    dimensions a person owns."""
+    return _flags(state, BANT, "BANT")
 
 
 def meddic_flags(state: ConversationState) -> str:
-    m = state.qualification.meddic
-    found = (
-        m.metrics_identified,
-        m.economic_buyer_identified,
-        bool(m.decision_criteria),
-        m.decision_process_identified,
-        m.identify_pain_identified,
-        m.champion_identified,
+    return _flags(state, MEDDIC, "MEDDIC")
+
+
+def _flags(state: ConversationState, dimensions: tuple[Dimension, ...], letters: str) -> str:
+    return "".join(
+        (letter if is_identified(state.qualification, dimension) else "·")
+        + ("*" if dimension.value in state.owners else "")
+        for letter, dimension in zip(letters, dimensions, strict=True)
     )
-    return "".join(letter if hit else "·" for letter, hit in zip("MEDDIC", found, strict=True))
+
+
+def render_state(found: ConversationState) -> str:
+    """The whole state as JSON: owners (who owns which dimension since when) and suggestions
+    (the AI's differing views of owned dimensions) included."""
+    return found.model_dump_json(indent=2)
