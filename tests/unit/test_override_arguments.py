@@ -20,8 +20,8 @@ from schemas import (
     Suggestion,
 )
 from worker.errors import ConfigurationError
-from worker.tools.views import PIPELINE_LEGEND, render_pipeline, render_state
 from worker.tools.override import OverrideArguments, build_override
+from worker.tools.views import PIPELINE_LEGEND, render_pipeline, render_state
 
 TENANT = uuid.uuid4()
 EVENT_ID = uuid.uuid4()

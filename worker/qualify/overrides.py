@@ -47,8 +47,8 @@ from schemas import (
     signals_of,
 )
 from schemas.qualification import BANT_DIMENSIONS
-from worker.qualify.merge import changed_fields
 from worker.qualify.criteria import StageCriteria
+from worker.qualify.merge import changed_fields
 from worker.qualify.versioning import NextVersion, gap_report
 
 
