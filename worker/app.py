@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     )
     register_consumer(
         broker,
-        topic=settings.turn_topic,
+        turn_topic=settings.turn_topic,
+        override_topic=settings.override_topic,
         group_id=settings.consumer_group,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
@@ -106,6 +107,7 @@ async def _open(
             process_batch=service.process_batch,
             publish_dead_letter=_dead_letter_publisher(broker, settings.dlq_topic),
             max_turn_chars=settings.max_turn_chars,
+            override_topic=settings.override_topic,
             backoff_s=settings.redelivery_backoff_s,
             on_committed=progress.committed,
         ),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from schemas import ConversationTurn, DeadLetter, QualificationUpdated
+from schemas import ConversationTurn, DeadLetter, QualificationOverride, QualificationUpdated
 
 
 def generate(repo_root: Path, out: Path) -> str:
@@ -27,14 +27,19 @@ def test_asyncapi_document_is_up_to_date(repo_root: Path, tmp_path: Path) -> Non
     assert generated == committed, "docs/asyncapi.yaml is stale: run `make docs` and commit it"
 
 
-def test_asyncapi_document_shows_the_three_topics_and_their_payloads(repo_root: Path) -> None:
+def test_asyncapi_document_shows_the_four_topics_and_their_payloads(repo_root: Path) -> None:
     document = yaml.safe_load((repo_root / "docs" / "asyncapi.yaml").read_text())
     channels = {channel["address"] for channel in document["channels"].values()}
-    assert channels == {"conversation.turn", "qualification.updated", "conversation.turn.dlq"}
+    assert channels == {
+        "conversation.turn",
+        "qualification.override",
+        "qualification.updated",
+        "conversation.turn.dlq",
+    }
     actions = {op["action"] for op in document["operations"].values()}
     assert actions == {"receive", "send"}
     schemas = document["components"]["schemas"]
-    for model in (ConversationTurn, QualificationUpdated, DeadLetter):
+    for model in (ConversationTurn, QualificationOverride, QualificationUpdated, DeadLetter):
         fields = set(model.model_json_schema(by_alias=True)["properties"])
         documented = [s for s in schemas.values() if set(s.get("properties", {})) == fields]
         assert documented, f"no payload schema with the fields of {model.__name__}"

@@ -11,7 +11,7 @@ import asyncpg
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import turn
 from tests.state_store import RULES
-from worker.qualify.outcomes import BatchOutcome, TurnId
+from worker.qualify.outcomes import BatchOutcome, EventRef
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService, build_service
 
@@ -20,7 +20,7 @@ def service_for(repository: ConversationStateRepository) -> QualificationService
     return build_service(RULES, repository.database)
 
 
-def conflicts(outcome: BatchOutcome) -> set[TurnId]:
+def conflicts(outcome: BatchOutcome) -> set[EventRef]:
     return {t for t, d in outcome.dead_letters().items() if d.reason == "conflict"}
 
 

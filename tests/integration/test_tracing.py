@@ -86,6 +86,7 @@ async def test_batch_and_conversation_spans_with_extraction_and_write_children(
         process_batch=service.process_batch,
         publish_dead_letter=publish_dead_letter,
         max_turn_chars=1000,
+        override_topic="overrides",
         backoff_s=1.0,
         on_committed=committed,
     )

@@ -19,14 +19,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, GetJsonSchemaHandler
+from pydantic import GetJsonSchemaHandler, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from schemas import ConversationTurn, DeadLetter
+from schemas import ConversationTurn, DeadLetter, QualificationOverride
 from worker.ingest.decoding import DecodedBatch, Record, decode_batch
 from worker.ops import metrics, tracing
-from worker.qualify.outcomes import BatchOutcome
+from worker.qualify.outcomes import BatchOutcome, Event
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ MAX_BACKOFF_S = 30.0
 
 
 class ProcessBatch(Protocol):
-    async def __call__(self, turns: Sequence[ConversationTurn]) -> BatchOutcome: ...
+    async def __call__(self, events: Sequence[Event]) -> BatchOutcome: ...
 
 
 PublishDeadLetter = Callable[[DeadLetter, bytes | None], Awaitable[None]]
@@ -44,16 +44,16 @@ _HANDLER = Context(BATCH_HANDLER)  # FastStream injects what the lifespan put th
 
 
 class DocumentedAs:
-    """`Annotated[Any, DocumentedAs(Model)]`: document a handler parameter as `Model` without
-    validating it (the batch handler decodes each record itself, see consumer.py)."""
+    """`Annotated[Any, DocumentedAs(Type)]`: document a handler parameter as `Type` (a model or
+    a union of models) without validating it (the batch handler decodes each record itself)."""
 
-    def __init__(self, model: type[BaseModel]) -> None:
-        self.model = model
+    def __init__(self, documented: Any) -> None:
+        self.core_schema = TypeAdapter(documented).core_schema
 
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return handler(self.model.__pydantic_core_schema__)
+        return handler(self.core_schema)
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
@@ -79,6 +79,7 @@ class BatchHandler:
     process_batch: ProcessBatch
     publish_dead_letter: PublishDeadLetter
     max_turn_chars: int
+    override_topic: str
     backoff_s: float
     on_committed: Callable[[Any], Awaitable[None]]  # given the consumer, after each commit
     _failures_in_a_row: int = field(default=0, init=False)
@@ -92,9 +93,11 @@ class BatchHandler:
         return committed
 
     async def _handle(self, records: Sequence[Record], consumer: Any, started: float) -> bool:
-        decoded = decode_batch(records, max_turn_chars=self.max_turn_chars)
+        decoded = decode_batch(
+            records, max_turn_chars=self.max_turn_chars, override_topic=self.override_topic
+        )
         try:
-            outcome = await self.process_batch(decoded.turns)
+            outcome = await self.process_batch(decoded.events)
             dead_letters = [*decoded.dead_letters, *decoded.decided(outcome.dead_letters())]
             for letter, key in dead_letters:
                 await self.publish_dead_letter(letter, key)
@@ -149,6 +152,8 @@ class BatchHandler:
             "batch_committed",
             records=len(records),
             turns=len(decoded.turns),
+            overrides=len(decoded.events) - len(decoded.turns),
+            overrides_applied=outcome.overrides_applied,
             applied=outcome.applied,
             duplicates=outcome.duplicates,
             dead_lettered=len(dead),
@@ -173,7 +178,8 @@ async def _pass_through(message: Any) -> None:
 def register_consumer(
     broker: KafkaBroker,
     *,
-    topic: str,
+    turn_topic: str,
+    override_topic: str,
     group_id: str,
     max_records: int,
     batch_timeout_ms: int,
@@ -181,10 +187,14 @@ def register_consumer(
     heartbeat_interval_ms: int,
     max_partition_fetch_bytes: int,
 ) -> None:
-    """Subscribe with manual acks: FastStream never commits; BatchHandler does."""
+    """Subscribe with manual acks: FastStream never commits; BatchHandler does.
+
+    One subscriber for both input topics, so a batch holds a conversation's turns and overrides
+    together and its unit of work applies them in conversation order."""
 
     @broker.subscriber(
-        topic,
+        turn_topic,
+        override_topic,
         batch=True,
         group_id=group_id,
         max_records=max_records,
@@ -195,11 +205,13 @@ def register_consumer(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         decoder=_pass_through,
-        title="conversation.turn consumer",
-        description="Chat turns of B2B sales conversations (ConversationTurn JSON).",
+        title="conversation.turn + qualification.override consumer",
+        description="Chat turns of B2B sales conversations (ConversationTurn JSON) and "
+        "people's corrections of what was found (QualificationOverride JSON), keyed by "
+        "conversation.",
     )
     async def on_turns(
-        turn: Annotated[Any, DocumentedAs(ConversationTurn)] = None,  # for AsyncAPI only
+        event: Annotated[Any, DocumentedAs(ConversationTurn | QualificationOverride)] = None,
         *,
         message: KafkaMessage,
         # FastStream injects what the app's lifespan put into its context.

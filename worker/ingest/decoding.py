@@ -1,4 +1,4 @@
-"""Decoding consumed records one by one: a turn, or a dead letter saying why not.
+"""Decoding consumed records one by one: a turn or an override, or a dead letter saying why not.
 
 A bad record never fails its batch: it becomes a `DeadLetter` with its position and original
 value, and the rest of the batch goes on.
@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from schemas import ConversationTurn, DeadLetter
+from schemas import ConversationTurn, DeadLetter, QualificationOverride
 from schemas.events import TOO_LARGE
-from worker.qualify.outcomes import DeadLetterDecision, TurnId, turn_id
+from worker.qualify.outcomes import DeadLetterDecision, Event, EventRef, event_ref
 
 
 class Record(Protocol):
@@ -32,34 +32,57 @@ class Record(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class DecodedBatch:
-    decoded: list[tuple[Record, ConversationTurn]]
+    decoded: list[tuple[Record, Event]]
     dead_letters: list[tuple[DeadLetter, bytes | None]]  # with the original key
 
     @property
+    def events(self) -> list[Event]:
+        return [event for _, event in self.decoded]
+
+    @property
     def turns(self) -> list[ConversationTurn]:
-        return [turn for _, turn in self.decoded]
+        return [e for _, e in self.decoded if isinstance(e, ConversationTurn)]
 
     def decided(
-        self, decisions: Mapping[TurnId, DeadLetterDecision]
+        self, decisions: Mapping[EventRef, DeadLetterDecision]
     ) -> list[tuple[DeadLetter, bytes | None]]:
-        """Dead letters for the records of the turns processing decided to refuse."""
+        """Dead letters for the records of the events processing decided to refuse."""
         letters = []
-        for record, turn in self.decoded:
-            if (decision := decisions.get(turn_id(turn))) is not None:
+        for record, event in self.decoded:
+            if (decision := decisions.get(event_ref(event))) is not None:
                 letters.append((dead_letter(record, decision.reason, decision.detail), record.key))
         return letters
 
 
-def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
-    raw = record.value or b""
+def decode_override(record: Record) -> QualificationOverride | DeadLetter:
+    """A record of OVERRIDE_TOPIC: a person's correction, or why it cannot be applied."""
+    payload = _json_object(record)
+    if isinstance(payload, DeadLetter):
+        return payload
     try:
-        payload = orjson.loads(raw)
+        return QualificationOverride.model_validate(payload)
+    except ValidationError as error:
+        return dead_letter(record, "invalid_event", describe(error))
+    except Exception as error:  # a validator that broke on this input (see decode_record)
+        return dead_letter(record, "invalid_event", f"could not validate: {type(error).__name__}")
+
+
+def _json_object(record: Record) -> dict[str, Any] | DeadLetter:
+    try:
+        payload = orjson.loads(record.value or b"")
     except orjson.JSONDecodeError as error:
         return dead_letter(record, "invalid_json", f"not valid JSON: {error}")
     if not isinstance(payload, dict):
         return dead_letter(
             record, "invalid_event", f"expected a JSON object, got {type(payload).__name__}"
         )
+    return payload
+
+
+def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
+    payload = _json_object(record)
+    if isinstance(payload, DeadLetter):
+        return payload
     try:
         return ConversationTurn.model_validate(payload, context={"max_turn_chars": max_turn_chars})
     except ValidationError as error:
@@ -99,13 +122,21 @@ def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
     )
 
 
-def decode_batch(records: Sequence[Record], *, max_turn_chars: int) -> DecodedBatch:
-    turns: list[tuple[Record, ConversationTurn]] = []
+def decode_batch(
+    records: Sequence[Record], *, max_turn_chars: int, override_topic: str | None = None
+) -> DecodedBatch:
+    """Each record on its own: a turn, an override (records of `override_topic`), or a dead
+    letter."""
+    events: list[tuple[Record, Event]] = []
     dead: list[tuple[DeadLetter, bytes | None]] = []
     for record in records:
-        decoded = decode_record(record, max_turn_chars=max_turn_chars)
+        decoded: Event | DeadLetter = (
+            decode_override(record)
+            if record.topic == override_topic
+            else decode_record(record, max_turn_chars=max_turn_chars)
+        )
         if isinstance(decoded, DeadLetter):
             dead.append((decoded, record.key))
         else:
-            turns.append((record, decoded))
-    return DecodedBatch(decoded=turns, dead_letters=dead)
+            events.append((record, decoded))
+    return DecodedBatch(decoded=events, dead_letters=dead)

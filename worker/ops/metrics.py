@@ -78,6 +78,16 @@ for _reason in ("invalid_json", "invalid_event", "too_large", "conflict"):
     DEAD_LETTERED.labels(reason=_reason)
 
 
+OVERRIDES_APPLIED = Counter(
+    f"{P}overrides_applied", "Overrides applied as a state version", ["actor_type"]
+)
+SUGGESTIONS_RECORDED = Counter(
+    f"{P}suggestions_recorded",
+    "The AI's differing views of human-owned dimensions recorded as suggestions",
+    ["dimension"],
+)
+
+
 def observe_batch(*, records: int, applied: int, duplicates: int, seconds: float) -> None:
     TURNS_CONSUMED.inc(records)
     TURNS_APPLIED.inc(applied)

@@ -37,6 +37,9 @@ def log_version(
     """After the commit: one log line and the version metrics."""
     status = version.extraction.status if version.extraction is not None else "none"
     metrics.observe_version(version.stage_change, status)
+    for dimension, suggestion in version.state.suggestions.items():
+        if suggestion.version == version.state.version:  # recorded by this version
+            metrics.SUGGESTIONS_RECORDED.labels(dimension=dimension).inc()
     change = version.stage_change
     log.info(
         "state_version_committed",

@@ -1,7 +1,7 @@
-"""What processing a batch decided: per conversation what was applied, and per turn which ones
-must go to the dead-letter topic and why. Pure.
+"""What processing a batch decided: per conversation what was applied, and per event (turn or
+override) which ones must go to the dead-letter topic and why. Pure.
 
-A turn is named by `(event_id, fingerprint)`: the same id with other content is another turn
+An event is named by `(event_id, fingerprint)`: the same id with other content is another event
 (a conflict), the same id with the same content is a redelivery of this one.
 """
 
@@ -12,16 +12,23 @@ from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
 
-from schemas import ConversationKey, ConversationTurn
+from schemas import ConversationKey, ConversationTurn, QualificationOverride
 from worker.errors import PermanentError
 from worker.qualify.versioning import order_turns
 
-TurnId = tuple[UUID, str]  # (event_id, fingerprint)
+Event = ConversationTurn | QualificationOverride
+EventRef = tuple[UUID, str]  # (event_id, fingerprint)
 CONFLICT_DETAIL = "event_id already used by a turn with other content; the first one wins"
+OVERRIDE_CONFLICT_DETAIL = (
+    "event_id already used by an override with other content; the first one wins"
+)
+UNKNOWN_CONVERSATION_DETAIL = (
+    "no such conversation: an override applies to a conversation the worker has a turn of"
+)
 
 
-def turn_id(turn: ConversationTurn) -> TurnId:
-    return turn.event_id, turn.fingerprint()
+def event_ref(event: Event) -> EventRef:
+    return event.event_id, event.fingerprint()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +76,31 @@ class ConversationOutcome:
     duplicates: int = 0  # turns that were already stored
     version: int | None = None  # the version written, None when nothing was new
     extraction_status: str | None = None
-    conflicts: tuple[ConversationTurn, ...] = ()  # reused event_ids with other content
-    # PostgreSQL refused this conversation's data: its turns are dead-lettered.
+    conflicts: tuple[Event, ...] = ()  # reused event_ids with other content
+    overrides_applied: int = 0
+    unknown: tuple[QualificationOverride, ...] = ()  # overrides of a conversation with no state
+    # PostgreSQL refused this conversation's data: its events are dead-lettered.
     rejected: PermanentError | None = None
-    turns: tuple[ConversationTurn, ...] = ()  # what was sent for it (for the dead letters)
+    events: tuple[Event, ...] = ()  # what was sent for it (for the dead letters)
+
+    def __add__(self, later: ConversationOutcome) -> ConversationOutcome:
+        """This conversation's outcome after a later step of the same batch."""
+        return ConversationOutcome(
+            key=self.key,
+            applied=self.applied + later.applied,
+            duplicates=self.duplicates + later.duplicates,
+            version=later.version if later.version is not None else self.version,
+            extraction_status=later.extraction_status or self.extraction_status,
+            conflicts=(*self.conflicts, *later.conflicts),
+            overrides_applied=self.overrides_applied + later.overrides_applied,
+            unknown=(*self.unknown, *later.unknown),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
     conversations: list[ConversationOutcome]
-    batch_conflicts: list[ConversationTurn] = field(default_factory=list)
+    batch_conflicts: list[Event] = field(default_factory=list)
 
     @property
     def applied(self) -> int:
@@ -88,38 +110,74 @@ class BatchOutcome:
     def duplicates(self) -> int:
         return sum(c.duplicates for c in self.conversations)
 
-    def dead_letters(self) -> dict[TurnId, DeadLetterDecision]:
-        """Every turn of the batch that must be dead-lettered, and why."""
-        decisions: dict[TurnId, DeadLetterDecision] = {}
-        conflict = DeadLetterDecision("conflict", CONFLICT_DETAIL)
-        for turn in self.batch_conflicts:
-            decisions[turn_id(turn)] = conflict
+    @property
+    def overrides_applied(self) -> int:
+        return sum(c.overrides_applied for c in self.conversations)
+
+    def dead_letters(self) -> dict[EventRef, DeadLetterDecision]:
+        """Every event of the batch that must be dead-lettered, and why."""
+        decisions: dict[EventRef, DeadLetterDecision] = {}
+        for event in self.batch_conflicts:
+            decisions[event_ref(event)] = _conflict(event)
         for outcome in self.conversations:
-            for turn in outcome.conflicts:
-                decisions[turn_id(turn)] = conflict
+            for event in outcome.conflicts:
+                decisions[event_ref(event)] = _conflict(event)
+            unknown = DeadLetterDecision("unknown_conversation", UNKNOWN_CONVERSATION_DETAIL)
+            decisions.update((event_ref(o), unknown) for o in outcome.unknown)
             if outcome.rejected is not None:
                 refused = DeadLetterDecision(
                     "invalid_event", f"rejected by PostgreSQL: {outcome.rejected}"
                 )
-                decisions.update((turn_id(t), refused) for t in outcome.turns)
+                decisions.update((event_ref(e), refused) for e in outcome.events)
         return decisions
 
 
-def group_by_conversation(
-    turns: Iterable[ConversationTurn],
-) -> tuple[dict[ConversationKey, list[ConversationTurn]], list[ConversationTurn]]:
-    """Turns grouped by the payload's conversation, each group in conversation order.
+def _conflict(event: Event) -> DeadLetterDecision:
+    detail = CONFLICT_DETAIL if isinstance(event, ConversationTurn) else OVERRIDE_CONFLICT_DETAIL
+    return DeadLetterDecision("conflict", detail)
 
-    An event_id repeated inside the batch is kept once; a repeat with other content is a
-    conflict (the first one wins), returned separately.
+
+def group_by_conversation(
+    events: Iterable[Event],
+) -> tuple[dict[ConversationKey, list[Event]], list[Event]]:
+    """Events grouped by the payload's conversation, each group in conversation order.
+
+    An event_id repeated inside the batch (among turns, or among overrides) is kept once; a
+    repeat with other content is a conflict (the first one wins), returned separately.
     """
-    first: dict[UUID, ConversationTurn] = {}
-    conflicts: list[ConversationTurn] = []
-    for turn in turns:
-        seen = first.setdefault(turn.event_id, turn)
-        if seen is not turn and seen.fingerprint() != turn.fingerprint():
-            conflicts.append(turn)
-    groups: dict[ConversationKey, list[ConversationTurn]] = {}
-    for turn in first.values():
-        groups.setdefault(turn.key, []).append(turn)
-    return {key: order_turns(group) for key, group in groups.items()}, conflicts
+    first: dict[tuple[type, UUID], Event] = {}
+    conflicts: list[Event] = []
+    for event in events:
+        seen = first.setdefault((type(event), event.event_id), event)
+        if seen is not event and seen.fingerprint() != event.fingerprint():
+            conflicts.append(event)
+    groups: dict[ConversationKey, list[Event]] = {}
+    for event in first.values():
+        groups.setdefault(event.key, []).append(event)
+    return {key: in_conversation_order(group) for key, group in groups.items()}, conflicts
+
+
+def in_conversation_order(events: Sequence[Event]) -> list[Event]:
+    """Turns in their order (sequence, then occurred_at, then offset); each override goes
+    before the first turn that happened after it (overrides keep their offset order)."""
+    turns = order_turns([e for e in events if isinstance(e, ConversationTurn)])
+    ordered: list[Event] = []
+    for override in (e for e in events if isinstance(e, QualificationOverride)):
+        while turns and turns[0].occurred_at <= override.occurred_at:
+            ordered.append(turns.pop(0))
+        ordered.append(override)
+    return ordered + turns
+
+
+def steps(events: Sequence[Event]) -> list[list[ConversationTurn] | QualificationOverride]:
+    """The conversation's events as the steps its unit of work takes in order: runs of turns
+    (one extraction each) and single overrides."""
+    result: list[list[ConversationTurn] | QualificationOverride] = []
+    for event in events:
+        if isinstance(event, QualificationOverride):
+            result.append(event)
+        elif result and isinstance(result[-1], list):
+            result[-1].append(event)
+        else:
+            result.append([event])
+    return result

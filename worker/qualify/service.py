@@ -19,6 +19,7 @@ from schemas import (
     ConversationKey,
     ConversationState,
     ConversationTurn,
+    QualificationOverride,
 )
 from worker.errors import ConversationNotFound, PermanentError
 from worker.extract.factory import build_extractor
@@ -29,9 +30,12 @@ from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.outcomes import (
     BatchOutcome,
     ConversationOutcome,
+    Event,
     StoredTurns,
     group_by_conversation,
+    steps,
 )
+from worker.qualify.overrides import apply_override
 from worker.qualify.versioning import gap_report, version_from_reextraction, version_from_turns
 from worker.settings import Settings
 from worker.store.unit_of_work import Database
@@ -96,11 +100,11 @@ class QualificationService:
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.concurrency)
 
-    async def process_batch(self, turns: Sequence[ConversationTurn]) -> BatchOutcome:
+    async def process_batch(self, events: Sequence[Event]) -> BatchOutcome:
         """Every conversation is attempted. A permanent failure (data the database refuses)
         is that conversation's outcome; any other failure is raised, so the consumer commits
         nothing and the batch comes again (what did commit is then skipped by event_id)."""
-        groups, conflicts = group_by_conversation(turns)
+        groups, conflicts = group_by_conversation(events)
         results = await asyncio.gather(
             *(self._bounded(key, group) for key, group in groups.items()), return_exceptions=True
         )
@@ -110,18 +114,52 @@ class QualificationService:
         outcomes = [r for r in results if isinstance(r, ConversationOutcome)]
         return BatchOutcome(conversations=outcomes, batch_conflicts=conflicts)
 
-    async def _bounded(
-        self, key: ConversationKey, turns: list[ConversationTurn]
-    ) -> ConversationOutcome:
+    async def _bounded(self, key: ConversationKey, events: list[Event]) -> ConversationOutcome:
         async with self._slots:
             try:
-                with tracing.span("conversation", conversation=str(key), turns=len(turns)):
-                    return await self.process_conversation(key, turns)
+                with tracing.span("conversation", conversation=str(key), events=len(events)):
+                    return await self._conversation_steps(key, events)
             except PermanentError as error:
                 # Retrying cannot help and would stall the partition: the consumer
-                # dead-letters these turns instead.
+                # dead-letters these events instead.
                 log.error("conversation_rejected", conversation=str(key), error=str(error)[:200])
-                return ConversationOutcome(key=key, rejected=error, turns=tuple(turns))
+                return ConversationOutcome(key=key, rejected=error, events=tuple(events))
+
+    async def _conversation_steps(
+        self, key: ConversationKey, events: list[Event]
+    ) -> ConversationOutcome:
+        """In conversation order: each run of turns is one extraction and one version, each
+        override one version (overrides interleave with turns only when people correct a
+        conversation while it goes on)."""
+        outcome = ConversationOutcome(key=key)
+        for step in steps(events):
+            if isinstance(step, QualificationOverride):
+                outcome += await self.apply_override(key, step)
+            else:
+                outcome += await self.process_conversation(key, step)
+        return outcome
+
+    async def apply_override(
+        self, key: ConversationKey, override: QualificationOverride
+    ) -> ConversationOutcome:
+        """A person's correction, once by event_id, as one version under the row lock."""
+        now = self.clock()
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            state = await tx.states.lock_state(key)
+            if state is None:
+                return ConversationOutcome(key=key, unknown=(override,))
+            version = apply_override(state, override, now=now).as_next_version(state, self.criteria)
+            if not await tx.overrides.insert_override(key, override, version=version.state.version):
+                stored = await tx.overrides.find_stored_overrides(
+                    key.tenant_id, [override.event_id]
+                )
+                if stored.get(override.event_id) == override.fingerprint():
+                    return ConversationOutcome(key=key, duplicates=1)
+                return ConversationOutcome(key=key, conflicts=(override,))
+            await commit_version(tx, version, update_topic=self.update_topic)
+        metrics.OVERRIDES_APPLIED.labels(actor_type=override.actor.type).inc()
+        log_version(version, turns_applied=0, extract_s=0.0, write_s=0.0)
+        return ConversationOutcome(key=key, version=version.state.version, overrides_applied=1)
 
     async def process_conversation(
         self, key: ConversationKey, turns: list[ConversationTurn]

@@ -31,6 +31,7 @@ from schemas import (
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, judge_ai_proposal, next_stage
 from worker.qualify.merge import changed_fields, merge_qualification_signals
+from worker.qualify.ownership import protect_owned
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,9 +144,23 @@ def _extracted(
     stage_change = None
     if result.extraction is not None:
         merged = merge_qualification_signals(locked.qualification, result.extraction, now=now)
+        # A person's dimensions stay as they set them; the AI's differing view is a suggestion.
+        merged, suggestions, suggested = protect_owned(
+            locked.qualification,
+            merged,
+            result.extraction,
+            locked.owners,
+            locked.suggestions,
+            locked.version + 1,
+        )
         fields = changed_fields(locked.qualification, merged)
+        fields += [f"suggestions.{dimension}" for dimension in suggested]
         updated = updated.model_copy(
-            update={"qualification": merged, "confidence_score": merged.overall_confidence}
+            update={
+                "qualification": merged,
+                "confidence_score": merged.overall_confidence,
+                "suggestions": suggestions,
+            }
         )
         stage_change, stalled_from = _stage_proposal(locked, result, merged, criteria)
         if stage_change is not None and stage_change.accepted:

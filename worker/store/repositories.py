@@ -23,6 +23,7 @@ from schemas import (
     DealStage,
     NextAction,
     Owner,
+    QualificationOverride,
     QualificationState,
     Speaker,
     StageChange,
@@ -266,3 +267,29 @@ class StageTransitionRepository:
             source,
             actor.model_dump(mode="json") if actor is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class OverrideRepository:
+    conn: asyncpg.Connection
+
+    async def insert_override(
+        self, key: ConversationKey, override: QualificationOverride, *, version: int
+    ) -> bool:
+        """Stores the override as applied by `version`; False when its event_id was taken."""
+        row = await self.conn.fetchrow(
+            queries()["insert_override"],
+            *key,
+            override.event_id,
+            override.actor.model_dump(mode="json"),
+            override.model_dump(mode="json", exclude_unset=True),
+            version,
+            override.fingerprint(),
+        )
+        return row is not None
+
+    async def find_stored_overrides(
+        self, tenant_id: UUID, event_ids: Sequence[UUID]
+    ) -> dict[UUID, str]:
+        rows = await self.conn.fetch(queries()["find_stored_overrides"], tenant_id, list(event_ids))
+        return {row["event_id"]: row["fingerprint"] for row in rows}

@@ -23,7 +23,12 @@ from schemas import ConversationKey
 from worker.errors import ConfigurationError, DatabaseUnavailable, RejectedByDatabase
 from worker.store.database import create_pool, load_migrations, queries
 from worker.store.outbox import OutboxRepository
-from worker.store.repositories import StageTransitionRepository, StateRepository, TurnRepository
+from worker.store.repositories import (
+    OverrideRepository,
+    StageTransitionRepository,
+    StateRepository,
+    TurnRepository,
+)
 
 # Errors that say "this data cannot be stored", not "the database is not there": retrying the
 # same records would fail the same way and stall their partition.
@@ -56,6 +61,7 @@ class TenantTransaction:
     turns: TurnRepository = field(init=False)
     transitions: StageTransitionRepository = field(init=False)
     outbox: OutboxRepository = field(init=False)
+    overrides: OverrideRepository = field(init=False)
 
     def __post_init__(self) -> None:
         # Frozen: the repositories are fixed at construction, all on this one connection.
@@ -63,6 +69,7 @@ class TenantTransaction:
         object.__setattr__(self, "turns", TurnRepository(self.conn))
         object.__setattr__(self, "transitions", StageTransitionRepository(self.conn))
         object.__setattr__(self, "outbox", OutboxRepository(self.conn))
+        object.__setattr__(self, "overrides", OverrideRepository(self.conn))
 
 
 @dataclass(frozen=True)
