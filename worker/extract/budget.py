@@ -29,7 +29,7 @@ def plan_chunks(
     """`turns` (oldest first) as consecutive chunks, each within `budget_tokens` of turn text.
 
     Order is kept and no turn is dropped; a turn over the budget on its own is trimmed (see
-    `trim_turn`) and goes alone. `budget_tokens` is what the prompt leaves for turns: the
+    `trim_turn`). `budget_tokens` is what the prompt leaves for turns: the
     model's input budget minus the fixed part and the known-state summary."""
     budget = max(budget_tokens, 1)
     chunks: list[list[TurnText]] = []
