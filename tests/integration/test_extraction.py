@@ -21,7 +21,6 @@ from schemas import (
     BANTSignals,
     Channel,
     DealStage,
-    MEDDICSignals,
     QualificationExtraction,
     QualificationState,
     Speaker,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -42,7 +43,7 @@ def test_turns_are_split_into_consecutive_chunks_within_the_budget() -> None:
     for chunk in chunks:
         assert sum(turn_tokens(t, four_chars_a_token) for t in chunk) <= budget
     # Greedy: a chunk ends only because the next turn would not fit.
-    for chunk, following in zip(chunks, chunks[1:], strict=False):
+    for chunk, following in itertools.pairwise(chunks):
         used = sum(turn_tokens(t, four_chars_a_token) for t in chunk)
         assert used + turn_tokens(following[0], four_chars_a_token) > budget
 
@@ -66,7 +67,9 @@ def test_a_turn_longer_than_the_budget_is_trimmed_with_a_marker() -> None:
     assert all(sum(turn_tokens(t, four_chars_a_token) for t in c) <= budget for c in chunks)
     trimmed = planned[1]
     assert trimmed.text.startswith("We need SSO. yyy")
-    assert trimmed.text.endswith(f"…[trimmed {len(huge.text) - trimmed.text.index('…')} characters]")
+    assert trimmed.text.endswith(
+        f"…[trimmed {len(huge.text) - trimmed.text.index('…')} characters]"
+    )
     assert turn_tokens(trimmed, four_chars_a_token) <= budget
     assert turn_tokens(trimmed, four_chars_a_token) > budget * 0.7  # not cut more than needed
 

@@ -52,7 +52,9 @@ def test_length_limits_are_still_validated() -> None:
         DimensionSignal(dimension=Dimension.BUDGET, confidence=1.5)
 
 
-@pytest.mark.parametrize("dimension", [d for d in Dimension if d is not Dimension.DECISION_CRITERIA])
+@pytest.mark.parametrize(
+    "dimension", [d for d in Dimension if d is not Dimension.DECISION_CRITERIA]
+)
 def test_each_dimension_value_lands_in_its_own_value_field(dimension: Dimension) -> None:
     signal = DimensionSignal(
         dimension=dimension,

@@ -17,7 +17,7 @@ from worker.extract.pricing import (
 from worker.settings import Settings, load_settings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-import litellm  # noqa: E402  (after the environment variable above)
+import litellm
 
 USAGE = TokenUsage(
     prompt_tokens=10_000, completion_tokens=500, cache_read_tokens=6_000, cache_write_tokens=2_000
@@ -83,6 +83,6 @@ def test_a_negative_price_is_a_one_line_error_naming_the_setting(
 ) -> None:
     monkeypatch.setenv("LLM_CACHE_READ_PRICE_PER_MTOK", "-1")
 
-    with pytest.raises(ConfigurationError, match="^LLM_CACHE_READ_PRICE_PER_MTOK: ") as raised:
+    with pytest.raises(ConfigurationError, match=r"^LLM_CACHE_READ_PRICE_PER_MTOK: ") as raised:
         load_settings()
     assert "\n" not in str(raised.value)
