@@ -193,7 +193,10 @@ class QualificationExtractor:
             return self._result(_CallLog(), extraction=None, error="CircuitOpen")
         # A turn too long for any prompt is trimmed (visibly), never a reason to fail forever.
         room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
-        turns = [budget.trim_turn(turn, room, self.count_tokens) for turn in turns]
+        turns = [
+            turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
+            for turn in turns
+        ]
         messages = build_messages(
             turns,
             existing_state,
@@ -455,6 +458,13 @@ def count_tokens(model: str, text: str) -> int:
     """`text` in tokens, on the large side (see `TOKEN_COUNT_MARGIN`)."""
     counted: int = litellm.token_counter(model=model, text=text)
     return math.ceil(counted * TOKEN_COUNT_MARGIN)
+
+
+def surely_fits(turn: TurnText, room: int) -> bool:
+    """True without counting when even one token per UTF-8 byte would fit (a BPE token is at
+    least one byte): live traffic's short turns skip the tokenizer."""
+    bound = math.ceil(len(turn.text.encode()) * TOKEN_COUNT_MARGIN)
+    return bound + budget.TURN_OVERHEAD_TOKENS <= room
 
 
 @functools.cache
