@@ -192,6 +192,19 @@ class ExtractionInfo(BaseModel):
     model: str
     prompt_version: str
     turns: int = Field(description="How many turns the extraction read")
+    prompt_tokens: int | None = Field(
+        default=None, description="Input tokens billed, the cached ones included"
+    )
+    completion_tokens: int | None = Field(default=None, description="Output tokens billed")
+    cache_read_tokens: int | None = Field(
+        default=None, description="Input tokens read from the provider's prompt cache"
+    )
+    cache_write_tokens: int | None = Field(
+        default=None, description="Input tokens written to the provider's prompt cache"
+    )
+    cost_usd: float | None = Field(
+        default=None, description="Cost of the tokens in USD; null when the price is unknown"
+    )
 
 
 # What made a state version (v2).

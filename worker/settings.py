@@ -43,11 +43,25 @@ class Settings(BaseSettings):
     # time. Empty: run as the login role itself (then row-level security may not apply).
     db_role: str = "qualification_worker"
 
-    llm_model: str = "anthropic/claude-sonnet-4-20250514"
+    # LiteLLM's bundled list prices this model, cache reads and writes included (the dated
+    # `claude-sonnet-4-20250514` is listed at 0 there: its cost would be unknown).
+    llm_model: str = "anthropic/claude-sonnet-4-5"
     llm_api_base: str | None = None
     llm_api_key: SecretStr | None = None
     llm_mode: Literal["tools", "json"] = "tools"
+    # What the model fills in: `lean` lists only the dimensions the turns inform (a third of
+    # the schema tokens); `full` asks for every field of QualificationExtraction.
+    llm_response_schema: Literal["lean", "full"] = "lean"
     llm_max_tokens: int = Field(default=2048, ge=64)
+    # Input tokens one prompt may take; unset: the model's context size from LiteLLM minus
+    # LLM_MAX_TOKENS, or 8192 minus LLM_MAX_TOKENS for a model LiteLLM does not know.
+    llm_max_prompt_tokens: int | None = Field(default=None, ge=1024)
+    # USD per million tokens; each overrides LiteLLM's price list (unset: the list's price,
+    # and a model the list lacks has an unknown cost, never 0).
+    llm_input_price_per_mtok: float | None = Field(default=None, ge=0)
+    llm_output_price_per_mtok: float | None = Field(default=None, ge=0)
+    llm_cache_read_price_per_mtok: float | None = Field(default=None, ge=0)
+    llm_cache_write_price_per_mtok: float | None = Field(default=None, ge=0)
     llm_timeout_s: float = Field(default=30.0, gt=0)
     llm_max_retries: int = Field(
         default=2, ge=0, description="instructor re-asks on invalid output"

@@ -1,27 +1,44 @@
-"""A fake OpenAI-compatible chat-completions server, for tests and the benchmark.
+"""A fake LLM server speaking OpenAI's chat completions and Anthropic's Messages API.
 
 It runs in-process (`async with FakeLLMServer() as server:`) or as a subprocess
 (`python -m tests.fakes.llm_server --port 0 --print-port [--latency-ms N] [--reply echo|empty]`,
 or `with subprocess_server() as base_url:`), always on 127.0.0.1.
 The worker reaches it through the real LiteLLM client with `LLM_MODEL=openai/<name>` and
-`LLM_API_BASE=server.base_url`, so instructor, LiteLLM, the OpenAI SDK and HTTP are all real.
+`LLM_API_BASE=server.base_url` (`.../v1`), or with `LLM_MODEL=anthropic/<name>` and
+`LLM_API_BASE=server.anthropic_base_url` (no `/v1`: LiteLLM appends `/v1/messages`), so
+instructor, LiteLLM, the provider SDK path and HTTP are all real.
 
 Replies are scripted per test: `server.script(reply, reply, ...)` queues replies that are used
 in order, one per request; when the queue is empty the default reply is built from the request
 (`reply_builder`, or a fixed, valid, empty extraction; `echo_extraction` quotes the first
 prospect sentence as a need, and is the subprocess default). Every request body is recorded.
 
+Extractions are written in the full `QualificationExtraction` shape; a dict reply follows the
+schema the request SENT: when that is the worker's lean `ExtractedSignals` (a `signals`
+property), the dict is rewritten into it (`lean_arguments`), so tests read the same either way.
+
+Usage is estimated at four characters a token. Prompt caching is simulated: Anthropic caches
+the prefix up to the last `cache_control` marker (tools, then system, then messages), OpenAI
+the tools plus the system message on its own; a prefix of at least `cache_min_tokens` is
+written on first sight and read after (Anthropic: `cache_creation_input_tokens` and
+`cache_read_input_tokens`; OpenAI: `prompt_tokens_details.cached_tokens`). With
+`context_limit_tokens` set, a larger prompt is answered 400 "context length exceeded" in the
+request's format.
+
 Control (subprocess mode, also served in-process):
   POST /_control {"mode": "ok"} | {"mode": "error", "status": 500} | {"mode": "hang"}
-                 | {"latency_ms": 20}       switch the default behaviour
-  GET  /_stats   {"requests": n, "prompt_tokens": n, "completion_tokens": n, "mode": ...}
-  POST /_reset   clear the recorded requests, counters and script
+                 | {"latency_ms": 20} | {"context_limit_tokens": 4000}
+                                            switch the default behaviour
+  GET  /_stats   {"requests": n, "prompt_tokens": n, "completion_tokens": n,
+                  "cache_read_tokens": n, "cache_write_tokens": n, "mode": ...}
+  POST /_reset   clear the recorded requests, counters, cache and script
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import re
@@ -37,7 +54,11 @@ from typing import Any
 
 from aiohttp import web
 
+from schemas import DIMENSION_FIELDS, Dimension
+from schemas.qualification import BANT_DIMENSIONS
+
 JsonObject = dict[str, Any]
+CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prefix (Sonnet); OpenAI's too
 
 # A valid QualificationExtraction that claims nothing: what a model says about small talk.
 EMPTY_EXTRACTION: JsonObject = {
@@ -53,8 +74,12 @@ EMPTY_EXTRACTION: JsonObject = {
 
 @dataclass(frozen=True, kw_only=True)
 class Usage:
+    """`prompt_tokens` counts all input tokens, the cached ones included (OpenAI's way)."""
+
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def as_json(self) -> JsonObject:
         total = self.prompt_tokens + self.completion_tokens
@@ -62,6 +87,17 @@ class Usage:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": total,
+            "prompt_tokens_details": {"cached_tokens": self.cache_read_tokens},
+        }
+
+    def as_anthropic_json(self) -> JsonObject:
+        # Anthropic's input_tokens are the ones after the last cache breakpoint only.
+        fresh = self.prompt_tokens - self.cache_read_tokens - self.cache_write_tokens
+        return {
+            "input_tokens": max(fresh, 0),
+            "output_tokens": self.completion_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cache_read_tokens,
         }
 
 
@@ -100,10 +136,85 @@ ReplyBuilder = Callable[[JsonObject], "Reply | JsonObject"]
 
 
 def extraction_reply(extraction: JsonObject, request: JsonObject) -> Reply:
-    """The natural reply carrying `extraction`: a tool call if tools were offered, else JSON."""
+    """The natural reply carrying `extraction`: a tool call if tools were offered, else JSON,
+    in the shape of the schema the request sent."""
+    shaped = shaped_for(extraction, request)
     if request.get("tools"):
-        return ToolCallReply(arguments=extraction)
-    return ContentReply(content=json.dumps(extraction))
+        return ToolCallReply(arguments=shaped)
+    return ContentReply(content=json.dumps(shaped))
+
+
+# --- what the request sent --------------------------------------------------------------------
+
+
+def content_text(content: Any) -> str:
+    """A message's text: a string, or the text of its content blocks."""
+    if isinstance(content, list):
+        return "\n".join(
+            str(block.get("text") or "") for block in content if isinstance(block, dict)
+        )
+    return str(content or "")
+
+
+def request_text(request: JsonObject) -> str:
+    """All prompt text: the system prompt (Anthropic keeps it apart) and every message."""
+    parts = [content_text(request.get("system"))]
+    parts += [content_text(message.get("content")) for message in request.get("messages", [])]
+    return "\n".join(part for part in parts if part)
+
+
+def tool_parameters(request: JsonObject) -> JsonObject:
+    tools = request.get("tools") or [{}]
+    tool = tools[0]
+    parameters: JsonObject = tool.get("input_schema") or tool.get("function", {}).get(
+        "parameters", {}
+    )
+    return parameters
+
+
+def sends_lean_schema(request: JsonObject) -> bool:
+    """The worker's lean `ExtractedSignals` (a `signals` list), not the full extraction."""
+    if request.get("tools"):
+        return "signals" in tool_parameters(request).get("properties", {})
+    return '"signals"' in request_text(request)  # JSON mode: the schema is in the prompt
+
+
+def shaped_for(extraction: JsonObject, request: JsonObject) -> JsonObject:
+    if sends_lean_schema(request) and ("bant" in extraction or "meddic" in extraction):
+        return lean_arguments(extraction)
+    return extraction
+
+
+def lean_arguments(full: JsonObject) -> JsonObject:
+    """A full-shaped extraction dict as the lean one, value for value (invalid values too, so
+    a test of re-asks on bad output tests the same thing in both shapes)."""
+    signals = []
+    for dimension, value_fields in DIMENSION_FIELDS.items():
+        group = full.get("bant" if dimension in BANT_DIMENSIONS else "meddic") or {}
+        signal = _lean_signal(dimension, value_fields, group)
+        if signal is not None:
+            signals.append(signal)
+    lean = {key: value for key, value in full.items() if key not in ("bant", "meddic")}
+    return {"signals": signals, **lean}
+
+
+def _lean_signal(
+    dimension: Dimension, value_fields: tuple[str, ...], group: JsonObject
+) -> JsonObject | None:
+    name = dimension.value
+    renames = {
+        f"{name}_identified": "identified",
+        f"{name}_confidence": "confidence",
+        f"{name}_evidence": "evidence",
+    }
+    if dimension is Dimension.DECISION_CRITERIA:
+        renames["decision_criteria"] = "criteria"
+    else:
+        renames[value_fields[0]] = "value"
+        if len(value_fields) > 1:
+            renames[value_fields[1]] = "role"
+    found = {lean: group[full] for full, lean in renames.items() if full in group}
+    return {"dimension": name, **found} if found else None
 
 
 _PROSPECT_TURN = re.compile(r'<turn [^>]*speaker="prospect"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)
@@ -115,8 +226,7 @@ def echo_extraction(request: JsonObject) -> JsonObject:
     The quote is verbatim, so it survives the extractor's evidence check and changes state:
     enough for end-to-end and reliability runs to see real merges.
     """
-    user = " ".join(str(m.get("content") or "") for m in request.get("messages", []))
-    found = _PROSPECT_TURN.search(user)
+    found = _PROSPECT_TURN.search(request_text(request))
     if found is None:
         return EMPTY_EXTRACTION
     sentence = re.split(r"(?<=[.!?])\s", found.group("text").strip(), maxsplit=1)[0][:120]
@@ -133,9 +243,46 @@ REPLY_BUILDERS: dict[str, ReplyBuilder] = {
 
 def estimated_usage(request: JsonObject, answer: str) -> Usage:
     # About four characters a token: enough for totals in /_stats and the benchmark.
-    prompt_chars = sum(len(str(m.get("content") or "")) for m in request.get("messages", []))
-    prompt_chars += len(json.dumps(request.get("tools") or []))
-    return Usage(prompt_tokens=prompt_chars // 4 + 1, completion_tokens=len(answer) // 4 + 1)
+    return Usage(
+        prompt_tokens=estimated_prompt_tokens(request), completion_tokens=len(answer) // 4 + 1
+    )
+
+
+def estimated_prompt_tokens(request: JsonObject) -> int:
+    prompt_chars = len(request_text(request)) + len(json.dumps(request.get("tools") or []))
+    return prompt_chars // 4 + 1
+
+
+def cacheable_prefix(request: JsonObject, *, anthropic: bool) -> list[Any]:
+    """What the provider would cache. Anthropic: tools, system blocks and message blocks up to
+    the last `cache_control` marker. OpenAI (automatic): the tools and the system message."""
+    if not anthropic:
+        messages = request.get("messages") or []
+        system = messages[:1] if messages and messages[0].get("role") == "system" else []
+        return [*(request.get("tools") or []), *system] if system else []
+    system = request.get("system") or []
+    blocks = [*(request.get("tools") or [])]
+    blocks += system if isinstance(system, list) else [{"type": "text", "text": system}]
+    for message in request.get("messages") or []:
+        content = message.get("content")
+        blocks += content if isinstance(content, list) else [{"type": "text", "text": content}]
+    marked = [
+        i for i, block in enumerate(blocks) if isinstance(block, dict) and "cache_control" in block
+    ]
+    return blocks[: marked[-1] + 1] if marked else []
+
+
+def prefix_tokens(prefix: list[Any]) -> int:
+    # The same estimate as the prompt's: text of blocks, tools as JSON.
+    chars = 0
+    for item in prefix:
+        if isinstance(item, dict) and item.get("type") == "text":
+            chars += len(str(item.get("text") or ""))
+        elif isinstance(item, dict) and "role" in item:
+            chars += len(content_text(item.get("content")))
+        else:
+            chars += len(json.dumps(item))
+    return chars // 4
 
 
 @dataclass(kw_only=True)
@@ -147,12 +294,18 @@ class FakeLLMServer:
     latency_s: float = 0.0
     reply_builder: ReplyBuilder | None = None
     record_limit: int | None = None  # the subprocess keeps only the latest bodies
+    context_limit_tokens: int | None = None  # larger prompts: 400 "context length exceeded"
+    cache_min_tokens: int = CACHE_MIN_TOKENS
     requests: deque[JsonObject] = field(init=False)
     headers: deque[Mapping[str, str]] = field(init=False)
+    paths: deque[str] = field(init=False)  # the path of each recorded request
     mode: JsonObject = field(default_factory=lambda: {"mode": "ok"})
     received: int = 0  # all requests, also those trimmed from `requests` by record_limit
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    _cached_prefixes: set[str] = field(default_factory=set)
     _script: deque[Reply] = field(default_factory=deque)
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -161,6 +314,7 @@ class FakeLLMServer:
     def __post_init__(self) -> None:
         self.requests = deque(maxlen=self.record_limit)
         self.headers = deque(maxlen=self.record_limit)
+        self.paths = deque(maxlen=self.record_limit)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -168,6 +322,8 @@ class FakeLLMServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/messages", self._messages)
         app.router.add_post("/_control", self._control)
         app.router.add_post("/_reset", self._reset)
         app.router.add_get("/_stats", self._stats)
@@ -199,7 +355,13 @@ class FakeLLMServer:
 
     @property
     def base_url(self) -> str:
+        """For OpenAI-compatible models (`openai/...`)."""
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """For `anthropic/...` models: LiteLLM appends `/v1/messages` itself."""
+        return f"http://{self.host}:{self.port}"
 
     # --- scripting ---------------------------------------------------------------------
 
@@ -215,21 +377,34 @@ class FakeLLMServer:
         self._script.clear()
         self.requests.clear()
         self.headers.clear()
+        self.paths.clear()
+        self._cached_prefixes.clear()
         self.received = self.prompt_tokens = self.completion_tokens = 0
+        self.cache_read_tokens = self.cache_write_tokens = 0
         self.mode = {"mode": "ok"}
 
     # --- handlers ----------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, anthropic=False)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, anthropic=True)
+
+    async def _handle(self, request: web.Request, *, anthropic: bool) -> web.StreamResponse:
         body: JsonObject = await request.json()
         self.received += 1
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.paths.append(request.path)
         reply = self._next_reply(body)
         await self._wait(self.latency_s + getattr(reply, "delay_s", 0.0))
-        return await self._respond(reply, body)
+        return await self._respond(reply, body, anthropic=anthropic)
 
     def _next_reply(self, body: JsonObject) -> Reply:
+        too_long = self._context_error(body)
+        if too_long is not None:  # a real provider checks this before anything else
+            return too_long
         if self._script:
             return self._script.popleft()
         if self.mode["mode"] == "error":
@@ -244,6 +419,16 @@ class FakeLLMServer:
             return extraction_reply(built, body)
         return built
 
+    def _context_error(self, body: JsonObject) -> ErrorReply | None:
+        if self.context_limit_tokens is None:
+            return None
+        tokens = estimated_prompt_tokens(body)
+        if tokens <= self.context_limit_tokens:
+            return None
+        return ErrorReply(
+            status=400, message=context_error_message(tokens, self.context_limit_tokens)
+        )
+
     async def _wait(self, seconds: float) -> None:
         if seconds > 0:
             # Waiting on the stop event (not a bare sleep) lets stop() end a delay early.
@@ -252,19 +437,59 @@ class FakeLLMServer:
             except TimeoutError:
                 pass
 
-    async def _respond(self, reply: Reply, body: JsonObject) -> web.StreamResponse:
+    async def _respond(
+        self, reply: Reply, body: JsonObject, *, anthropic: bool
+    ) -> web.StreamResponse:
         if isinstance(reply, HangReply):
             await self._stopping.wait()
             return web.Response(status=503)
         if isinstance(reply, ErrorReply):
-            return _error_response(reply)
+            return _anthropic_error(reply) if anthropic else _error_response(reply)
+        if anthropic:
+            return web.json_response(self._anthropic_message(reply, body))
         return web.json_response(self._completion(reply, body))
+
+    def _usage(
+        self, reply: ToolCallReply | ContentReply, body: JsonObject, answer: str, *, anthropic: bool
+    ) -> Usage:
+        usage = reply.usage or self._with_cache(estimated_usage(body, answer), body, anthropic)
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cache_read_tokens += usage.cache_read_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        return usage
+
+    def _with_cache(self, usage: Usage, body: JsonObject, anthropic: bool) -> Usage:
+        prefix = cacheable_prefix(body, anthropic=anthropic)
+        tokens = min(prefix_tokens(prefix), usage.prompt_tokens)
+        if not prefix or tokens < self.cache_min_tokens:
+            return usage
+        key = json.dumps(prefix, sort_keys=True)
+        if key in self._cached_prefixes:
+            return dataclasses.replace(usage, cache_read_tokens=tokens)
+        self._cached_prefixes.add(key)
+        # OpenAI caches silently: it reports reads only.
+        return dataclasses.replace(usage, cache_write_tokens=tokens if anthropic else 0)
+
+    def _anthropic_message(
+        self, reply: ToolCallReply | ContentReply, body: JsonObject
+    ) -> JsonObject:
+        content, stop_reason, answer = _anthropic_content(reply, body)
+        usage = self._usage(reply, body, answer, anthropic=True)
+        return {
+            "id": f"msg_fake_{next(self._ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "fake"),
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": usage.as_anthropic_json(),
+        }
 
     def _completion(self, reply: ToolCallReply | ContentReply, body: JsonObject) -> JsonObject:
         message, finish_reason, answer = _message(reply, body)
-        usage = reply.usage or estimated_usage(body, answer)
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
+        usage = self._usage(reply, body, answer, anthropic=False)
         return {
             "id": f"chatcmpl-fake-{next(self._ids)}",
             "object": "chat.completion",
@@ -278,6 +503,9 @@ class FakeLLMServer:
         command: JsonObject = await request.json()
         if "latency_ms" in command:
             self.latency_s = float(command.pop("latency_ms")) / 1000
+        if "context_limit_tokens" in command:
+            limit = command.pop("context_limit_tokens")
+            self.context_limit_tokens = None if limit is None else int(limit)
         if "mode" in command:
             self.mode = command
         return web.json_response({"mode": self.mode, "latency_ms": self.latency_s * 1000})
@@ -294,6 +522,9 @@ class FakeLLMServer:
             "requests": self.received,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "context_limit_tokens": self.context_limit_tokens,
             "mode": self.mode,
             "latency_ms": self.latency_s * 1000,
         }
@@ -302,8 +533,7 @@ class FakeLLMServer:
 def _message(reply: ToolCallReply | ContentReply, body: JsonObject) -> tuple[JsonObject, str, str]:
     if isinstance(reply, ContentReply):
         return {"role": "assistant", "content": reply.content}, "stop", reply.content
-    arguments = reply.arguments
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    text = _arguments_text(reply, body)
     call = {
         "id": "call_fake",
         "type": "function",
@@ -312,15 +542,64 @@ def _message(reply: ToolCallReply | ContentReply, body: JsonObject) -> tuple[Jso
     return {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls", text
 
 
+def _anthropic_content(
+    reply: ToolCallReply | ContentReply, body: JsonObject
+) -> tuple[list[JsonObject], str, str]:
+    if isinstance(reply, ContentReply):
+        return [{"type": "text", "text": reply.content}], "end_turn", reply.content
+    text = _arguments_text(reply, body)
+    try:
+        tool_input = json.loads(text)
+    except json.JSONDecodeError:  # the Messages API has no malformed tool input: say it as text
+        return [{"type": "text", "text": text}], "end_turn", text
+    block = {"type": "tool_use", "id": "toolu_fake", "name": _tool_name(body), "input": tool_input}
+    return [block], "tool_use", text
+
+
+def _arguments_text(reply: ToolCallReply, body: JsonObject) -> str:
+    """The tool call's arguments as sent: raw text as scripted, a dict in the sent schema."""
+    arguments = reply.arguments
+    return arguments if isinstance(arguments, str) else json.dumps(shaped_for(arguments, body))
+
+
 def _tool_name(body: JsonObject) -> str:
     tools = body.get("tools") or [{}]
-    name: str = tools[0].get("function", {}).get("name", "extract")
+    tool = tools[0]
+    name: str = tool.get("name") or tool.get("function", {}).get("name", "extract")
     return name
 
 
+def context_error_message(tokens: int, limit: int) -> str:
+    return (
+        f"This model's maximum context length is {limit} tokens. However, your messages "
+        f"resulted in {tokens} tokens. Please reduce the length of the messages."
+    )
+
+
 def _error_response(reply: ErrorReply) -> web.Response:
-    kind = "rate_limit_error" if reply.status == 429 else "server_error"
-    payload = {"error": {"message": reply.message, "type": kind, "code": reply.status}}
+    kind = {429: "rate_limit_error", 400: "invalid_request_error"}.get(reply.status, "server_error")
+    code: int | str = reply.status
+    if reply.status == 400 and "maximum context length" in reply.message:
+        code = "context_length_exceeded"
+    payload = {"error": {"message": reply.message, "type": kind, "code": code}}
+    return web.json_response(payload, status=reply.status)
+
+
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def _anthropic_error(reply: ErrorReply) -> web.Response:
+    message = reply.message
+    if reply.status == 400 and "maximum context length" in message:
+        found = re.findall(r"\d+", message)  # Anthropic words it its own way
+        message = f"prompt is too long: {found[1]} tokens > {found[0]} maximum"
+    kind = _ANTHROPIC_ERRORS.get(reply.status, "api_error")
+    payload = {"type": "error", "error": {"type": kind, "message": message}}
     return web.json_response(payload, status=reply.status)
 
 

@@ -21,7 +21,6 @@ from schemas import (
     BANTSignals,
     Channel,
     DealStage,
-    MEDDICSignals,
     QualificationExtraction,
     QualificationState,
     Speaker,
@@ -33,11 +32,16 @@ from tests.fakes.llm_server import (
     JsonObject,
     ToolCallReply,
     Usage,
+    lean_arguments,
     subprocess_server,
 )
 from worker.extract.factory import build_extractor
-from worker.extract.llm import QualificationExtractor, cost_usd
+from worker.extract.lean import DimensionSignal, ExtractedSignals
+from worker.extract.llm import QualificationExtractor
 from worker.extract.port import TurnText
+from worker.extract.pricing import TokenUsage, cost_usd
+from worker.extract.prompt import PROMPT_VERSION
+from worker.extract.redaction import RedactingExtractor
 from worker.extract.rules import RulesExtractor
 from worker.settings import Settings
 
@@ -151,7 +155,7 @@ async def test_tool_call_reply_becomes_a_validated_extraction(llm_server: FakeLL
     assert result.extraction.bant.budget_identified
     assert result.extraction.bant.budget_evidence == [BUDGET_QUOTE]
     assert result.extraction.suggested_stage is DealStage.QUALIFICATION
-    assert (result.model, result.prompt_version) == ("openai/fake-model", "extract-v1")
+    assert (result.model, result.prompt_version) == ("openai/fake-model", PROMPT_VERSION)
     assert (result.prompt_tokens, result.completion_tokens, result.attempts) == (1234, 56, 1)
     assert result.cost_usd is None  # LiteLLM has no price for a fake model
 
@@ -166,11 +170,9 @@ async def test_one_request_carries_every_signal_the_state_summary_and_the_turns(
     assert len(llm_server.requests) == 1
     request = llm_server.requests[0]
     properties = schema_properties(request)
-    assert set(BANTSignals.model_fields) <= properties
-    assert set(MEDDICSignals.model_fields) <= properties
-    assert {"suggested_stage", "stage_reason", "key_insights"} <= properties
-    assert request["tools"][0]["function"]["name"] == "QualificationExtraction"
-    assert request["tool_choice"]["function"]["name"] == "QualificationExtraction"
+    assert set(DimensionSignal.model_fields) | set(ExtractedSignals.model_fields) == properties
+    assert request["tools"][0]["function"]["name"] == "ExtractedSignals"
+    assert request["tool_choice"]["function"]["name"] == "ExtractedSignals"
     assert request["model"] == "fake-model"
     assert request["max_tokens"] == Settings().llm_max_tokens
     user = user_message(request)
@@ -184,7 +186,7 @@ async def test_one_request_carries_every_signal_the_state_summary_and_the_turns(
 async def test_json_mode_reads_the_extraction_from_message_content(
     llm_server: FakeLLMServer,
 ) -> None:
-    llm_server.script(ContentReply(content=json.dumps(VALID)))
+    llm_server.script(ContentReply(content=json.dumps(lean_arguments(VALID))))
 
     result = await extract(extractor_for(llm_server, llm_mode="json"))
 
@@ -429,20 +431,26 @@ async def test_quote_spanning_two_turns_is_dropped(llm_server: FakeLLMServer) ->
 
 
 def test_build_extractor_selects_rules_or_the_llm() -> None:
-    assert isinstance(build_extractor(Settings(llm_model="rules")), RulesExtractor)
-    llm = build_extractor(Settings(llm_model="openai/gpt-4o-mini", llm_timeout_s=7))
+    plain = {"redact_contact_data": False}
+    assert isinstance(build_extractor(Settings(llm_model="rules", **plain)), RulesExtractor)
+    llm = build_extractor(Settings(llm_model="openai/gpt-4o-mini", llm_timeout_s=7, **plain))
     assert isinstance(llm, QualificationExtractor)
+    redacting = build_extractor(Settings(llm_model="rules"))
+    assert isinstance(redacting, RedactingExtractor)
+    assert isinstance(redacting.inner, RulesExtractor)
     assert (llm.model_name, llm.timeout_s) == ("openai/gpt-4o-mini", 7)
     keyed = build_extractor(Settings(llm_model="openai/x", llm_api_key="sk-secret"))
     assert "sk-secret" not in repr(keyed)
 
 
 def test_cost_is_known_only_where_litellm_has_a_price() -> None:
-    priced = cost_usd("openai/gpt-4o-mini", 1_000_000, 1_000_000)
+    million = TokenUsage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    priced = cost_usd("openai/gpt-4o-mini", million)
     assert priced is not None and priced > 0
-    assert cost_usd("openai/fake-model", 1000, 100) is None
-    # The pinned LiteLLM's bundled price list does not know the default model: no cost, not 0.
-    assert cost_usd("anthropic/claude-sonnet-4-20250514", 1000, 100) is None
+    assert cost_usd("openai/fake-model", TokenUsage(prompt_tokens=1000)) is None
+    # The pinned LiteLLM's price list lists the dated Sonnet 4 at 0: no cost, not 0.
+    assert cost_usd("anthropic/claude-sonnet-4-20250514", TokenUsage(prompt_tokens=1000)) is None
+    assert cost_usd(Settings().llm_model, million) is not None  # the default model is priced
 
 
 # --- the fake server as a subprocess (what reliability tests and the benchmark use) --------

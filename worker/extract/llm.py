@@ -6,6 +6,12 @@ transport trouble (429, 5xx, timeouts, refused connections) with jittered expone
 backoff, bounded by attempts (`LLM_TRANSPORT_ATTEMPTS`) and a total budget
 (`LLM_RETRY_BUDGET_S`). LiteLLM's and the OpenAI SDK's own retries are off (`num_retries=0`).
 When everything fails the extractor fails open: status `failed`, no extraction, no exception.
+
+What is sent: the fixed part first (system prompt, tool schema; marked for Anthropic's prompt
+cache), then what varies. The model fills in the lean `ExtractedSignals` (worker/extract/lean.py)
+unless `LLM_RESPONSE_SCHEMA=full`; either way the caller gets a `QualificationExtraction`.
+A prompt too large for the model's context fails at once with error `ContextWindowExceeded`
+(never retried as it is): the caller plans smaller chunks (`plan_chunks(..., shrink=2)`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -46,10 +53,22 @@ from tenacity import (
 )
 
 from schemas import DealStage, NextStage, QualificationExtraction, QualificationState
+from worker.extract import budget
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.evidence import verify_evidence
-from worker.extract.port import ExtractionResult, TurnText
-from worker.extract.prompt import PROMPT_VERSION, Message, build_messages
+from worker.extract.lean import ExtractedSignals, to_extraction
+from worker.extract.port import CONTEXT_WINDOW_EXCEEDED, ExtractionResult, TurnText
+from worker.extract.pricing import PriceOverrides, TokenUsage, cost_usd
+from worker.extract.prompt import (
+    PROMPT_VERSION,
+    SUMMARY_MAX_CHARS,
+    SYSTEM_PROMPTS,
+    Message,
+    ResponseSchema,
+    build_messages,
+    user_message,
+    with_cache_marker,
+)
 from worker.settings import Settings
 
 litellm.suppress_debug_info = True  # no banner, no "Give Feedback" lines on errors
@@ -61,7 +80,17 @@ log = structlog.get_logger(__name__)
 
 # instructor wraps a plain model in a new class on every call, so its cached schema never hits
 # and the JSON schema is rebuilt per call (about 40% of our CPU). Wrapped once, it is reused.
-_RESPONSE_MODEL: type[QualificationExtraction] = instructor.response_schema(QualificationExtraction)
+_RESPONSE_MODELS: Mapping[ResponseSchema, type[pydantic.BaseModel]] = {
+    "lean": instructor.response_schema(ExtractedSignals),
+    "full": instructor.response_schema(QualificationExtraction),
+}
+# A model LiteLLM does not know: assume a small context (llama.cpp servers often run 4-8k) and
+# say so; LLM_MAX_PROMPT_TOKENS sets the real figure.
+UNKNOWN_CONTEXT_TOKENS = 8192
+# Prompts are counted with LiteLLM's counter (tiktoken's cl100k for most models); other
+# tokenizers (Claude's) split finer, so every count is taken this much larger.
+TOKEN_COUNT_MARGIN = 1.2
+_CONTEXT_ERROR_TEXT = ("context length", "context_length_exceeded", "prompt is too long")
 _MODES: Mapping[str, instructor.Mode] = {
     "tools": instructor.Mode.TOOLS,
     "json": instructor.Mode.JSON,
@@ -92,6 +121,9 @@ class QualificationExtractor:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     prompt_version: str = PROMPT_VERSION
+    response_schema: ResponseSchema = "lean"
+    max_prompt_tokens: int | None = None  # None: from the model's context size
+    prices: PriceOverrides = field(default_factory=PriceOverrides)
     circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
     _client: instructor.AsyncInstructor = field(init=False, repr=False)
 
@@ -99,6 +131,14 @@ class QualificationExtractor:
         self._client = instructor.from_litellm(
             litellm.acompletion, mode=_MODES[self.mode], async_client=True
         )
+        if self.response_schema == "full" and self.prompt_version == PROMPT_VERSION:
+            self.prompt_version = f"{PROMPT_VERSION}-full"  # a different prompt, recorded so
+
+    @property
+    def caches_prompt(self) -> bool:
+        """Anthropic caches only what a `cache_control` marker asks for; OpenAI-compatible
+        providers cache long prefixes on their own."""
+        return self.model_name.startswith("anthropic/")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QualificationExtractor:
@@ -113,6 +153,14 @@ class QualificationExtractor:
             max_retries=settings.llm_max_retries,
             transport_attempts=settings.llm_transport_attempts,
             retry_budget_s=settings.llm_retry_budget_s,
+            response_schema=settings.llm_response_schema,
+            max_prompt_tokens=settings.llm_max_prompt_tokens,
+            prices=PriceOverrides(
+                input_per_mtok=settings.llm_input_price_per_mtok,
+                output_per_mtok=settings.llm_output_price_per_mtok,
+                cache_read_per_mtok=settings.llm_cache_read_price_per_mtok,
+                cache_write_per_mtok=settings.llm_cache_write_price_per_mtok,
+            ),
             circuit=CircuitBreaker(
                 failure_threshold=settings.llm_circuit_failures,
                 cooldown_s=settings.llm_circuit_cooldown_s,
@@ -132,7 +180,21 @@ class QualificationExtractor:
             return self._result(_CallLog(), extraction=QualificationExtraction())
         if not self.circuit.allow():  # the provider is down: fail open without waiting on it
             return self._result(_CallLog(), extraction=None, error="CircuitOpen")
-        messages = build_messages(turns, existing_state, current_stage)
+        # A turn too long for any prompt is trimmed (visibly), never a reason to fail forever.
+        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
+        turns = [
+            turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
+            for turn in turns
+        ]
+        messages = build_messages(
+            turns,
+            existing_state,
+            current_stage,
+            next_stage=next_stage,
+            schema=self.response_schema,
+        )
+        if self.caches_prompt:
+            messages = with_cache_marker(messages)
         calls = _CallLog()
         try:
             # The budget bounds everything: attempts, re-asks and the backoff sleeps between.
@@ -145,6 +207,50 @@ class QualificationExtractor:
             return self._failed(error, calls)
         self._track_provider(None)
         return self._verified(extraction, turns, calls)
+
+    # --- the prompt budget -------------------------------------------------------------
+
+    def plan_chunks(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+        shrink: int = 1,
+    ) -> list[list[TurnText]]:
+        """`turns` as consecutive chunks whose prompts fit `prompt_budget()`; see the port."""
+        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
+        return budget.plan_chunks(turns, room // max(shrink, 1), self.count_tokens)
+
+    def prompt_budget(self) -> int:
+        """Input tokens one prompt may take: LLM_MAX_PROMPT_TOKENS, else the model's context
+        (LiteLLM's `max_input_tokens`) less the room kept for the reply."""
+        if self.max_prompt_tokens is not None:
+            return self.max_prompt_tokens
+        return max(context_tokens(self.model_name) - self.max_tokens, 1024)
+
+    def turn_budget(
+        self,
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+    ) -> int:
+        """What a prompt leaves for turns: the budget less the fixed part (system prompt and
+        schema), the variable frame around the turns, and room for the known-state summary to
+        grow to its cap (the state grows between the chunks of one plan)."""
+        frame = user_message([], existing_state, current_stage, next_stage)
+        summary_growth = max(SUMMARY_MAX_CHARS - len(frame), 0) // 3  # >= 3 characters a token
+        fixed = self.fixed_prompt_tokens() + self.count_tokens(frame) + summary_growth
+        return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
+
+    def fixed_prompt_tokens(self) -> int:
+        """The system prompt and the tool schema, counted: the same on every call."""
+        return _fixed_prompt_tokens(self.model_name, self.response_schema)
+
+    def count_tokens(self, text: str) -> int:
+        return count_tokens(self.model_name, text)
 
     def _track_provider(self, error: Exception | None) -> None:
         """Only an unreachable, erroring or hanging provider counts against the circuit; an
@@ -163,15 +269,17 @@ class QualificationExtractor:
         self, messages: list[Message], calls: _CallLog
     ) -> QualificationExtraction:
         calls.transport_attempts += 1
-        extraction: QualificationExtraction = await self._client.create(
-            response_model=_RESPONSE_MODEL,
+        reply: pydantic.BaseModel = await self._client.create(
+            response_model=_RESPONSE_MODELS[self.response_schema],
             messages=cast("list[Any]", messages),  # our plain dicts are valid chat messages
             max_retries=self._reasking(),
             strict=False,  # lax JSON: "0.8" as a string is fine; out-of-range still fails
             hooks=calls.hooks(),
             **self._completion_kwargs(),
         )
-        return extraction
+        if isinstance(reply, ExtractedSignals):
+            return to_extraction(reply)
+        return cast("QualificationExtraction", reply)
 
     def _completion_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -252,9 +360,11 @@ class QualificationExtractor:
             model=self.model_name,
             prompt_version=self.prompt_version,
             attempts=calls.requests,
-            prompt_tokens=calls.prompt_tokens,
-            completion_tokens=calls.completion_tokens,
-            cost_usd=cost_usd(self.model_name, calls.prompt_tokens, calls.completion_tokens),
+            prompt_tokens=calls.usage.prompt_tokens,
+            completion_tokens=calls.usage.completion_tokens,
+            cache_read_tokens=calls.usage.cache_read_tokens,
+            cache_write_tokens=calls.usage.cache_write_tokens,
+            cost_usd=cost_usd(self.model_name, calls.usage, self.prices),
             evidence_dropped=evidence_dropped,
             error=error,
         )
@@ -266,8 +376,7 @@ class _CallLog:
 
     requests: int = 0
     transport_attempts: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    usage: TokenUsage = field(default_factory=TokenUsage)
 
     def hooks(self) -> Hooks:
         hooks = Hooks()
@@ -281,8 +390,18 @@ class _CallLog:
     def _on_response(self, response: Any) -> None:
         # Every response counts, also the ones that failed validation: they were billed too.
         usage = getattr(response, "usage", None)
-        self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-        self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+        details = getattr(usage, "prompt_tokens_details", None)
+        # LiteLLM reports Anthropic's cache_read_input_tokens as OpenAI's cached_tokens too.
+        cache_read = getattr(details, "cached_tokens", None)
+        cache_write = getattr(usage, "cache_creation_input_tokens", None)
+        cache_write = cache_write or getattr(details, "cache_creation_tokens", None)
+        self.usage = TokenUsage(
+            prompt_tokens=self.usage.prompt_tokens + (getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=self.usage.completion_tokens
+            + (getattr(usage, "completion_tokens", 0) or 0),
+            cache_read_tokens=self.usage.cache_read_tokens + (cache_read or 0),
+            cache_write_tokens=self.usage.cache_write_tokens + (cache_write or 0),
+        )
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -304,27 +423,53 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(status, int) and (status in _TRANSIENT_STATUS or status >= 500)
 
 
+def is_context_window_exceeded(error: BaseException | None) -> bool:
+    """The prompt is larger than the model takes: retrying it as it is cannot help."""
+    cause = api_error(error)
+    if isinstance(cause, litellm.exceptions.ContextWindowExceededError):
+        return True
+    text = str(cause).casefold()
+    return getattr(cause, "status_code", None) == 400 and any(
+        marker in text for marker in _CONTEXT_ERROR_TEXT
+    )
+
+
 def error_name(error: BaseException | None) -> str:
+    if is_context_window_exceeded(error):
+        return CONTEXT_WINDOW_EXCEEDED
     return type(api_error(error)).__name__
 
 
-# --- cost --------------------------------------------------------------------------------
+# --- token counts ------------------------------------------------------------------------
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """The price of the tokens, or None when LiteLLM's bundled price list lacks the model."""
-    prices = token_prices(model)
-    if prices is None:
-        return None
-    return prompt_tokens * prices[0] + completion_tokens * prices[1]
+def count_tokens(model: str, text: str) -> int:
+    """`text` in tokens, on the large side (see `TOKEN_COUNT_MARGIN`)."""
+    counted: int = litellm.token_counter(model=model, text=text)
+    return math.ceil(counted * TOKEN_COUNT_MARGIN)
+
+
+def surely_fits(turn: TurnText, room: int) -> bool:
+    """True without counting when even one token per UTF-8 byte would fit (a BPE token is at
+    least one byte): live traffic's short turns skip the tokenizer."""
+    bound = math.ceil(len(turn.text.encode()) * TOKEN_COUNT_MARGIN)
+    return bound + budget.TURN_OVERHEAD_TOKENS <= room
 
 
 @functools.cache
-def token_prices(model: str) -> tuple[float, float] | None:
-    # An unknown model either raises or comes back priced at 0; both mean "price unknown".
+def context_tokens(model: str) -> int:
+    """The model's input limit from LiteLLM's list, or `UNKNOWN_CONTEXT_TOKENS`."""
     try:
-        info = litellm.get_model_info(model)
-    except Exception:
-        return None
-    prices = (info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0)
-    return prices if any(prices) else None
+        known = litellm.get_model_info(model).get("max_input_tokens")
+    except Exception:  # LiteLLM raises a plain Exception for a model it does not know
+        known = None
+    if not known:
+        log.warning("llm_context_unknown", model=model, assumed_tokens=UNKNOWN_CONTEXT_TOKENS)
+        return UNKNOWN_CONTEXT_TOKENS
+    return int(known)
+
+
+@functools.cache
+def _fixed_prompt_tokens(model: str, schema: ResponseSchema) -> int:
+    tool = _RESPONSE_MODELS[schema].openai_schema  # type: ignore[attr-defined]
+    return count_tokens(model, SYSTEM_PROMPTS[schema]) + count_tokens(model, json.dumps(tool))

@@ -20,6 +20,10 @@ from schemas import (
     Speaker,
 )
 
+# ExtractionResult.error when the prompt did not fit the model's context window: the caller
+# plans the turns again for a smaller budget rather than send the same prompt again.
+CONTEXT_WINDOW_EXCEEDED = "ContextWindowExceeded"
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TurnText:
@@ -41,9 +45,11 @@ class ExtractionResult:
     model: str
     prompt_version: str
     attempts: int = 1
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # all input tokens, the cached ones included
     completion_tokens: int = 0
-    cost_usd: float | None = None
+    cache_read_tokens: int = 0  # input tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # input tokens written to it (Anthropic bills them extra)
+    cost_usd: float | None = None  # None: the model's price is unknown (never 0 for unknown)
     evidence_dropped: int = 0
     error: str | None = None  # the error class name when failed; never turn text
     seconds: float = 0.0  # wall time of the call, retries included; set by the service
@@ -65,4 +71,19 @@ class Extractor(Protocol):
 
         `next_stage` is the gap report of the known state: the questions the extractor
         recommends should aim at what it lacks."""
+        ...
+
+    def plan_chunks(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+        shrink: int = 1,
+    ) -> list[list[TurnText]]:
+        """`turns` (oldest first) as consecutive chunks whose prompts fit the model: one
+        extraction (and one state version) each. A turn too long for any prompt comes back
+        trimmed, with a marker saying so. `shrink`: plan for 1/shrink of the budget (after
+        a `ContextWindowExceeded` failure, plan again with 2)."""
         ...

@@ -553,3 +553,15 @@ class RulesExtractor:
             prompt_version=self.prompt_version,
             cost_usd=0.0,
         )
+
+    def plan_chunks(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+        shrink: int = 1,
+    ) -> list[list[TurnText]]:
+        """No prompt, no budget: all turns in one extraction."""
+        return [list(turns)] if turns else []

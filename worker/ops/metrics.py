@@ -30,6 +30,10 @@ class ExtractionFigures(Protocol):
     @property
     def completion_tokens(self) -> int: ...
     @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
+    @property
     def cost_usd(self) -> float | None: ...
     @property
     def error(self) -> str | None: ...
@@ -56,8 +60,16 @@ LLM_REQUESTS = Counter(f"{P}llm_requests", "Requests sent, re-asks included", ["
 LLM_SECONDS = Histogram(
     f"{P}llm_latency_seconds", "Extraction time, retries included", ["model"], buckets=_SECONDS
 )
-LLM_TOKENS = Counter(f"{P}llm_tokens", "Tokens billed", ["model", "kind"])
+LLM_TOKENS = Counter(
+    f"{P}llm_tokens",
+    "Tokens billed by kind: prompt (all input, cached included), completion, and the parts of"
+    " prompt read from (cache_read) and written to (cache_write) the provider's prompt cache",
+    ["model", "kind"],
+)
 LLM_COST = Counter(f"{P}llm_cost_usd", "Cost of the tokens (models with a known price)", ["model"])
+LLM_COST_UNKNOWN = Counter(
+    f"{P}llm_cost_unknown", "Extractions whose cost is unknown (no price for the model)", ["model"]
+)
 LLM_FAILURES = Counter(f"{P}llm_failures", "Extractions that failed open", ["model", "error"])
 EVIDENCE_DROPPED = Counter(f"{P}evidence_quotes_dropped", "Quotes not found in the turns")
 
@@ -108,8 +120,12 @@ def observe_extraction(result: ExtractionFigures, seconds: float) -> None:
     LLM_SECONDS.labels(model=model).observe(seconds)
     LLM_TOKENS.labels(model=model, kind="prompt").inc(result.prompt_tokens)
     LLM_TOKENS.labels(model=model, kind="completion").inc(result.completion_tokens)
-    if result.cost_usd:
+    LLM_TOKENS.labels(model=model, kind="cache_read").inc(result.cache_read_tokens)
+    LLM_TOKENS.labels(model=model, kind="cache_write").inc(result.cache_write_tokens)
+    if result.cost_usd is not None:
         LLM_COST.labels(model=model).inc(result.cost_usd)
+    elif result.attempts:  # tokens were billed at a price we do not know: say so, not 0
+        LLM_COST_UNKNOWN.labels(model=model).inc()
     if result.status == "failed":
         LLM_FAILURES.labels(model=model, error=result.error or "unknown").inc()
     EVIDENCE_DROPPED.inc(result.evidence_dropped)

@@ -46,6 +46,10 @@ class StoredTurns:
     conflicts: list[ConversationTurn]  # same id, other content: the stored one won
 
     @classmethod
+    def none(cls) -> StoredTurns:
+        return cls(new=[], duplicates=[], conflicts=[])
+
+    @classmethod
     def compare(
         cls,
         turns: Sequence[ConversationTurn],

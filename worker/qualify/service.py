@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from schemas import (
 )
 from worker.errors import ConversationNotFound, PermanentError
 from worker.extract.factory import build_extractor
-from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.port import CONTEXT_WINDOW_EXCEEDED, ExtractionResult, Extractor, TurnText
 from worker.ops import metrics, tracing
 from worker.qualify.commit import commit_version, log_version
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
@@ -38,7 +39,7 @@ from worker.qualify.outcomes import (
 from worker.qualify.overrides import apply_override
 from worker.qualify.versioning import gap_report, version_from_reextraction, version_from_turns
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.unit_of_work import Database, TenantTransaction
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,7 @@ class _Written:
     applied: int
     version: int | None
     raced: StoredTurns  # new at our read, stored by someone else by our write
+    state: ConversationState | None = None  # the version written
 
 
 def build_service(settings: Settings, database: Database) -> QualificationService:
@@ -171,24 +173,54 @@ class QualificationService:
                 duplicates=len(snapshot.turns.duplicates),
                 conflicts=tuple(snapshot.turns.conflicts),
             )
-        to_extract = snapshot.pending + [as_turn_text(t) for t in snapshot.turns.new]
+        new = snapshot.turns.new
         known = snapshot.state or ConversationState(  # a new conversation
             tenant_id=key.tenant_id,
             account_id=key.account_id,
             contact_id=key.contact_id,
-            contact_email=snapshot.turns.new[-1].contact_email,
+            contact_email=new[-1].contact_email,
         )
-        result = await self._extract(to_extract, known)
-        with tracing.span("write_transaction", turns=len(snapshot.turns.new)):
-            written = await self._write_turns(key, snapshot, result, len(to_extract))
-        conflicts = (*snapshot.turns.conflicts, *written.raced.conflicts)
-        return ConversationOutcome(
-            key=key,
-            applied=written.applied,
-            duplicates=len(turns) - written.applied - len(conflicts),
-            version=written.version,
-            extraction_status=result.status if written.version is not None else None,
-            conflicts=conflicts,
+        to_extract = snapshot.pending + [as_turn_text(t) for t in new]
+        outcome = ConversationOutcome(key=key, conflicts=tuple(snapshot.turns.conflicts))
+        queue = deque((chunk, False) for chunk in self._plan(to_extract, known, shrink=1))
+        while queue:
+            chunk, replanned = queue.popleft()
+            result = await self._extract(chunk, known)
+            if result.error == CONTEXT_WINDOW_EXCEEDED and not replanned:
+                # The model's window is smaller than planned for: plan this chunk again for
+                # half the budget rather than send the same prompt again.
+                smaller = self._plan(chunk, known, shrink=2)
+                queue.extendleft((c, True) for c in reversed(smaller))
+                continue
+            ids = {t.event_id for t in chunk}
+            with tracing.span("write_transaction", turns=len(ids)):
+                written = await self._write_turns(
+                    key,
+                    [t for t in new if t.event_id in ids],
+                    [t for t in snapshot.pending if t.event_id in ids],
+                    result,
+                )
+            known = written.state or known
+            outcome += ConversationOutcome(
+                key=key,
+                applied=written.applied,
+                version=written.version,
+                extraction_status=result.status if written.version is not None else None,
+                conflicts=tuple(written.raced.conflicts),
+            )
+        duplicates = len(turns) - outcome.applied - len(outcome.conflicts)
+        return replace(outcome, duplicates=duplicates)
+
+    def _plan(
+        self, turns: list[TurnText], known: ConversationState, *, shrink: int
+    ) -> list[list[TurnText]]:
+        """Oldest first, in prompts that fit the model: one extraction (one version) each."""
+        return self.extractor.plan_chunks(
+            turns,
+            known.qualification,
+            known.deal_stage,
+            next_stage=gap_report(known, self.criteria),
+            shrink=shrink,
         )
 
     async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
@@ -219,40 +251,43 @@ class QualificationService:
         return result
 
     async def _write_turns(
-        self, key: ConversationKey, snapshot: _Snapshot, result: ExtractionResult, extracted: int
+        self,
+        key: ConversationKey,
+        new: list[ConversationTurn],
+        pending: list[TurnText],
+        result: ExtractionResult,
     ) -> _Written:
+        """One version: `new` turns stored and counted, `pending` ones marked extracted when
+        the extraction worked. Nothing is written when no turn was new after all, or when only
+        pending turns were read and their extraction failed again."""
         started = time.perf_counter()
         now = self.clock()
         extracted_at = now if result.status == "ok" else None
-        new = snapshot.turns.new
+        if not new and extracted_at is None:
+            return _Written(applied=0, version=None, raced=StoredTurns.none())
         try:
             async with self.database.for_tenant(key.tenant_id) as tx:
-                state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
+                if new:
+                    state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
+                else:
+                    state = await self._locked(tx, key)
                 inserted = await tx.turns.insert_turns(key, new, extracted_at=extracted_at)
-                not_inserted = [t for t in new if t.event_id not in inserted]
-                stored = (
-                    await tx.turns.find_stored_turns(
-                        key.tenant_id, [t.event_id for t in not_inserted]
-                    )
-                    if not_inserted
-                    else {}
-                )
-                raced = StoredTurns.compare(not_inserted, stored, all_taken=True)
-                if not inserted:
+                raced = await self._raced(tx, key, [t for t in new if t.event_id not in inserted])
+                if new and not inserted:
                     raise _NothingNew(raced)  # rolls back the (possibly just created) state row
                 applied = [t for t in new if t.event_id in inserted]
                 if extracted_at is not None:
-                    pending_ids = [t.event_id for t in snapshot.pending]
+                    pending_ids = [t.event_id for t in pending]
                     await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
                 version = version_from_turns(
                     state,
                     applied,
                     result,
-                    extracted_turns=extracted,
+                    extracted_turns=len(new) + len(pending),
                     now=now,
                     criteria=self.criteria,
                 )
-                await commit_version(tx, version, update_topic=self.update_topic)
+                stored = await commit_version(tx, version, update_topic=self.update_topic)
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
             return _Written(applied=0, version=None, raced=nothing.raced)
         log_version(
@@ -261,14 +296,35 @@ class QualificationService:
             extract_s=result.seconds,
             write_s=time.perf_counter() - started,
         )
-        return _Written(applied=len(applied), version=version.state.version, raced=raced)
+        return _Written(
+            applied=len(applied), version=version.state.version, raced=raced, state=stored
+        )
+
+    @staticmethod
+    async def _locked(tx: TenantTransaction, key: ConversationKey) -> ConversationState:
+        state = await tx.states.lock_state(key)
+        if state is None:
+            raise ConversationNotFound(f"no conversation state for {key}")
+        return state
+
+    @staticmethod
+    async def _raced(
+        tx: TenantTransaction, key: ConversationKey, not_inserted: list[ConversationTurn]
+    ) -> StoredTurns:
+        """New at our read but not inserted: a concurrent redelivery (a duplicate) or an
+        event_id another turn took, perhaps in another tenant (a conflict)."""
+        if not not_inserted:
+            return StoredTurns.none()
+        stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in not_inserted])
+        return StoredTurns.compare(not_inserted, stored, all_taken=True)
 
     async def reextract(self, key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
-        """Extract a stored conversation again and write the result as a new version, through
+        """Extract a stored conversation again and write the result as new versions, through
         the same commit path as new turns (`python -m worker reextract`, the pending sweeper).
 
         Reads its pending turns (whose extraction failed), or with `stored_turns` its latest
-        stored turns (after a prompt or model change). A failed extraction writes nothing.
+        stored turns (after a prompt or model change), in prompts that fit the model (one
+        version each). A failed extraction writes nothing and ends the round.
         """
         async with self.database.reading(key.tenant_id) as tx:
             state = await tx.states.read_state(key)
@@ -276,33 +332,38 @@ class QualificationService:
             turns = await read(key, limit=MAX_PENDING_TURNS)
         if state is None or not turns:
             return ConversationOutcome(key=key)
-        result = await self._extract(turns, state)
-        if result.status != "ok":
-            return ConversationOutcome(key=key, extraction_status=result.status)
-        with tracing.span("write_transaction", turns=0):
-            version = await self._write_reextraction(key, turns, result)
-        return ConversationOutcome(key=key, version=version, extraction_status=result.status)
+        outcome = ConversationOutcome(key=key)
+        for chunk in self._plan(turns, state, shrink=1):
+            result = await self._extract(chunk, state)
+            if result.status != "ok":
+                return outcome + ConversationOutcome(key=key, extraction_status=result.status)
+            with tracing.span("write_transaction", turns=0):
+                state = await self._write_reextraction(key, chunk, result)
+            outcome += ConversationOutcome(
+                key=key, version=state.version, extraction_status=result.status
+            )
+        return outcome
 
     async def _write_reextraction(
         self, key: ConversationKey, turns: list[TurnText], result: ExtractionResult
-    ) -> int:
+    ) -> ConversationState:
         started = time.perf_counter()
         now = self.clock()
         async with self.database.for_tenant(key.tenant_id) as tx:
-            state = await tx.states.lock_state(key)
-            if state is None:
-                raise ConversationNotFound(f"no conversation state for {key}")
+            state = await self._locked(tx, key)
             await tx.turns.mark_turns_extracted(key.tenant_id, [t.event_id for t in turns], now)
             # Merged against the locked state, not the one the extraction was shown.
-            version = version_from_reextraction(state, result, extracted_turns=len(turns), now=now)
-            await commit_version(tx, version, update_topic=self.update_topic)
+            version = version_from_reextraction(
+                state, result, extracted_turns=len(turns), now=now, criteria=self.criteria
+            )
+            stored = await commit_version(tx, version, update_topic=self.update_topic)
         log_version(
             version,
             turns_applied=0,
             extract_s=result.seconds,
             write_s=time.perf_counter() - started,
         )
-        return version.state.version
+        return stored
 
 
 class _NothingNew(Exception):

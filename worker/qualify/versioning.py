@@ -179,6 +179,11 @@ def _extracted(
             model=result.model,
             prompt_version=result.prompt_version,
             turns=extracted_turns,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cache_read_tokens=result.cache_read_tokens,
+            cache_write_tokens=result.cache_write_tokens,
+            cost_usd=result.cost_usd,
         ),
         turn_event_ids=turn_event_ids,
         next_stage=gap_report(updated, criteria),
@@ -187,6 +192,8 @@ def _extracted(
 
 def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -> ConversationState:
     """Counters and contact details follow the turns; null fields keep the stored value."""
+    if not applied:  # only turns stored earlier were extracted
+        return state
     latest = max(applied, key=lambda t: t.occurred_at)
     update: dict[str, object] = {
         "interaction_count": state.interaction_count + len(applied),

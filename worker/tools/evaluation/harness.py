@@ -101,6 +101,19 @@ class CountingExtractor:
         self.model_name = self.inner.model_name
         self.prompt_version = self.inner.prompt_version
 
+    def plan_chunks(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+        shrink: int = 1,
+    ) -> list[list[TurnText]]:
+        return self.inner.plan_chunks(
+            turns, existing_state, current_stage, next_stage=next_stage, shrink=shrink
+        )
+
     async def extract_signals(
         self,
         turns: Sequence[TurnText],
