@@ -21,6 +21,7 @@ lint: install
 	$(PY) -m ruff check worker schemas tests
 	$(PY) -m ruff format --check worker schemas tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 demo: install
 	$(PY) -m worker demo

@@ -5,32 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from uuid import UUID
 
-from schemas import DealStage
 from worker.errors import ConfigurationError
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import load_settings
 from worker.store.database import migrate_database
 from worker.store.unit_of_work import open_database
+from worker.tools.arguments import parse_stage, parse_uuid
 from worker.tools.views import render_pipeline, render_state
-
-
-def parse_uuid(value: str, what: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise ConfigurationError(f"{what} must be a UUID, got {value!r}") from None
-
-
-def parse_stage(value: str | None) -> DealStage | None:
-    if value is None:
-        return None
-    try:
-        return DealStage(value)
-    except ValueError:
-        choices = ", ".join(stage.value for stage in DealStage)
-        raise ConfigurationError(f"unknown stage {value!r}; one of: {choices}") from None
 
 
 async def migrate(args: argparse.Namespace) -> int:

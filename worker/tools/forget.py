@@ -28,7 +28,7 @@ from schemas import ConversationKey
 from worker.errors import ConfigurationError
 from worker.settings import Settings, load_settings
 from worker.store.erasure import Erasure, erase_conversation
-from worker.tools.cli import parse_uuid
+from worker.tools.arguments import parse_uuid
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
