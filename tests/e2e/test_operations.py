@@ -183,6 +183,6 @@ async def test_asyncapi_page_is_served_without_try_it_out(
     status, document = await get(f"{base}/docs/asyncapi.json")
     assert status == 200
     channels = {c["address"] for c in json.loads(document)["channels"].values()}
-    assert len(channels) == 3
+    assert len(channels) == 4
     assert ASYNCAPI_TRY_IT_PLUGIN_URL not in page, "no try-it-out publishing from the page"
     assert (await get(f"{base}/docs/asyncapi/try"))[0] == 404
