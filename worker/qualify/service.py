@@ -19,6 +19,7 @@ from schemas import (
     ConversationKey,
     ConversationState,
     ConversationTurn,
+    DealStage,
 )
 from worker.errors import ConversationNotFound, PermanentError
 from worker.extract.factory import build_extractor
@@ -190,6 +191,11 @@ class QualificationService:
         try:
             async with self.database.for_tenant(key.tenant_id) as tx:
                 state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
+                # One more statement, for stalled deals only: did the inactivity sweeper stall it?
+                stalled_by_inactivity = (
+                    state.deal_stage is DealStage.STALLED
+                    and await tx.transitions.stall_source(key) == "inactivity"
+                )
                 inserted = await tx.turns.insert_turns(key, new, extracted_at=extracted_at)
                 not_inserted = [t for t in new if t.event_id not in inserted]
                 stored = (
@@ -213,6 +219,7 @@ class QualificationService:
                     extracted_turns=extracted,
                     now=now,
                     criteria=self.criteria,
+                    stalled_by_inactivity=stalled_by_inactivity,
                 )
                 await commit_version(tx, version, update_topic=self.update_topic)
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
@@ -256,7 +263,9 @@ class QualificationService:
                 raise ConversationNotFound(f"no conversation state for {key}")
             await tx.turns.mark_turns_extracted(key.tenant_id, [t.event_id for t in turns], now)
             # Merged against the locked state, not the one the extraction was shown.
-            version = version_from_reextraction(state, result, extracted_turns=len(turns), now=now)
+            version = version_from_reextraction(
+                state, result, extracted_turns=len(turns), now=now, criteria=self.criteria
+            )
             await commit_version(tx, version, update_topic=self.update_topic)
         log_version(
             version,
