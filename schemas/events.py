@@ -223,7 +223,12 @@ class QualificationUpdated(BaseModel):
     version: Annotated[int, Field(ge=1)]
     deal_stage: DealStage
     previous_stage: DealStage
-    stage_change: StageChange | None = None
+    stage_change: StageChange | None = Field(
+        default=None,
+        description="The stage proposed or set in this version, accepted or not; null if none. "
+        "When a turn resumed a deal stalled by inactivity, the extraction's proposal (judged "
+        "from the resumed stage) if it made one, else the resume; previous_stage is `stalled`",
+    )
     qualification: QualificationState
     changed_fields: list[str]
     interaction_count: int

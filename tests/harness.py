@@ -66,6 +66,9 @@ def worker_env(
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "HTTP_PORT": "0",  # tests that use the endpoints pass a free port
+        # The turns' times are fixed (BASE_TIME), so they age: a worker would stall their deals
+        # for inactivity. Tests of that turn the sweeper on.
+        "STALL_SWEEP_INTERVAL_S": "0",
     }
     env.update(extra)
     return env

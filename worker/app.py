@@ -29,6 +29,7 @@ from worker.ops.asyncapi import contract_settings, declare_publishers, specifica
 from worker.ops.http import operational_routes
 from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
+from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService, build_service
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
@@ -124,6 +125,17 @@ async def _open(
         sweeper = _sweeper(settings, database, service)
         # Cancelled, not awaited: mid-extraction it would wait out the LLM's retry budget.
         await stack.enter_async_context(_running(sweeper.run, "pending-sweeper", cancel=True))
+    if settings.stall_after_days > 0 and settings.stall_sweep_interval_s > 0:
+        inactivity = InactivitySweeper(
+            database=database,
+            update_topic=settings.update_topic,
+            stall_after_days=settings.stall_after_days,
+            interval_s=settings.stall_sweep_interval_s,
+            criteria=settings.stage_criteria,
+        )
+        # Each stall is its own short transaction: safe to cancel (the deal it was on is
+        # rolled back and listed again next round).
+        await stack.enter_async_context(_running(inactivity.run, "inactivity-sweeper", cancel=True))
     if settings.turn_text_retention_days > 0:
         retention = TurnTextRetention(
             database=database,

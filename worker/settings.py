@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # The exit criteria of the deal stages (worker/qualify/criteria.py, CONTRACT.md section 4):
     # unset for the default table, `off`, or a JSON object {stage: [dimension, ...]}.
     stage_criteria: StageCriteriaSetting = DEFAULT_CRITERIA
+    # Inactivity stalls (worker/qualify/inactivity.py): an open deal whose latest turn is this
+    # many days old moves to `stalled`, looked for every interval. 0 disables either.
+    stall_after_days: int = Field(default=30, ge=0)
+    stall_sweep_interval_s: float = Field(default=3600.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Personal data (README, "Personal data"). Emails, phone numbers and card numbers in turn

@@ -241,6 +241,7 @@ def worker_env(stack: Stack, database: str, topics: Topics, llm_url: str) -> dic
         "LLM_API_KEY": "x",
         "LOG_FORMAT": "json",
         "HTTP_PORT": "0",  # no /metrics server: nothing to collide with, nothing to measure
+        "STALL_SWEEP_INTERVAL_S": "0",  # the workload's turns are dated in the past
     }
 
 

@@ -19,14 +19,16 @@ async def commit_version(
     """Writes `version` inside `tx` (which holds the state's row lock); the caller's
     transaction commits all three writes or none."""
     stored = await tx.states.upsert_state(version.state)
-    if (change := version.stage_change) is not None:
-        await tx.transitions.insert_stage_transition(
-            version.key,
-            version=version.state.version,
-            change=change,
-            source=version.source,
-            actor=version.actor,
-        )
+    # A resume comes first: the proposal after it was judged from the resumed stage.
+    for change in (version.resumed, version.stage_change):
+        if change is not None:
+            await tx.transitions.insert_stage_transition(
+                version.key,
+                version=version.state.version,
+                change=change,
+                source=version.source,
+                actor=version.actor,
+            )
     await tx.outbox.insert_outbox(update_topic, update_event(version))
     return stored
 
@@ -50,6 +52,7 @@ def log_version(
         turns_applied=turns_applied,
         extraction=status,
         stage=version.state.deal_stage.value,
+        resumed=version.resumed is not None,
         stage_change=f"{change.from_stage.value}->{change.to_stage.value}"
         f" {'accepted' if change.accepted else 'rejected'}"
         if change

@@ -20,6 +20,7 @@ from schemas import (
     ConversationKey,
     ConversationState,
     ConversationTurn,
+    DealStage,
     QualificationOverride,
 )
 from worker.errors import ConversationNotFound, PermanentError
@@ -276,6 +277,13 @@ class QualificationService:
                 if new and not inserted:
                     raise _NothingNew(raced)  # rolls back the (possibly just created) state row
                 applied = [t for t in new if t.event_id in inserted]
+                # One more statement, for stalled deals only: did the inactivity sweeper stall
+                # it? Then a new turn resumes it before the extraction's proposal is judged.
+                stalled_by_inactivity = (
+                    bool(applied)
+                    and state.deal_stage is DealStage.STALLED
+                    and await tx.transitions.stall_source(key) == "inactivity"
+                )
                 if extracted_at is not None:
                     pending_ids = [t.event_id for t in pending]
                     await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
@@ -286,6 +294,7 @@ class QualificationService:
                     extracted_turns=len(new) + len(pending),
                     now=now,
                     criteria=self.criteria,
+                    stalled_by_inactivity=stalled_by_inactivity,
                 )
                 stored = await commit_version(tx, version, update_topic=self.update_topic)
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile

@@ -9,11 +9,12 @@ in that one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from schemas import (
+    OPEN_STAGES,
     Actor,
     ConversationKey,
     ConversationState,
@@ -32,6 +33,10 @@ from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, judge_ai_proposal, next_stage
 from worker.qualify.merge import changed_fields, merge_qualification_signals
 from worker.qualify.ownership import protect_owned
+from worker.qualify.stages import resume_point
+
+# The reason recorded when a turn resumes a deal the inactivity sweeper stalled.
+ACTIVITY_RESUMED = "activity resumed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +48,9 @@ class NextVersion:
     source: VersionSource
     changed_fields: list[str] = field(default_factory=list)
     stage_change: StageChange | None = None
+    # A deal stalled by inactivity that a turn resumed: that move, recorded before
+    # `stage_change` (which is then judged from the resumed stage) in the same version.
+    resumed: StageChange | None = None
     extraction: ExtractionInfo | None = None
     turn_event_ids: list[UUID] = field(default_factory=list)
     actor: Actor | None = None
@@ -66,19 +74,92 @@ def version_from_turns(
     extracted_turns: int,
     now: datetime,
     criteria: StageCriteria = DEFAULT_CRITERIA,
+    stalled_by_inactivity: bool = False,
 ) -> NextVersion:
     """`applied` are the turns newly stored in this transaction, in conversation order.
-    `criteria` are the stages' exit criteria (the `STAGE_CRITERIA` setting)."""
-    with_turns = _with_turns(state, applied)
-    return _extracted(
-        state,
-        with_turns,
+    `criteria` are the stages' exit criteria (the `STAGE_CRITERIA` setting).
+
+    `stalled_by_inactivity`: the locked state is `stalled` and the inactivity sweeper stalled
+    it. These turns are activity, so the deal first resumes to `stalled_from`, and the
+    extraction's own proposal is judged from there (CONTRACT.md section 4)."""
+    resumed = resume_on_activity(state) if stalled_by_inactivity else None
+    judged_from = resumed[0] if resumed is not None else state
+    version = _extracted(
+        judged_from,
+        _with_turns(judged_from, applied),
         result,
         source="turns",
         extracted_turns=extracted_turns,
         turn_event_ids=[t.event_id for t in applied],
         now=now,
         criteria=criteria,
+    )
+    if resumed is None:
+        return version
+    fields = version.changed_fields
+    return replace(
+        version,
+        before=state,  # the event's previous_stage is `stalled`, where the deal really was
+        resumed=resumed[1],
+        changed_fields=fields if "deal_stage" in fields else [*fields, "deal_stage"],
+    )
+
+
+def resume_on_activity(state: ConversationState) -> tuple[ConversationState, StageChange]:
+    """A deal stalled by inactivity, back at the stage it stalled from (prospecting for a row
+    without a usable `stalled_from`), and the record of that move."""
+    if state.deal_stage is not DealStage.STALLED:
+        raise ValueError(f"only a stalled deal resumes, not one in {state.deal_stage.value}")
+    point = resume_point(state.stalled_from)
+    change = StageChange(
+        from_stage=DealStage.STALLED, to_stage=point, accepted=True, reason=ACTIVITY_RESUMED
+    )
+    return state.model_copy(update={"deal_stage": point, "stalled_from": None}), change
+
+
+def is_inactive(state: ConversationState, *, now: datetime, days: int) -> bool:
+    """An open deal whose latest turn is more than `days` before `now` (the sweeper's rule;
+    the same predicate as migration 0006's listing). A deal without turns never is."""
+    return (
+        state.deal_stage in OPEN_STAGES
+        and state.last_interaction is not None
+        and state.last_interaction < now - timedelta(days=days)
+    )
+
+
+def version_from_inactivity(
+    state: ConversationState,
+    *,
+    now: datetime,
+    days: int,
+    criteria: StageCriteria = DEFAULT_CRITERIA,
+) -> NextVersion:
+    """The inactivity sweeper's version: an open deal, quiet for `days`, moves to `stalled`
+    and remembers where it was. No extraction, no turns; the qualification stays as it is."""
+    if state.deal_stage not in OPEN_STAGES:
+        stage = state.deal_stage.value
+        raise ValueError(f"only an open deal stalls for inactivity, not one in {stage}")
+    change = StageChange(
+        from_stage=state.deal_stage,
+        to_stage=DealStage.STALLED,
+        accepted=True,
+        reason=f"no activity for {days} days",
+    )
+    stalled = state.model_copy(
+        update={
+            "deal_stage": DealStage.STALLED,
+            "stalled_from": state.deal_stage,
+            "updated_at": now,
+            "version": state.version + 1,
+        }
+    )
+    return NextVersion(
+        before=state,
+        state=stalled,
+        source="inactivity",
+        changed_fields=["deal_stage"],
+        stage_change=change,
+        next_stage=gap_report(stalled, criteria),
     )
 
 
@@ -245,7 +326,10 @@ def update_event(version: NextVersion) -> QualificationUpdated:
         version=state.version,
         deal_stage=state.deal_stage,
         previous_stage=version.before.deal_stage,
-        stage_change=version.stage_change,
+        # One field for what may be two records (a resume, then the extraction's proposal
+        # judged from the resumed stage): the proposal when there is one, else the resume.
+        # `previous_stage` is where the deal was before this version in either case.
+        stage_change=version.stage_change or version.resumed,
         qualification=state.qualification,
         changed_fields=version.changed_fields,
         interaction_count=state.interaction_count,

@@ -268,6 +268,12 @@ class StageTransitionRepository:
             actor.model_dump(mode="json") if actor is not None else None,
         )
 
+    async def stall_source(self, key: ConversationKey) -> str | None:
+        """What stalled this (stalled) deal: `inactivity`, `turns`, `override` … or None when
+        its latest accepted stage record is not the stall (or there is none)."""
+        source: str | None = await self.conn.fetchval(queries()["stall_source"], *key)
+        return source
+
 
 @dataclass(frozen=True)
 class OverrideRepository:

@@ -59,6 +59,9 @@ def demo_env(info: StackInfo) -> dict[str, str]:
     env.setdefault("LLM_MODEL", RULES_MODEL)
     # The demo needs no HTTP endpoints; a busy port 8080 must not stop it (HTTP_PORT=N serves).
     env.setdefault("HTTP_PORT", "0")
+    # The example conversations are dated (August 2026): without this, their deals would be
+    # stalled for inactivity as soon as they are stored.
+    env.setdefault("STALL_AFTER_DAYS", "0")
     return env
 
 
