@@ -41,7 +41,7 @@ async def pipeline(args: argparse.Namespace) -> int:
     async with open_database(settings.database_url, max_size=2, role=settings.db_role) as db:
         repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
         states = await repository.list_states_by_tenant(tenant_id, stage)
-    print(render_pipeline(tenant_id, states))
+    print(render_pipeline(tenant_id, states, settings.stage_criteria))
     return 0
 
 

@@ -93,7 +93,8 @@ async def _publish_and_wait(
         await _wait_until_applied(repository, tenants, expected, worker)
         for tenant in tenants:
             print()
-            print(render_pipeline(tenant, await repository.list_states_by_tenant(tenant)))
+            states = await repository.list_states_by_tenant(tenant)
+            print(render_pipeline(tenant, states, settings.stage_criteria))
 
 
 async def applied_turns(repository: ConversationStateRepository, tenants: list[UUID]) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from uuid import UUID
 
 from schemas import ConversationState, Dimension, is_identified
+from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
+from worker.qualify.versioning import gap_report
 
 BANT = (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.NEED, Dimension.TIMELINE)
 MEDDIC = (
@@ -21,21 +23,31 @@ PIPELINE_LEGEND = (
 )
 
 
-def render_pipeline(tenant_id: UUID, states: list[ConversationState]) -> str:
+def render_pipeline(
+    tenant_id: UUID, states: list[ConversationState], criteria: StageCriteria = DEFAULT_CRITERIA
+) -> str:
     header = (
         f"{'ACCOUNT':<24} {'CONTACT':<22} {'STAGE':<13} {'CONF':>4} {'TURNS':>5}  "
-        f"{'BANT':<8}  MEDDIC"
+        f"{'BANT':<8}  {'MEDDIC':<12}  NEXT STAGE: MISSING"
     )
     lines = [f"tenant {tenant_id}: {len(states)} conversation(s)", header, "-" * len(header)]
     for s in states:
         lines.append(
             f"{s.account_id[:24]:<24} {s.contact_id[:22]:<22} {s.deal_stage.value:<13} "
             f"{s.confidence_score:>4.2f} {s.interaction_count:>5}  "
-            f"{bant_flags(s):<8}  {meddic_flags(s)}".rstrip()
+            f"{bant_flags(s):<8}  {meddic_flags(s):<12}  {next_stage_gaps(s, criteria)}".rstrip()
         )
     if any(s.owners for s in states):
         lines.append(PIPELINE_LEGEND)
     return "\n".join(lines)
+
+
+def next_stage_gaps(state: ConversationState, criteria: StageCriteria) -> str:
+    """'evaluation: budget, timeline' — the next stage and what its exit criteria still lack."""
+    gaps = gap_report(state, criteria)
+    if gaps is None:
+        return "-"  # a closed deal: no next stage
+    return f"{gaps.stage.value}: {', '.join(d.value for d in gaps.missing) or 'nothing missing'}"
 
 
 def bant_flags(state: ConversationState) -> str:
