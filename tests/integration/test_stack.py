@@ -1,4 +1,4 @@
-"""The embedded stack (worker/tools/stack/) against its real servers: PostgreSQL and the Tansu broker.
+"""The embedded stack (worker/tools/stack/) against its real servers: PostgreSQL and Tansu.
 
 These always use the embedded servers, whatever DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS say: the
 stack itself is what is under test.

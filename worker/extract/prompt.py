@@ -18,7 +18,9 @@ from worker.qualify.stages import VALID_TRANSITIONS
 # Bump on any change to the wording or layout below: it is recorded with every extraction.
 # v2: the lean response schema (only the dimensions the turns inform), the gap report, and the
 # fixed part (system prompt, then the tool schema) kept first so providers can cache it.
-PROMPT_VERSION = "extract-v2"
+# v3: the hard cases of the labelled evaluation (examples/eval): revised facts, thresholds and
+# losses that are not budgets, budget owners who are economic buyers.
+PROMPT_VERSION = "extract-v3"
 
 # Caps of the known-state summary; together they bound its size (see `SUMMARY_MAX_CHARS`).
 MAX_QUOTES_PER_DIMENSION = 2  # the most recent ones: enough to show what was said
@@ -94,6 +96,12 @@ verbatim in the turns are discarded.
 _COMMON_RULES = """\
 - Only the prospect's own words establish the prospect's situation. A rep's statement counts \
 only when the prospect confirms it, and then quote the prospect.
+- When the new turns revise a fact the known state holds (a budget raised or cut, a date moved, \
+another champion or economic buyer named), report the new value with its own quote: the \
+latest statement is the current truth.
+- An approval threshold ("I can sign anything under $50k") is authority, not budget; money \
+lost or wasted is metrics or pain, not budget; whoever owns or signs off the budget is the \
+economic buyer. "No budget until next fiscal year" is not an identified budget.
 - Set {identified} true only with evidence. Confidence from 0.0 to 1.0: 0.9 or more explicit \
 and specific ("we approved $80k for this"), 0.6 to 0.8 clear but vague, 0.3 to 0.5 implied or \
 second-hand; below 0.3 leave {identified} false.
