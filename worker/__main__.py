@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_operator_commands(sub: Any) -> None:
+    add_dlq_command(sub)
+    add_reextract_command(sub)
+    add_forget_command(sub)
+    add_eval_command(sub)
+    add_override_command(sub)
+
+
+def add_dlq_command(sub: Any) -> None:
     dlq = sub.add_parser("dlq", help="list dead letters; re-publish fixed ones to TURN_TOPIC")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("--error", choices=list(get_args(DeadLetterReason)), help="only this reason")
@@ -69,6 +77,9 @@ def add_operator_commands(sub: Any) -> None:
     )
     dlq.add_argument("--dry-run", action="store_true", help="replay: validate, publish nothing")
     dlq.set_defaults(fn=cli.dlq)
+
+
+def add_reextract_command(sub: Any) -> None:
     reextract = sub.add_parser(
         "reextract", help="extract stored turns again; each result is a new state version"
     )
@@ -82,6 +93,9 @@ def add_operator_commands(sub: Any) -> None:
         "change), not only those whose extraction failed",
     )
     reextract.set_defaults(fn=cli.reextract)
+
+
+def add_forget_command(sub: Any) -> None:
     forget = sub.add_parser(
         "forget",
         help="erase a conversation (state, turns, history, outbox) and publish its tombstone",
@@ -93,6 +107,9 @@ def add_operator_commands(sub: Any) -> None:
         "--by", default=None, help="who requested or ran the erasure (default: the OS user)"
     )
     forget.set_defaults(fn=cli.forget)
+
+
+def add_eval_command(sub: Any) -> None:
     evaluate = sub.add_parser("eval", help="score extraction against a labelled dataset")
     evaluate.add_argument(
         "--dataset",
@@ -112,7 +129,6 @@ def add_operator_commands(sub: Any) -> None:
     )
     evaluate.add_argument("--out", default="eval", help="output directory (default: %(default)s)")
     evaluate.set_defaults(fn=cli.evaluate)
-    add_override_command(sub)
 
 
 def add_override_command(sub: Any) -> None:

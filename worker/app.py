@@ -102,17 +102,7 @@ async def _open(
     await database.require_migrated()
     service = build_service(settings, database)
     broker.context.set_global(DATABASE, database)
-    broker.context.set_global(
-        BATCH_HANDLER,
-        BatchHandler(
-            process_batch=service.process_batch,
-            publish_dead_letter=_dead_letter_publisher(broker, settings.dlq_topic),
-            max_turn_chars=settings.max_turn_chars,
-            override_topic=settings.override_topic,
-            backoff_s=settings.redelivery_backoff_s,
-            on_committed=progress.committed,
-        ),
-    )
+    broker.context.set_global(BATCH_HANDLER, _batch_handler(settings, broker, service, progress))
     producer = await stack.enter_async_context(_producer(settings))
     relay = OutboxRelay(
         pool=database.pool,
@@ -121,10 +111,42 @@ async def _open(
         poll_interval_s=settings.outbox_poll_interval_s,
     )
     await stack.enter_async_context(_running(relay.run, "outbox-relay", cancel=False))
+    await _start_sweepers(stack, settings, database, service)
+
+
+def _batch_handler(
+    settings: Settings,
+    broker: KafkaBroker,
+    service: QualificationService,
+    progress: ConsumerProgress,
+) -> BatchHandler:
+    return BatchHandler(
+        process_batch=service.process_batch,
+        publish_dead_letter=_dead_letter_publisher(broker, settings.dlq_topic),
+        max_turn_chars=settings.max_turn_chars,
+        override_topic=settings.override_topic,
+        backoff_s=settings.redelivery_backoff_s,
+        on_committed=progress.committed,
+    )
+
+
+async def _start_sweepers(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    database: Database,
+    service: QualificationService,
+) -> None:
+    """The one-worker-at-a-time tasks the settings turn on. All are cancelled, not awaited, at
+    the end: each round is short transactions, and a pending sweep mid-extraction would
+    otherwise wait out the LLM's retry budget."""
     if settings.pending_sweep_interval_s > 0:
-        sweeper = _sweeper(settings, database, service)
-        # Cancelled, not awaited: mid-extraction it would wait out the LLM's retry budget.
-        await stack.enter_async_context(_running(sweeper.run, "pending-sweeper", cancel=True))
+        pending = PendingSweeper(
+            database=database,
+            reextract=service.reextract,
+            interval_s=settings.pending_sweep_interval_s,
+            quiet_s=settings.pending_quiet_s,
+        )
+        await stack.enter_async_context(_running(pending.run, "pending-sweeper", cancel=True))
     if settings.stall_after_days > 0 and settings.stall_sweep_interval_s > 0:
         inactivity = InactivitySweeper(
             database=database,
@@ -133,8 +155,6 @@ async def _open(
             interval_s=settings.stall_sweep_interval_s,
             criteria=settings.stage_criteria,
         )
-        # Each stall is its own short transaction: safe to cancel (the deal it was on is
-        # rolled back and listed again next round).
         await stack.enter_async_context(_running(inactivity.run, "inactivity-sweeper", cancel=True))
     if settings.turn_text_retention_days > 0:
         retention = TurnTextRetention(
@@ -142,19 +162,7 @@ async def _open(
             retention_days=settings.turn_text_retention_days,
             interval_s=settings.turn_text_retention_interval_s,
         )
-        # Each round is its own short statement: safe to cancel.
         await stack.enter_async_context(_running(retention.run, "text-retention", cancel=True))
-
-
-def _sweeper(
-    settings: Settings, database: Database, service: QualificationService
-) -> PendingSweeper:
-    return PendingSweeper(
-        database=database,
-        reextract=service.reextract,
-        interval_s=settings.pending_sweep_interval_s,
-        quiet_s=settings.pending_quiet_s,
-    )
 
 
 @contextlib.asynccontextmanager

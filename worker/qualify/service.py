@@ -38,7 +38,12 @@ from worker.qualify.outcomes import (
     steps,
 )
 from worker.qualify.overrides import apply_override
-from worker.qualify.versioning import gap_report, version_from_reextraction, version_from_turns
+from worker.qualify.versioning import (
+    NextVersion,
+    gap_report,
+    version_from_reextraction,
+    version_from_turns,
+)
 from worker.settings import Settings
 from worker.store.unit_of_work import Database, TenantTransaction
 
@@ -181,8 +186,22 @@ class QualificationService:
             contact_id=key.contact_id,
             contact_email=new[-1].contact_email,
         )
-        to_extract = snapshot.pending + [as_turn_text(t) for t in new]
-        outcome = ConversationOutcome(key=key, conflicts=tuple(snapshot.turns.conflicts))
+        outcome = await self._extract_and_write(key, new, snapshot.pending, known)
+        outcome += ConversationOutcome(key=key, conflicts=tuple(snapshot.turns.conflicts))
+        duplicates = len(turns) - outcome.applied - len(outcome.conflicts)
+        return replace(outcome, duplicates=duplicates)
+
+    async def _extract_and_write(
+        self,
+        key: ConversationKey,
+        new: list[ConversationTurn],
+        pending: list[TurnText],
+        known: ConversationState,
+    ) -> ConversationOutcome:
+        """Pending then new turns, in prompts that fit the model (almost always one): one
+        extraction and one version each."""
+        outcome = ConversationOutcome(key=key)
+        to_extract = pending + [as_turn_text(t) for t in new]
         queue = deque((chunk, False) for chunk in self._plan(to_extract, known, shrink=1))
         while queue:
             chunk, replanned = queue.popleft()
@@ -194,13 +213,10 @@ class QualificationService:
                 queue.extendleft((c, True) for c in reversed(smaller))
                 continue
             ids = {t.event_id for t in chunk}
+            chunk_new = [t for t in new if t.event_id in ids]
+            chunk_pending = [t for t in pending if t.event_id in ids]
             with tracing.span("write_transaction", turns=len(ids)):
-                written = await self._write_turns(
-                    key,
-                    [t for t in new if t.event_id in ids],
-                    [t for t in snapshot.pending if t.event_id in ids],
-                    result,
-                )
+                written = await self._write_turns(key, chunk_new, chunk_pending, result)
             known = written.state or known
             outcome += ConversationOutcome(
                 key=key,
@@ -209,8 +225,7 @@ class QualificationService:
                 extraction_status=result.status if written.version is not None else None,
                 conflicts=tuple(written.raced.conflicts),
             )
-        duplicates = len(turns) - outcome.applied - len(outcome.conflicts)
-        return replace(outcome, duplicates=duplicates)
+        return outcome
 
     def _plan(
         self, turns: list[TurnText], known: ConversationState, *, shrink: int
@@ -262,52 +277,65 @@ class QualificationService:
         the extraction worked. Nothing is written when no turn was new after all, or when only
         pending turns were read and their extraction failed again."""
         started = time.perf_counter()
-        now = self.clock()
-        extracted_at = now if result.status == "ok" else None
-        if not new and extracted_at is None:
+        if not new and result.status != "ok":
             return _Written(applied=0, version=None, raced=StoredTurns.none())
         try:
             async with self.database.for_tenant(key.tenant_id) as tx:
-                if new:
-                    state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
-                else:
-                    state = await self._locked(tx, key)
-                inserted = await tx.turns.insert_turns(key, new, extracted_at=extracted_at)
-                raced = await self._raced(tx, key, [t for t in new if t.event_id not in inserted])
-                if new and not inserted:
-                    raise _NothingNew(raced)  # rolls back the (possibly just created) state row
-                applied = [t for t in new if t.event_id in inserted]
-                # One more statement, for stalled deals only: did the inactivity sweeper stall
-                # it? Then a new turn resumes it before the extraction's proposal is judged.
-                stalled_by_inactivity = (
-                    bool(applied)
-                    and state.deal_stage is DealStage.STALLED
-                    and await tx.transitions.stall_source(key) == "inactivity"
-                )
-                if extracted_at is not None:
-                    pending_ids = [t.event_id for t in pending]
-                    await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
-                version = version_from_turns(
-                    state,
-                    applied,
-                    result,
-                    extracted_turns=len(new) + len(pending),
-                    now=now,
-                    criteria=self.criteria,
-                    stalled_by_inactivity=stalled_by_inactivity,
-                )
-                stored = await commit_version(tx, version, update_topic=self.update_topic)
+                written, version = await self._turns_version(tx, key, new, pending, result)
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
             return _Written(applied=0, version=None, raced=nothing.raced)
         log_version(
             version,
-            turns_applied=len(applied),
+            turns_applied=written.applied,
             extract_s=result.seconds,
             write_s=time.perf_counter() - started,
         )
-        return _Written(
-            applied=len(applied), version=version.state.version, raced=raced, state=stored
+        return written
+
+    async def _turns_version(
+        self,
+        tx: TenantTransaction,
+        key: ConversationKey,
+        new: list[ConversationTurn],
+        pending: list[TurnText],
+        result: ExtractionResult,
+    ) -> tuple[_Written, NextVersion]:
+        """Inside the write transaction, under the state's row lock."""
+        now = self.clock()
+        extracted_at = now if result.status == "ok" else None
+        if new:
+            state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
+        else:
+            state = await self._locked(tx, key)
+        inserted = await tx.turns.insert_turns(key, new, extracted_at=extracted_at)
+        raced = await self._raced(tx, key, [t for t in new if t.event_id not in inserted])
+        if new and not inserted:
+            raise _NothingNew(raced)  # rolls back the (possibly just created) state row
+        applied = [t for t in new if t.event_id in inserted]
+        if extracted_at is not None:
+            pending_ids = [t.event_id for t in pending]
+            await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
+        version = version_from_turns(
+            state,
+            applied,
+            result,
+            extracted_turns=len(new) + len(pending),
+            now=now,
+            criteria=self.criteria,
+            stalled_by_inactivity=bool(applied) and await self._stalled_by_inactivity(tx, state),
         )
+        stored = await commit_version(tx, version, update_topic=self.update_topic)
+        written = _Written(applied=len(applied), version=stored.version, raced=raced, state=stored)
+        return written, version
+
+    @staticmethod
+    async def _stalled_by_inactivity(tx: TenantTransaction, state: ConversationState) -> bool:
+        """One more statement, for stalled deals only: did the inactivity sweeper stall it?
+        Then a new turn resumes it before the extraction's proposal is judged."""
+        if state.deal_stage is not DealStage.STALLED:
+            return False
+        key = ConversationKey(state.tenant_id, state.account_id, state.contact_id)
+        return await tx.transitions.stall_source(key) == "inactivity"
 
     @staticmethod
     async def _locked(tx: TenantTransaction, key: ConversationKey) -> ConversationState:

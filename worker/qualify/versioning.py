@@ -22,6 +22,7 @@ from schemas import (
     DealStage,
     ExtractionInfo,
     NextStage,
+    QualificationExtraction,
     QualificationSignals,
     QualificationState,
     QualificationUpdated,
@@ -224,26 +225,10 @@ def _extracted(
     fields: list[str] = []
     stage_change = None
     if result.extraction is not None:
-        merged = merge_qualification_signals(locked.qualification, result.extraction, now=now)
-        # A person's dimensions stay as they set them; the AI's differing view is a suggestion.
-        merged, suggestions, suggested = protect_owned(
-            locked.qualification,
-            merged,
-            result.extraction,
-            locked.owners,
-            locked.suggestions,
-            locked.version + 1,
+        updated, fields = _merged(locked, updated, result.extraction, now=now)
+        stage_change, stalled_from = _stage_proposal(
+            locked, result, updated.qualification, criteria
         )
-        fields = changed_fields(locked.qualification, merged)
-        fields += [f"suggestions.{dimension}" for dimension in suggested]
-        updated = updated.model_copy(
-            update={
-                "qualification": merged,
-                "confidence_score": merged.overall_confidence,
-                "suggestions": suggestions,
-            }
-        )
-        stage_change, stalled_from = _stage_proposal(locked, result, merged, criteria)
         if stage_change is not None and stage_change.accepted:
             stage_update = {"deal_stage": stage_change.to_stage, "stalled_from": stalled_from}
             updated = updated.model_copy(update=stage_update)
@@ -255,19 +240,51 @@ def _extracted(
         source=source,
         changed_fields=fields,
         stage_change=stage_change,
-        extraction=ExtractionInfo(
-            status=result.status,
-            model=result.model,
-            prompt_version=result.prompt_version,
-            turns=extracted_turns,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cache_read_tokens=result.cache_read_tokens,
-            cache_write_tokens=result.cache_write_tokens,
-            cost_usd=result.cost_usd,
-        ),
+        extraction=_extraction_info(result, extracted_turns),
         turn_event_ids=turn_event_ids,
         next_stage=gap_report(updated, criteria),
+    )
+
+
+def _merged(
+    locked: ConversationState,
+    updated: ConversationState,
+    extraction: QualificationExtraction,
+    *,
+    now: datetime,
+) -> tuple[ConversationState, list[str]]:
+    """`updated` with the extraction merged into the locked qualification, and what changed.
+    A person's dimensions stay as they set them; the AI's differing view is a suggestion."""
+    merged = merge_qualification_signals(locked.qualification, extraction, now=now)
+    merged, suggestions, suggested = protect_owned(
+        locked.qualification,
+        merged,
+        extraction,
+        locked.owners,
+        locked.suggestions,
+        locked.version + 1,
+    )
+    fields = changed_fields(locked.qualification, merged)
+    fields += [f"suggestions.{dimension}" for dimension in suggested]
+    update = {
+        "qualification": merged,
+        "confidence_score": merged.overall_confidence,
+        "suggestions": suggestions,
+    }
+    return updated.model_copy(update=update), fields
+
+
+def _extraction_info(result: ExtractionResult, turns: int) -> ExtractionInfo:
+    return ExtractionInfo(
+        status=result.status,
+        model=result.model,
+        prompt_version=result.prompt_version,
+        turns=turns,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cache_read_tokens=result.cache_read_tokens,
+        cache_write_tokens=result.cache_write_tokens,
+        cost_usd=result.cost_usd,
     )
 
 
