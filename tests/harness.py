@@ -30,15 +30,25 @@ class Topics:
     turns: str
     updates: str
     dlq: str
+    overrides: str
 
     @classmethod
     def unique(cls) -> Topics:
         suffix = uuid.uuid4().hex[:10]
-        return cls(turns=f"turns-{suffix}", updates=f"updates-{suffix}", dlq=f"dlq-{suffix}")
+        return cls(
+            turns=f"turns-{suffix}",
+            updates=f"updates-{suffix}",
+            dlq=f"dlq-{suffix}",
+            overrides=f"overrides-{suffix}",
+        )
 
     async def create(self, bootstrap_servers: str, *, partitions: int = 4) -> None:
+        # Same partition count for turns and overrides: a conversation's key lands on the same
+        # partition number of both, as in production.
         await create_topics(
-            bootstrap_servers, [self.turns, self.updates, self.dlq], partitions=partitions
+            bootstrap_servers,
+            [self.turns, self.updates, self.dlq, self.overrides],
+            partitions=partitions,
         )
 
 
@@ -52,6 +62,7 @@ def worker_env(
         "TURN_TOPIC": topics.turns,
         "UPDATE_TOPIC": topics.updates,
         "DLQ_TOPIC": topics.dlq,
+        "OVERRIDE_TOPIC": topics.overrides,
         "CONSUMER_GROUP": f"group-{topics.turns}",
         "LLM_MODEL": "openai/fake-model",
         "LLM_API_BASE": llm_base_url,
