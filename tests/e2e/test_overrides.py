@@ -240,7 +240,7 @@ async def test_a_person_moves_a_deal_where_the_ai_may_not_and_the_ai_goes_on_fro
     assert transitions[1]["reason"] == move["reason"]
     by_person = events[2]
     assert by_person["source"] == "override" and by_person["actor"] == MANAGER
-    assert by_person["stage_change"]["to_stage"] == "evaluation"
+    assert by_person["stage_change"]["to"] == "evaluation"
     assert by_person["stage_change"]["accepted"] is True
     assert by_person["previous_stage"] == "prospecting" and by_person["extraction"] is None
     assert events[3]["previous_stage"] == "evaluation"
