@@ -11,9 +11,17 @@ from datetime import timedelta
 from typing import Any
 
 from schemas import ConversationKey
-from tests.e2e.test_worker_flow import committed_to_end
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, ToolCallReply
-from tests.harness import BASE_TIME, TopicReader, Topics, WorkerProcess, fetch, produce, turn
+from tests.harness import (
+    BASE_TIME,
+    TopicReader,
+    Topics,
+    WorkerProcess,
+    committed_to_end,
+    fetch,
+    produce,
+    turn,
+)
 from tests.waiting import eventually
 
 StartWorker = Callable[..., WorkerProcess]
