@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from worker.tools.stack import create_topics
 
@@ -30,15 +30,25 @@ class Topics:
     turns: str
     updates: str
     dlq: str
+    overrides: str
 
     @classmethod
     def unique(cls) -> Topics:
         suffix = uuid.uuid4().hex[:10]
-        return cls(turns=f"turns-{suffix}", updates=f"updates-{suffix}", dlq=f"dlq-{suffix}")
+        return cls(
+            turns=f"turns-{suffix}",
+            updates=f"updates-{suffix}",
+            dlq=f"dlq-{suffix}",
+            overrides=f"overrides-{suffix}",
+        )
 
     async def create(self, bootstrap_servers: str, *, partitions: int = 4) -> None:
+        # Same partition count for turns and overrides: a conversation's key lands on the same
+        # partition number of both, as in production.
         await create_topics(
-            bootstrap_servers, [self.turns, self.updates, self.dlq], partitions=partitions
+            bootstrap_servers,
+            [self.turns, self.updates, self.dlq, self.overrides],
+            partitions=partitions,
         )
 
 
@@ -52,6 +62,7 @@ def worker_env(
         "TURN_TOPIC": topics.turns,
         "UPDATE_TOPIC": topics.updates,
         "DLQ_TOPIC": topics.dlq,
+        "OVERRIDE_TOPIC": topics.overrides,
         "CONSUMER_GROUP": f"group-{topics.turns}",
         "LLM_MODEL": "openai/fake-model",
         "LLM_API_BASE": llm_base_url,
@@ -205,6 +216,26 @@ class TopicReader:
 
     async def count(self) -> int:
         return len(self.records)
+
+
+async def committed_to_end(bootstrap_servers: str, group: str, topic: str) -> bool:
+    """True once the group's committed offsets reach the end of every partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            if (await consumer.committed(tp) or 0) < ends[tp]:
+                return False
+        return True
+    finally:
+        await consumer.stop()
 
 
 async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -235,6 +235,7 @@ def worker_env(stack: Stack, database: str, topics: Topics, llm_url: str) -> dic
         "TURN_TOPIC": topics.turns,
         "UPDATE_TOPIC": topics.updates,
         "DLQ_TOPIC": topics.dlq,
+        "OVERRIDE_TOPIC": topics.overrides,
         "CONSUMER_GROUP": f"bench-{topics.turns}",
         "LLM_MODEL": "openai/fake",
         "LLM_API_BASE": llm_url,

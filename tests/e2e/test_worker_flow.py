@@ -9,8 +9,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from schemas import ConversationKey, QualificationUpdated, update_event_id
 from tests.fakes.llm_server import ErrorReply, FakeLLMServer, ToolCallReply
 from tests.harness import (
@@ -18,6 +16,7 @@ from tests.harness import (
     Topics,
     WorkerProcess,
     applied_turns,
+    committed_to_end,
     fetch,
     produce,
     turn,
@@ -37,26 +36,6 @@ BUDGET_EXTRACTION: dict[str, Any] = {
 
 def prompt_text(request: dict[str, Any]) -> str:
     return "\n".join(str(m.get("content") or "") for m in request.get("messages", []))
-
-
-async def committed_to_end(bootstrap_servers: str, group: str, topic: str) -> bool:
-    """True once the group's committed offsets reach the end of every partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-            ]
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            if (await consumer.committed(tp) or 0) < ends[tp]:
-                return False
-        return True
-    finally:
-        await consumer.stop()
 
 
 async def test_turns_become_states_and_gapless_versioned_events(

@@ -23,17 +23,28 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas import ConversationKey, update_event_id
+from schemas import DIMENSION_FIELDS, ConversationKey, Dimension, update_event_id
+from schemas.qualification import BANT_DIMENSIONS
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer
-from tests.harness import TopicReader, Topics, WorkerProcess, fetch, key_of, turn, worker_env
+from tests.harness import (
+    BASE_TIME,
+    TopicReader,
+    Topics,
+    WorkerProcess,
+    fetch,
+    key_of,
+    turn,
+    worker_env,
+)
 from tests.waiting import eventually
 
 # One seed for the whole suite; override with RELIABILITY_SEED to explore other schedules.
@@ -113,6 +124,96 @@ def conversation_of(payload: Mapping[str, Any]) -> ConversationKey:
 
 def first_sentence(text: str) -> str:
     return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+
+
+# --- overrides ----------------------------------------------------------------------------------
+
+# What the crash test's people do, in this order, to each conversation they correct: take
+# authority, set the budget, move the deal two stages on (a skip the stage machine would refuse
+# the AI). None of it touches `need`, the dimension QuotingLLM fills.
+OVERRIDE_ACTIONS: list[tuple[str, JsonObject]] = [
+    ("user", {"lock": ["authority"]}),
+    ("user", {"set": {"budget": {"budget_range": "$90k", "confidence": 0.9}}}),
+    ("crm", {"stage": {"to": "qualification", "reason": "the CRM opportunity moved"}}),
+]
+
+
+def override_of(key: ConversationKey, number: int, *, after_turn: int) -> JsonObject:
+    """The `number`-th of OVERRIDE_ACTIONS for `key`, said to happen half a minute after the
+    conversation's turn `after_turn` (turns happen a minute apart, see `turn`)."""
+    actor_type, action = OVERRIDE_ACTIONS[number]
+    return {
+        "event_id": str(uuid.uuid5(key.tenant_id, f"override:{key.contact_id}:{number}")),
+        "tenant_id": str(key.tenant_id),
+        "account_id": key.account_id,
+        "contact_id": key.contact_id,
+        "actor": {"type": actor_type, "id": f"{actor_type}-{key.contact_id}"},
+        "occurred_at": (BASE_TIME + timedelta(minutes=after_turn, seconds=30)).isoformat(),
+        **action,
+    }
+
+
+@dataclass(kw_only=True)
+class OverrideSchedule:
+    """Overrides of every `every`-th conversation: action n is due after round `due[n]`, and
+    is published once the conversation's first turn is stored (an override of a conversation
+    the worker has never seen is dead-lettered, rightly, but that is not what the crash test
+    is about). The first `redelivered` ones are published a second time one round later."""
+
+    workload: Workload
+    every: int = 7
+    due: tuple[int, ...] = (1, 4, 7)
+    redelivered: int = 3
+    published: list[JsonObject] = field(default_factory=list)  # copies included
+    _copied: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if len(self.due) != len(OVERRIDE_ACTIONS):
+            raise ValueError("one round per override action")
+
+    @property
+    def corrected(self) -> list[ConversationKey]:
+        return self.workload.conversations[:: self.every]
+
+    @property
+    def overrides(self) -> list[JsonObject]:
+        """Every override of the schedule, once each."""
+        return [
+            override_of(key, number, after_turn=round_)
+            for number, round_ in enumerate(self.due)
+            for key in self.corrected
+        ]
+
+    def due_after(self, round_: int, stored: set[ConversationKey]) -> list[JsonObject]:
+        """What to publish after round `round_`: the overrides due by now and not published
+        yet whose conversation is in `stored`, then the redeliveries due."""
+        done = {o["event_id"] for o in self.published}
+        ready = [
+            override_of(key, number, after_turn=due)
+            for number, due in enumerate(self.due)
+            if due <= round_
+            for key in self.corrected
+            if key in stored
+        ]
+        fresh = [o for o in ready if o["event_id"] not in done]
+        earlier = list({o["event_id"]: o for o in self.published}.values())  # in first order
+        again = [o for o in earlier[: self.redelivered] if o["event_id"] not in self._copied]
+        self._copied.update(o["event_id"] for o in again)
+        batch = fresh + again
+        self.published += batch
+        return batch
+
+    @property
+    def unpublished(self) -> list[JsonObject]:
+        done = {o["event_id"] for o in self.published}
+        return [o for o in self.overrides if o["event_id"] not in done]
+
+
+async def conversations_with_state(database_url: str) -> set[ConversationKey]:
+    rows = await fetch(
+        database_url, "SELECT tenant_id, account_id, contact_id FROM tenant.conversation_states"
+    )
+    return {ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows}
 
 
 # --- the fake LLM ------------------------------------------------------------------------------
@@ -326,6 +427,9 @@ class DatabaseProbe:
 
     async def stored_turns(self) -> int:
         return int(await self.value("SELECT count(*) FROM tenant.conversation_turns"))
+
+    async def applied_overrides(self) -> int:
+        return int(await self.value("SELECT count(*) FROM tenant.overrides"))
 
     async def pending(self) -> int:
         sql = "SELECT count(*) FROM tenant.conversation_turns WHERE extracted_at IS NULL"
@@ -626,15 +730,25 @@ async def produce_tracked(
     return [Sent(p, m.partition, m.offset) for p, m in zip(payloads, metadata, strict=True)]
 
 
+StoredIn = Literal["tenant.conversation_turns", "tenant.overrides"]
+
+
 async def unstored_below_committed(
-    database_url: str, bootstrap_servers: str, group: str, topic: str, sent: Sequence[Sent]
+    database_url: str,
+    bootstrap_servers: str,
+    group: str,
+    topic: str,
+    sent: Sequence[Sent],
+    *,
+    stored_in: StoredIn = "tenant.conversation_turns",
 ) -> list[Sent]:
-    """Records the group has committed past although their turn is not stored: each one is a
-    turn lost for good. Must be empty at every moment, whatever happened to the workers."""
+    """Records the group has committed past although their turn (or, with `stored_in`
+    tenant.overrides, their override) is not stored: each one is lost for good. Must be empty
+    at every moment, whatever happened to the workers."""
     committed = await committed_offsets(bootstrap_servers, group, topic)
     stored = {
         str(row["event_id"])
-        for row in await fetch(database_url, "SELECT event_id FROM tenant.conversation_turns")
+        for row in await fetch(database_url, f"SELECT event_id FROM {stored_in}")
     }
     return [
         s
@@ -664,8 +778,11 @@ async def stored_above_committed(
 async def partial_state_problems(database_url: str) -> list[str]:
     """Consistency of what is stored, at any moment (workers stopped or killed or not):
     every conversation's counter matches its stored turns, its outbox holds versions 1..N
-    exactly, and those versions name each stored turn exactly once. A write cut in half
-    (turns without their version, a version without its event) shows up here."""
+    exactly, and those versions name each stored turn exactly once; every applied override
+    names a version whose event says `source: override` with the override's actor, and every
+    such event belongs to exactly one applied override. A write cut in half (turns without
+    their version, a version without its event, an override without its version) shows up
+    here."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
@@ -678,12 +795,20 @@ async def partial_state_problems(database_url: str) -> list[str]:
             """
         )
         outbox = await conn.fetch("SELECT payload FROM tenant.outbox")
+        override_rows = await conn.fetch(
+            "SELECT event_id, tenant_id, account_id, contact_id, actor, version"
+            " FROM tenant.overrides"
+        )
     finally:
         await conn.close()
     versions: dict[ConversationKey, list[JsonObject]] = defaultdict(list)
     for row in outbox:
         payload = _as_json(row["payload"])
         versions[conversation_of(payload)].append(payload)
+    applied_overrides: dict[ConversationKey, list[asyncpg.Record]] = defaultdict(list)
+    for row in override_rows:
+        key = ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"])
+        applied_overrides[key].append(row)
     problems = []
     for row in rows:
         key = ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"])
@@ -696,7 +821,36 @@ async def partial_state_problems(database_url: str) -> list[str]:
             problems.append(f"{key}: version {row['version']} but events {len(events)}")
         if set(named) != turns or any(c != 1 for c in named.values()):
             problems.append(f"{key}: the versions do not name each stored turn exactly once")
+        problems += _applied_override_problems(key, applied_overrides.pop(key, []), events)
     problems += [f"{key}: events without a state" for key in versions]
+    problems += [f"{key}: overrides without a state" for key in applied_overrides]
+    return problems
+
+
+def _applied_override_problems(
+    key: ConversationKey, applied: Sequence[asyncpg.Record], events: Sequence[JsonObject]
+) -> list[str]:
+    """Each applied override (a tenant.overrides row) against the outbox events of its
+    conversation: its version's event is an override event by its actor, and there are as
+    many override events as applied overrides."""
+    by_version = {event["version"]: event for event in events}
+    problems = []
+    for row in applied:
+        event = by_version.get(row["version"])
+        if event is None:
+            problems.append(
+                f"{key}: override {row['event_id']} names v{row['version']}, which has no event"
+            )
+        elif event.get("source") != "override" or event.get("actor") != _as_json(row["actor"]):
+            problems.append(
+                f"{key}: override {row['event_id']} names v{row['version']}, whose event has"
+                f" source {event.get('source')!r} and actor {event.get('actor')}"
+            )
+    override_events = sum(1 for event in events if event.get("source") == "override")
+    if override_events != len(applied):
+        problems.append(
+            f"{key}: {override_events} override version(s) for {len(applied)} applied override(s)"
+        )
     return problems
 
 
@@ -719,10 +873,17 @@ async def settle(
     expected_turns: int,
     within_s: float = 120,
     all_extracted: bool = True,
+    expected_overrides: int = 0,
 ) -> None:
-    """Wait until every turn is applied, (optionally) extracted, and every version published
-    and read back."""
+    """Wait until every turn (and override) is applied, (optionally) extracted, and every
+    version published and read back."""
     await eventually(probe.applied, lambda n: n >= expected_turns, within_s=within_s, what="turns")
+    await eventually(
+        probe.applied_overrides,
+        lambda n: n >= expected_overrides,
+        within_s=within_s,
+        what="overrides",
+    )
     if all_extracted:
         await eventually(probe.pending, lambda n: n == 0, within_s=within_s, what="no pending")
     await eventually(probe.unpublished, lambda n: n == 0, within_s=within_s, what="outbox drained")
@@ -742,6 +903,7 @@ async def verify_end_state(
     updates: TopicReader,
     *,
     expected_quotes: Mapping[ConversationKey, set[str]] | None = None,
+    overrides: Sequence[Mapping[str, Any]] = (),
 ) -> list[str]:
     """Every promise, checked; returns the violations (an empty list when all hold).
 
@@ -752,7 +914,12 @@ async def verify_end_state(
     - versions run 1..N without gap in the outbox; the distinct `event_id`s read back from
       `qualification.updated` are exactly one per version (N per conversation, deterministic
       ids), every copy of one event carries the same payload, and every turn appears in the
-      `turn_event_ids` of exactly one version.
+      `turn_event_ids` of exactly one version;
+    - each of `overrides` (copies counted once) is applied exactly once: one tenant.overrides
+      row, in its conversation, naming a version whose event has `source: override`, the
+      override's actor, no turns, and shows what the override did (values set, dimensions
+      owned by the actor, the stage); each conversation has exactly as many override versions
+      as overrides sent to it.
     """
     expected: dict[ConversationKey, set[str]] = defaultdict(set)
     for payload in workload_turns:
@@ -764,6 +931,9 @@ async def verify_end_state(
             "SELECT event_id, tenant_id, account_id, contact_id FROM tenant.conversation_turns"
         )
         outbox = await conn.fetch("SELECT event_id, payload FROM tenant.outbox ORDER BY id")
+        override_rows = await conn.fetch(
+            "SELECT event_id, tenant_id, account_id, contact_id, version FROM tenant.overrides"
+        )
     finally:
         await conn.close()
 
@@ -805,6 +975,72 @@ async def verify_end_state(
             events_of.get(key, {}),
             None if expected_quotes is None else expected_quotes.get(key, set()),
         )
+    problems += _sent_override_problems(overrides, override_rows, events_of)
+    return problems
+
+
+def _sent_override_problems(
+    overrides: Sequence[Mapping[str, Any]],
+    rows: Sequence[asyncpg.Record],
+    events_of: Mapping[ConversationKey, Mapping[int, JsonObject]],
+) -> list[str]:
+    sent = {str(o["event_id"]): o for o in overrides}
+    rows_of: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        rows_of[str(row["event_id"])].append(row)
+    problems = [f"override {event_id} applied but never sent" for event_id in rows_of.keys() - sent]
+    for event_id, override in sent.items():
+        key = conversation_of(override)
+        found = rows_of.get(event_id, [])
+        if len(found) != 1:
+            problems.append(f"{key}: override {event_id} applied {len(found)} times")
+            continue
+        (row,) = found
+        if ConversationKey(row["tenant_id"], row["account_id"], row["contact_id"]) != key:
+            problems.append(f"{key}: override {event_id} applied to another conversation")
+            continue
+        event = events_of.get(key, {}).get(row["version"])
+        if event is None:
+            problems.append(f"{key}: override {event_id} names v{row['version']}, never read back")
+            continue
+        problems += [
+            f"{key}: override {event_id}: {p}" for p in _override_event_problems(override, event)
+        ]
+    sent_to = Counter(conversation_of(o) for o in sent.values())
+    for key, events in events_of.items():
+        versions = sum(1 for event in events.values() if event.get("source") == "override")
+        if versions != sent_to.get(key, 0):
+            problems.append(
+                f"{key}: {versions} override version(s) for {sent_to.get(key, 0)} override(s) sent"
+            )
+    return problems
+
+
+def _override_event_problems(override: Mapping[str, Any], event: JsonObject) -> list[str]:
+    """What the event of the version an override made must show of it."""
+    problems = []
+    if event.get("source") != "override":
+        problems.append(f"its v{event['version']} has source {event.get('source')!r}")
+    if event.get("actor") != override["actor"]:
+        problems.append(f"its v{event['version']} has actor {event.get('actor')}")
+    if event["turn_event_ids"]:
+        problems.append(f"its v{event['version']} names turns")
+    owners = event.get("owners") or {}
+    for name, values in (override.get("set") or {}).items():
+        group = "bant" if Dimension(name) in BANT_DIMENSIONS else "meddic"
+        shown = event["qualification"][group]
+        for field_name, value in values.items():
+            if field_name in DIMENSION_FIELDS[Dimension(name)] and shown.get(field_name) != value:
+                problems.append(f"{field_name} is {shown.get(field_name)!r}, set {value!r}")
+    for name in [*(override.get("set") or {}), *(override.get("lock") or [])]:
+        if (owners.get(name) or {}).get("actor") != override["actor"]:
+            problems.append(f"{name} is owned by {owners.get(name)}")
+    for name in override.get("unlock") or []:
+        if name in owners:
+            problems.append(f"{name} is still owned")
+    stage = override.get("stage")
+    if stage is not None and event["deal_stage"] != stage["to"]:
+        problems.append(f"the deal is in {event['deal_stage']}, moved to {stage['to']}")
     return problems
 
 

@@ -13,11 +13,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from schemas import ConversationKey, ConversationTurn
+from schemas import ConversationKey, ConversationTurn, QualificationOverride
 from tests.harness import TopicReader, Topics, fetch, turn
 from tests.reliability.support import (
+    OVERRIDE_ACTIONS,
     JsonObject,
     Sent,
+    override_of,
     partial_state_problems,
     produce_tracked,
     unstored_below_committed,
@@ -140,6 +142,117 @@ async def test_a_turn_committed_past_but_not_stored_is_reported(
     assert await lost() == []
     await commit_offsets(kafka_bootstrap_servers, group, topics.turns, [unstored])
     assert await lost() == [unstored]
+
+
+async def test_each_broken_override_promise_is_reported(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """The override checks (crash test with overrides): an override never applied, applied
+    by a version whose event is not its own (turns source, other actor), an override version
+    no override row names, an event that does not show the override's effect."""
+    contacts = ["never", "actor", "named-turns", "extra", "budget", "stage"]
+    sent = await store_one_version_per_turn(pool, contacts)
+    keys = {contact: ConversationKey(TENANT, "acme", contact) for contact in contacts}
+    overrides = await apply_every_override_action(pool, list(keys.values()))
+    updates = await read_back(database_url)
+    assert await verify_end_state(database_url, sent, updates, overrides=overrides) == []
+    assert await partial_state_problems(database_url) == []
+
+    conn = await asyncpg.connect(database_url)  # the owner: row-level security does not apply
+    try:
+        await conn.execute(
+            "DELETE FROM tenant.overrides WHERE contact_id = 'never' AND version = 4"
+        )
+        await alter_event(conn, "actor", 5, "jsonb_set(payload, '{actor,id}', '\"mallory\"')")
+        await conn.execute(
+            "UPDATE tenant.overrides SET version = 1"
+            " WHERE contact_id = 'named-turns' AND version = 4"
+        )
+        await alter_event(conn, "extra", 2, "jsonb_set(payload, '{source}', '\"override\"')")
+        await alter_event(
+            conn,
+            "budget",
+            5,
+            "jsonb_set(payload, '{qualification,bant,budget_range}', '\"$50k\"')",
+        )
+        await alter_event(conn, "stage", 6, "jsonb_set(payload, '{deal_stage}', '\"discovery\"')")
+    finally:
+        await conn.close()
+    updates = await read_back(database_url)
+
+    problems = "\n".join(await verify_end_state(database_url, sent, updates, overrides=overrides))
+    never = next(o["event_id"] for o in overrides if o["contact_id"] == "never")  # v4's
+    assert f"{keys['never']}: override {never} applied 0 times" in problems
+    assert f"{keys['actor']}: override" in problems and "has actor" in problems
+    assert f"{keys['extra']}: 4 override version(s) for 3 override(s) sent" in problems
+    assert "budget_range is '$50k', set '$90k'" in problems
+    assert "the deal is in discovery, moved to qualification" in problems
+    partial = "\n".join(await partial_state_problems(database_url))
+    assert f"{keys['never']}: 3 override version(s) for 2 applied override(s)" in partial
+    assert f"{keys['actor']}: override" in partial and "'mallory'" in partial
+    assert f"{keys['named-turns']}: override" in partial and "source 'turns'" in partial
+    assert f"{keys['extra']}: 4 override version(s) for 3 applied override(s)" in partial
+
+
+async def test_an_override_committed_past_but_not_applied_is_reported(
+    pool: asyncpg.Pool, database_url: str, kafka_bootstrap_servers: str, topics: Topics
+) -> None:
+    """`unstored_below_committed` over the overrides topic, made right after every kill."""
+    group = f"group-{topics.turns}"
+    [payload] = [turn(TENANT, "acme", "kafka", 0, TEXTS[0])]
+    await build_service(RULES, Database(pool)).process_batch(
+        [ConversationTurn.model_validate(payload)]
+    )
+    key = ConversationKey(TENANT, "acme", "kafka")
+    payloads = [override_of(key, n, after_turn=0) for n in range(len(OVERRIDE_ACTIONS))]
+    sent = await produce_tracked(kafka_bootstrap_servers, topics.overrides, payloads)
+    applied, unapplied = sent[:-1], sent[-1]
+    service = build_service(RULES, Database(pool))
+    for record in applied:
+        await service.apply_override(key, QualificationOverride.model_validate(record.payload))
+
+    async def lost() -> list[Sent]:
+        return await unstored_below_committed(
+            database_url,
+            kafka_bootstrap_servers,
+            group,
+            topics.overrides,
+            sent,
+            stored_in="tenant.overrides",
+        )
+
+    await commit_offsets(kafka_bootstrap_servers, group, topics.overrides, applied)
+    assert await lost() == []
+    await commit_offsets(kafka_bootstrap_servers, group, topics.overrides, [unapplied])
+    assert await lost() == [unapplied]
+
+
+async def apply_every_override_action(
+    pool: asyncpg.Pool, keys: list[ConversationKey]
+) -> list[JsonObject]:
+    """OVERRIDE_ACTIONS applied to each conversation in order (versions 4, 5, 6 after the
+    three turns' versions)."""
+    service = build_service(RULES, Database(pool))
+    overrides = []
+    for key in keys:
+        for number in range(len(OVERRIDE_ACTIONS)):
+            payload = override_of(key, number, after_turn=len(TEXTS))
+            outcome = await service.apply_override(
+                key, QualificationOverride.model_validate(payload)
+            )
+            assert outcome.overrides_applied == 1
+            overrides.append(payload)
+    return overrides
+
+
+async def alter_event(conn: asyncpg.Connection, contact: str, version: int, change: str) -> None:
+    """Rewrite one outbox event's payload with the SQL expression `change`."""
+    await conn.execute(
+        f"UPDATE tenant.outbox SET payload = {change}"
+        " WHERE payload->>'contact_id' = $1 AND payload->>'version' = $2",
+        contact,
+        str(version),
+    )
 
 
 async def store_one_version_per_turn(pool: asyncpg.Pool, contacts: list[str]) -> list[JsonObject]:

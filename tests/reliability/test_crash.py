@@ -1,4 +1,5 @@
-"""Crash: SIGKILL at aimed and random moments; every turn still counts exactly once."""
+"""Crash: SIGKILL at aimed and random moments; every turn still counts exactly once, and every
+person's override is applied exactly once."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from tests.reliability.support import (
     SEED,
     DatabaseProbe,
     Killer,
+    OverrideSchedule,
     QuotingLLM,
     Sent,
     Workers,
     Workload,
+    conversations_with_state,
     describe_problems,
     distinct_updates,
     partial_state_problems,
@@ -23,6 +26,7 @@ from tests.reliability.support import (
     verify_end_state,
     widen_write_transaction,
 )
+from tests.waiting import eventually
 
 # Where the kills are aimed, one after each of the first rounds (see the test's docstring).
 KILL_PLAN = [
@@ -38,7 +42,7 @@ KILL_PLAN = [
 ]
 
 
-async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
+async def test_sigkill_at_any_moment_applies_every_turn_and_override_exactly_once(
     workers: Workers,
     llm: QuotingLLM,
     probe: DatabaseProbe,
@@ -62,6 +66,12 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
       kill fires while the mark is seen paused, so those events are published again;
     - `random`: after a seeded random number (1..30) of further LLM requests.
 
+    People correct every 7th conversation meanwhile (`OverrideSchedule`): a lock after round
+    1, a budget set after round 4, a stage move the machine would refuse the AI after round 7,
+    each published once the conversation's first turn is stored (an override of an unknown
+    conversation is dead-lettered, which is not this test's subject), interleaved with the
+    next round's turns; the first three are published again a round later (redeliveries).
+
     Each kill must prove it landed where it was aimed, observed from outside the worker (see
     `Killer`): an LLM request abandoned mid-call, a paused write or mark rolled back, stored
     turns left uncommitted in Kafka.
@@ -69,14 +79,18 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
     Before aiming, each worker is let commit a seeded random number (0..60) of versions, so
     the kills spread over the run rather than all hitting the first batch after a restart.
 
-    Right after each kill, no committed offset may cover an unstored turn and the stored
-    state must be consistent; the end state must hold every invariant, events published
-    twice included (some must have been read twice).
+    Right after each kill, no committed offset may cover an unstored turn or an unapplied
+    override, and the stored state must be consistent (no version without its event, no
+    applied override without its override version); the end state must hold every invariant,
+    events published twice included (some must have been read twice), each override applied
+    exactly once, and nothing dead-lettered.
     """
     workload = Workload.generate(conversations=200, turns_per_conversation=10)
+    schedule = OverrideSchedule(workload=workload)
     await widen_write_transaction(database_url, 0.05)
     llm.latency_s = 0.15
     sent: list[Sent] = []
+    sent_overrides: list[Sent] = []
 
     async def stored_not_committed_past() -> int:
         stored = await stored_above_committed(
@@ -92,36 +106,77 @@ async def test_sigkill_at_any_moment_applies_every_turn_exactly_once(
     )
     settings = {"BATCH_MAX_RECORDS": "100"}
 
-    async with TopicReader(
-        bootstrap_servers=kafka_bootstrap_servers, topic=topics.updates
-    ) as updates:
+    async def publish_overrides_due(after_round: int) -> None:
+        stored = await conversations_with_state(database_url)
+        due = schedule.due_after(after_round, stored)
+        sent_overrides.extend(await produce_tracked(kafka_bootstrap_servers, topics.overrides, due))
+
+    async with (
+        TopicReader(bootstrap_servers=kafka_bootstrap_servers, topic=topics.updates) as updates,
+        TopicReader(bootstrap_servers=kafka_bootstrap_servers, topic=topics.dlq) as dlq,
+    ):
         await killer.started()
         worker = workers.start(**settings)
         for number, round_turns in enumerate(workload.rounds):
             sent += await produce_tracked(kafka_bootstrap_servers, topics.turns, round_turns)
+            await publish_overrides_due(number)
             if number < len(KILL_PLAN):
                 await killer.kill_during(KILL_PLAN[number], worker)
                 lost = await unstored_below_committed(
                     database_url, kafka_bootstrap_servers, workers.group, topics.turns, sent
                 )
                 assert lost == [], f"{len(lost)} turns committed past but not stored"
+                lost = await unstored_below_committed(
+                    database_url,
+                    kafka_bootstrap_servers,
+                    workers.group,
+                    topics.overrides,
+                    sent_overrides,
+                    stored_in="tenant.overrides",
+                )
+                assert lost == [], f"{len(lost)} overrides committed past but not applied"
                 assert (partial := await partial_state_problems(database_url)) == [], partial
                 await killer.started()
                 worker = workers.start(**settings)
             if number == len(KILL_PLAN) - 1:  # the kills are done: finish at full speed
                 llm.latency_s = 0.0
                 await probe.value("DROP TRIGGER reliability_pause ON tenant.outbox")
-        await settle(probe, updates, expected_turns=len(workload.turns), within_s=240)
-        problems = await verify_end_state(
-            database_url, workload.turns, updates, expected_quotes=workload.expected_quotes()
+        await eventually(
+            lambda: conversations_with_state(database_url),
+            lambda stored: stored >= set(schedule.corrected),
+            within_s=120,
+            what="every corrected conversation stored",
         )
+        await publish_overrides_due(len(workload.rounds))  # those deferred so far, if any
+        assert schedule.unpublished == []
+        await settle(
+            probe,
+            updates,
+            expected_turns=len(workload.turns),
+            expected_overrides=len(schedule.overrides),
+            within_s=240,
+        )
+        problems = await verify_end_state(
+            database_url,
+            workload.turns,
+            updates,
+            expected_quotes=workload.expected_quotes(),
+            overrides=schedule.overrides,
+        )
+        problems += await partial_state_problems(database_url)
+        dead_letters = dlq.json_values()
 
     print("\n".join(f"{landing.moment}: {landing.proof}" for landing in killer.landings))
     assert [landing.moment for landing in killer.landings] == KILL_PLAN
     assert killer.missed() == [], f"kills that left no proof of their moment: {killer.landings}"
     assert problems == [], describe_problems(problems)
+    assert dead_letters == [], dead_letters
+    assert len(schedule.overrides) == 3 * len(schedule.corrected)
+    assert len(sent_overrides) == len(schedule.overrides) + schedule.redelivered
     read_twice = sum(len(copies) - 1 for copies in distinct_updates(updates).values())
     assert read_twice > 0, "the relay kill between publish and mark republished nothing"
-    redelivered = sum(line.get("duplicates", 0) for line in workers.events("batch_committed"))
+    batches = workers.events("batch_committed")
+    assert any(b["turns"] and b["overrides"] for b in batches), "no batch mixed the two topics"
+    redelivered = sum(line.get("duplicates", 0) for line in batches)
     assert redelivered > 0, "no kill landed between a state commit and its offset commit"
     assert workers.secrets_in_logs(workload.turns, "sk-test-not-a-real-key") == []
