@@ -79,7 +79,8 @@ async def test_health_and_ready_follow_postgres(
         await eventually(lambda: get(f"{base}/health"), lambda r: r[0] == 200, what="/health")
         _, report = await eventually(lambda: ready(base), lambda r: r[0] == 200, what="ready")
         assert report["ready"] is True and report["database"] == "ok"
-        assert report["consumer"]["status"] == "idle" and report["consumer"]["partitions"] == 4
+        # 4 partitions of the turn topic and 4 of the override topic (tests/harness.py Topics)
+        assert report["consumer"]["status"] == "idle" and report["consumer"]["partitions"] == 8
 
         await asyncio.to_thread(postgres.stop)
         _, report = await eventually(
