@@ -29,6 +29,7 @@ from worker.ops.asyncapi import contract_settings, declare_publishers, specifica
 from worker.ops.http import operational_routes
 from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
+from worker.qualify.debounce import ExtractionScheduler
 from worker.qualify.service import QualificationService, build_service
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
@@ -124,6 +125,18 @@ async def _open(
         sweeper = _sweeper(settings, database, service)
         # Cancelled, not awaited: mid-extraction it would wait out the LLM's retry budget.
         await stack.enter_async_context(_running(sweeper.run, "pending-sweeper", cancel=True))
+    if service.debounce is not None:
+        scheduler = ExtractionScheduler(
+            database=database,
+            extract=service.extract_deferred,
+            debounce=service.debounce,
+            concurrency=settings.llm_concurrency,
+            poll_interval_s=settings.extract_poll_interval_ms / 1000,
+        )
+        # Not cancelled: it drains itself (in-flight extractions finish or release their claims).
+        await stack.enter_async_context(
+            _running(scheduler.run, "extraction-scheduler", cancel=False)
+        )
     if settings.turn_text_retention_days > 0:
         retention = TurnTextRetention(
             database=database,
