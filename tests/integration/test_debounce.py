@@ -252,8 +252,12 @@ async def test_a_crash_after_the_version_but_before_the_release_only_releases(
     turns = conversation_turns(uuid.uuid4(), "jane", 2)
     await service.process_batch(turns)
     immediate = build_service(
-        Settings(llm_model="openai/fake-model", llm_api_base=fake_llm.base_url,
-                 llm_api_key="k", update_topic="updates"),
+        Settings(
+            llm_model="openai/fake-model",
+            llm_api_base=fake_llm.base_url,
+            llm_api_key="k",
+            update_topic="updates",
+        ),
         database,
     )
     await immediate.process_conversation(turns[0].key, turns)  # the version, not the release
