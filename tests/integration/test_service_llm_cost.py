@@ -5,9 +5,9 @@ cache markers and cache tokens reach the metrics and the `qualification.updated`
 from __future__ import annotations
 
 import json
-from typing import Any
 import re
 import uuid
+from typing import Any
 
 import asyncpg
 from prometheus_client import REGISTRY
