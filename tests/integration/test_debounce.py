@@ -17,6 +17,7 @@ from schemas import ConversationKey, ConversationTurn
 from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, request_text
 from tests.harness import turn
 from tests.state_store import count_turns
+from tests.waiting import eventually
 from worker.qualify.debounce import ExtractionScheduler
 from worker.qualify.service import QualificationService, build_service
 from worker.settings import Settings
@@ -323,3 +324,54 @@ async def drain_schedule(scheduler: ExtractionScheduler) -> list[Any]:
         outcomes += round_
         await asyncio.sleep(0)  # let the other scheduler claim between our rounds
     return outcomes
+
+
+async def test_on_stop_the_scheduler_lets_an_extraction_in_flight_finish(
+    database: Database, owner_pool: asyncpg.Pool
+) -> None:
+    async with FakeLLMServer(latency_s=0.5, reply_builder=echo_extraction) as llm:
+        clock = Clock()
+        service = debounced_service(database, llm, clock)
+        scheduler = scheduler_for(service, clock)
+        turns = conversation_turns(uuid.uuid4(), "jane", 2)
+        await service.process_batch(turns)
+        clock.advance(milliseconds=DEBOUNCE_MS)
+        stop = asyncio.Event()
+        running = asyncio.create_task(scheduler.run(stop))
+        await eventually(lambda: answered(llm), lambda n: n == 1, what="a request in flight")
+        stop.set()  # SIGTERM: the lifespan sets the task's stop event
+        await running
+
+    assert await count_turns(database, turns[0].key) == (2, 0)
+    assert await deferred_rows(owner_pool) == 0
+
+
+async def test_an_extraction_cancelled_by_the_drain_releases_its_claim_at_once(
+    database: Database, owner_pool: asyncpg.Pool
+) -> None:
+    """A provider that never answers: the drain cancels the extraction and ends its claim,
+    so another worker takes the conversation over without waiting for the lease."""
+    async with FakeLLMServer(reply_builder=echo_extraction) as llm:
+        llm.mode = {"mode": "hang"}
+        clock = Clock()
+        service = debounced_service(database, llm, clock)
+        scheduler = scheduler_for(service, clock)
+        scheduler.drain_s = 0.1
+        turns = conversation_turns(uuid.uuid4(), "jane", 2)
+        await service.process_batch(turns)
+        clock.advance(milliseconds=DEBOUNCE_MS)
+        stop = asyncio.Event()
+        running = asyncio.create_task(scheduler.run(stop))
+        await eventually(lambda: answered(llm), lambda n: n == 1, what="a request in flight")
+        stop.set()
+        await running
+        llm.mode = {"mode": "ok"}
+        successor = scheduler_for(debounced_service(database, llm, clock), clock)
+        outcomes = await successor.run_once()  # the clock did not move: no lease ran out
+
+    assert [(o.applied, o.version) for o in outcomes] == [(2, 1)]
+    assert await deferred_rows(owner_pool) == 0
+
+
+async def answered(llm: FakeLLMServer) -> int:
+    return llm.received
