@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     # pending sweeper once this old, looked for every interval (worker/sweeper.py; 0 = off).
     pending_sweep_interval_s: float = Field(default=30.0, ge=0)
     pending_quiet_s: float = Field(default=60.0, ge=0)
+    # Debounced extraction (README, "Debounced extraction"): above 0, a batch only stores its
+    # turns and commits; a conversation is extracted once no turn came for this long, or its
+    # oldest waiting turn waited EXTRACT_MAX_WAIT_MS: one call for a whole burst of turns.
+    # 0: every batch extracts its conversations at once.
+    extract_debounce_ms: int = Field(default=0, ge=0)
+    extract_max_wait_ms: int = Field(default=10_000, ge=0)
+    # How often the extraction scheduler looks for due conversations (with a debounce only).
+    extract_poll_interval_ms: int = Field(default=200, ge=10)
 
     # A backlog interleaves many conversations, so a batch holds only a few turns of each, and
     # the worker makes one extraction per conversation per batch: 500 records gave ~4 turns a call

@@ -32,6 +32,15 @@ WITH turns AS (
     DELETE FROM tenant.overrides
     WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
     RETURNING 1
+), deferred AS (
+    -- Turns still waiting for a debounced extraction (migration 0007), and their schedule.
+    DELETE FROM tenant.deferred_turns
+    WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
+    RETURNING 1
+), scheduled AS (
+    DELETE FROM tenant.extraction_due
+    WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
+    RETURNING 1
 ), outbox AS (
     DELETE FROM tenant.outbox
     WHERE tenant_id = $1::uuid AND key = $4::text
@@ -45,6 +54,8 @@ SELECT (SELECT count(*) FROM states)::int AS conversation_states,
        (SELECT count(*) FROM turns)::int AS conversation_turns,
        (SELECT count(*) FROM transitions)::int AS stage_transitions,
        (SELECT count(*) FROM overrides)::int AS overrides,
+       (SELECT count(*) FROM deferred)::int AS deferred_turns,
+       (SELECT count(*) FROM scheduled)::int AS extraction_due,
        (SELECT count(*) FROM outbox)::int AS outbox;
 
 -- name: insert_erasure

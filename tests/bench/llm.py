@@ -27,6 +27,7 @@ from typing import IO
 import orjson
 
 from tests.fakes.llm_server import (
+    CACHE_MIN_TOKENS,
     FakeLLMServer,
     JsonObject,
     Reply,
@@ -59,10 +60,13 @@ class RequestLog:
         return echo_extraction(body)
 
 
-async def serve(latency_ms: float, log_path: Path) -> None:
+async def serve(latency_ms: float, log_path: Path, cache_min_tokens: int) -> None:
     with log_path.open("wb") as out:
         server = FakeLLMServer(
-            latency_s=latency_ms / 1000, record_limit=1, reply_builder=RequestLog(out=out)
+            latency_s=latency_ms / 1000,
+            record_limit=1,
+            reply_builder=RequestLog(out=out),
+            cache_min_tokens=cache_min_tokens,
         )
         await server.start()
         print(server.port, flush=True)  # the parent reads this line to find us
@@ -79,12 +83,20 @@ class FakeLLM:
     base_url: str
     process: subprocess.Popen[str]
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """For `anthropic/...` models: LiteLLM appends `/v1/messages` itself."""
+        return self.base_url.removesuffix("/v1")
+
 
 @contextmanager
-def fake_llm(*, latency_ms: float, log_path: Path) -> Iterator[FakeLLM]:
-    """The fake in its own process (its CPU is not the worker's); stopped on exit."""
+def fake_llm(
+    *, latency_ms: float, log_path: Path, cache_min_tokens: int = CACHE_MIN_TOKENS
+) -> Iterator[FakeLLM]:
+    """The fake in its own process (its CPU is not the worker's); stopped on exit. A prompt
+    prefix marked for caching is cached from `cache_min_tokens` on (huge: no cache at all)."""
     command = [sys.executable, "-m", "tests.bench.llm", "--latency-ms", str(latency_ms)]
-    command += ["--log", str(log_path)]
+    command += ["--log", str(log_path), "--cache-min-tokens", str(cache_min_tokens)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -104,8 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--cache-min-tokens", type=int, default=CACHE_MIN_TOKENS)
     args = parser.parse_args()
-    asyncio.run(serve(args.latency_ms, args.log))
+    asyncio.run(serve(args.latency_ms, args.log, args.cache_min_tokens))
 
 
 if __name__ == "__main__":

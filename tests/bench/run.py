@@ -1,6 +1,6 @@
 """`make bench`: the worker end to end under load, against a per-turn baseline in the same run.
 
-    .venv/bin/python -m tests.bench.run [--quick] [--scenarios W1-0ms W2-0ms ...] [--turns N]
+    .venv/bin/python -m tests.bench.run [--quick] [--scenarios W1-0ms W2-0ms W4 ...] [--turns N]
 
 Brings up its own embedded stack (PostgreSQL + Tansu broker) in a temp directory, a fake
 OpenAI-compatible LLM with a fixed latency in its own process, and the real worker
@@ -8,6 +8,8 @@ OpenAI-compatible LLM with a fixed latency in its own process, and the real work
 reads `qualification.updated` back, and measures: turns/s end to end, LLM calls and prompt
 tokens per turn, produce→update latency, worker CPU and peak RSS, PostgreSQL commits per turn.
 Prints a table, writes bench/results.json and bench/results.png. Reports; asserts nothing.
+W4 (bursty live chat, today's configuration against the lean one: tests/bench/bursty.py) runs
+last and writes bench/w4.json; `--scenarios W4` runs only it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, Literal
 import asyncpg
 
 from tests.bench import report
+from tests.bench.bursty import run_w4
 from tests.bench.llm import fake_llm, read_log
 from tests.bench.measure import (
     Publisher,
@@ -53,6 +56,7 @@ from worker.tools.stack import BrokerProcess, PostgresProcess, start_broker, sta
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 8  # what `stack up` creates
+W4 = "W4"  # the bursty workload's name for --scenarios (both of its configurations)
 WARM_UP_CONVERSATION = 999_999  # its marker is [c999999 t1]; excluded from every figure
 
 
@@ -491,6 +495,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
 async def main_async(args: argparse.Namespace) -> int:
     plan = plan_from(args)
     scenarios = plan.scenarios()
+    with_w4 = not args.scenarios or W4 in args.scenarios
     if args.scenarios:
         scenarios = [s for s in scenarios if s.name in args.scenarios]
     extra = dict(item.split("=", 1) for item in args.set)
@@ -510,9 +515,12 @@ async def main_async(args: argparse.Namespace) -> int:
                     await run_scenario(stack, sc, payloads, args.out, profile=args.profile)
                 )
                 print("  " + report.one_line(results[-1]), flush=True)
+            if with_w4:
+                await run_w4(stack, args.out, quick=args.quick)
     elapsed = time.monotonic() - started
-    document = report.document(plan, results, elapsed, durable=not args.no_durable)
-    report.write(document, args.out)
+    if results:
+        document = report.document(plan, results, elapsed, durable=not args.no_durable)
+        report.write(document, args.out)
     return 0
 
 

@@ -295,6 +295,12 @@ class FakeLLMServer:
     reply_builder: ReplyBuilder | None = None
     record_limit: int | None = None  # the subprocess keeps only the latest bodies
     context_limit_tokens: int | None = None  # larger prompts: 400 "context length exceeded"
+    # Names what a request is about (e.g. its conversation); `peak_in_flight` then holds, per
+    # name, the most requests ever answered at once: two workers extracting one conversation
+    # at the same time show up as 2.
+    request_key: Callable[[JsonObject], str | None] | None = None
+    peak_in_flight: dict[str, int] = field(default_factory=dict)
+    _in_flight: dict[str, int] = field(default_factory=dict)
     cache_min_tokens: int = CACHE_MIN_TOKENS
     requests: deque[JsonObject] = field(init=False)
     headers: deque[Mapping[str, str]] = field(init=False)
@@ -397,9 +403,17 @@ class FakeLLMServer:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         self.paths.append(request.path)
-        reply = self._next_reply(body)
-        await self._wait(self.latency_s + getattr(reply, "delay_s", 0.0))
-        return await self._respond(reply, body, anthropic=anthropic)
+        name = self.request_key(body) if self.request_key is not None else None
+        if name is not None:
+            self._in_flight[name] = self._in_flight.get(name, 0) + 1
+            self.peak_in_flight[name] = max(self.peak_in_flight.get(name, 0), self._in_flight[name])
+        try:
+            reply = self._next_reply(body)
+            await self._wait(self.latency_s + getattr(reply, "delay_s", 0.0))
+            return await self._respond(reply, body, anthropic=anthropic)
+        finally:
+            if name is not None:
+                self._in_flight[name] -= 1
 
     def _next_reply(self, body: JsonObject) -> Reply:
         too_long = self._context_error(body)

@@ -155,6 +155,7 @@ class BatchHandler:
             overrides=len(decoded.events) - len(decoded.turns),
             overrides_applied=outcome.overrides_applied,
             applied=outcome.applied,
+            deferred=outcome.deferred,
             duplicates=outcome.duplicates,
             dead_lettered=len(dead),
             conversations=len(outcome.conversations),

@@ -46,6 +46,14 @@ _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 
 TURNS_CONSUMED = Counter(f"{P}turns_consumed", "Records read from the turn topic")
 TURNS_APPLIED = Counter(f"{P}turns_applied", "Turns stored and counted in a state version")
+TURNS_DEFERRED = Counter(
+    f"{P}turns_deferred", "Turns stored for a debounced extraction (EXTRACT_DEBOUNCE_MS)"
+)
+DEFERRED_EXTRACTIONS = Counter(
+    f"{P}deferred_extractions",
+    "Due conversations the extraction scheduler processed",
+    ["outcome"],
+)
 DUPLICATES_SKIPPED = Counter(f"{P}duplicates_skipped", "Turns skipped: event_id already stored")
 DEAD_LETTERED = Counter(f"{P}dead_lettered", "Records sent to the DLQ", ["reason"])
 BATCHES = Counter(f"{P}batches", "Consumed batches by outcome", ["outcome"])

@@ -77,6 +77,7 @@ class StoredTurns:
 class ConversationOutcome:
     key: ConversationKey
     applied: int = 0  # turns stored and counted by this call
+    deferred: int = 0  # turns stored for a debounced extraction (EXTRACT_DEBOUNCE_MS)
     duplicates: int = 0  # turns that were already stored
     version: int | None = None  # the version written, None when nothing was new
     extraction_status: str | None = None
@@ -92,6 +93,7 @@ class ConversationOutcome:
         return ConversationOutcome(
             key=self.key,
             applied=self.applied + later.applied,
+            deferred=self.deferred + later.deferred,
             duplicates=self.duplicates + later.duplicates,
             version=later.version if later.version is not None else self.version,
             extraction_status=later.extraction_status or self.extraction_status,
@@ -109,6 +111,10 @@ class BatchOutcome:
     @property
     def applied(self) -> int:
         return sum(c.applied for c in self.conversations)
+
+    @property
+    def deferred(self) -> int:
+        return sum(c.deferred for c in self.conversations)
 
     @property
     def duplicates(self) -> int:

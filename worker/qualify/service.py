@@ -12,7 +12,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import structlog
 
@@ -41,16 +42,20 @@ from worker.qualify.overrides import apply_override
 from worker.qualify.versioning import (
     NextVersion,
     gap_report,
+    order_turns,
     version_from_reextraction,
     version_from_turns,
 )
 from worker.settings import Settings
+from worker.store.deferred import Debounce, DeferredTurns
 from worker.store.unit_of_work import Database, TenantTransaction
 
 log = structlog.get_logger(__name__)
 
 # Caps one prompt after a long LLM outage; the rest follow in later extractions.
 MAX_PENDING_TURNS = 100
+# Deferred turns one scheduled extraction takes (in prompts that fit); the rest stay due.
+MAX_DEFERRED_TURNS = 500
 
 
 def utc_now() -> datetime:
@@ -92,6 +97,17 @@ def build_service(settings: Settings, database: Database) -> QualificationServic
         update_topic=settings.update_topic,
         concurrency=settings.llm_concurrency,
         criteria=settings.stage_criteria,
+        debounce=debounce_of(settings),
+    )
+
+
+def debounce_of(settings: Settings) -> Debounce | None:
+    """None with EXTRACT_DEBOUNCE_MS=0: each batch extracts its turns at once."""
+    if settings.extract_debounce_ms == 0:
+        return None
+    return Debounce(
+        quiet=timedelta(milliseconds=settings.extract_debounce_ms),
+        max_wait=timedelta(milliseconds=settings.extract_max_wait_ms),
     )
 
 
@@ -102,6 +118,9 @@ class QualificationService:
     update_topic: str
     concurrency: int
     criteria: StageCriteria = DEFAULT_CRITERIA
+    # With a debounce, a batch only stores its turns as deferred; the scheduler
+    # (worker/qualify/debounce.py) extracts each conversation once it is due.
+    debounce: Debounce | None = None
     clock: Callable[[], datetime] = utc_now
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -140,11 +159,105 @@ class QualificationService:
         override one version (overrides interleave with turns only when people correct a
         conversation while it goes on)."""
         outcome = ConversationOutcome(key=key)
-        for step in steps(events):
+        planned = steps(events)
+        for index, step in enumerate(planned):
             if isinstance(step, QualificationOverride):
                 outcome += await self.apply_override(key, step)
-            else:
+            elif self.debounce is None:
                 outcome += await self.process_conversation(key, step)
+            elif any(isinstance(later, QualificationOverride) for later in planned[index:]):
+                # An override applies to what was said before it: extract that now.
+                outcome += await self._extract_with_deferred(key, step)
+            else:
+                outcome += await self.defer_turns(key, step)
+        return outcome
+
+    async def defer_turns(
+        self, key: ConversationKey, turns: list[ConversationTurn]
+    ) -> ConversationOutcome:
+        """Debounced: the new turns wait in tenant.deferred_turns for the scheduler; no LLM
+        call, no version. A turn stored or deferred before is a duplicate (or a conflict)."""
+        ids = [t.event_id for t in turns]
+        async with self.database.reading(key.tenant_id) as tx:
+            compared = StoredTurns.compare(turns, await self._taken(tx, ids))
+        outcome = ConversationOutcome(
+            key=key, duplicates=len(compared.duplicates), conflicts=tuple(compared.conflicts)
+        )
+        if not compared.new:
+            return outcome
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            inserted = await DeferredTurns(tx.conn).defer(key, compared.new, now=self.clock())
+            others = [t for t in compared.new if t.event_id not in inserted]
+            raced = StoredTurns.none()
+            if others:  # deferred meanwhile by a redelivery, or an id taken elsewhere
+                taken = await self._taken(tx, [t.event_id for t in others])
+                raced = StoredTurns.compare(others, taken, all_taken=True)
+        metrics.TURNS_DEFERRED.inc(len(inserted))
+        return outcome + ConversationOutcome(
+            key=key,
+            deferred=len(inserted),
+            duplicates=len(raced.duplicates),
+            conflicts=tuple(raced.conflicts),
+        )
+
+    @staticmethod
+    async def _taken(tx: TenantTransaction, event_ids: list[UUID]) -> dict[UUID, str]:
+        """Fingerprints of the ids this tenant has stored or deferred."""
+        stored = await tx.turns.find_stored_turns(tx.tenant_id, event_ids)
+        return stored | await DeferredTurns(tx.conn).find_deferred_turns(tx.tenant_id, event_ids)
+
+    async def extract_deferred(self, key: ConversationKey, *, claim: UUID) -> ConversationOutcome:
+        """The scheduler's unit of work for a due conversation it claimed: its deferred turns
+        (and any pending ones) in one extraction per prompt that fits, one version each,
+        through the same write path as a batch; then the deferred rows go and the claim ends.
+        A crash before the release leaves the rows; the next claimant finds them stored
+        (duplicates by event_id) and only releases."""
+        assert self.debounce is not None, "deferred turns exist only with a debounce"
+        async with self.database.reading(key.tenant_id) as tx:
+            deferred = await DeferredTurns(tx.conn).read(key, limit=MAX_DEFERRED_TURNS)
+        outcome = ConversationOutcome(key=key)
+        if deferred:
+            async with self._slots:
+                outcome = await self._extract_stored_later(key, deferred)
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            await DeferredTurns(tx.conn).release(
+                key,
+                claim=claim,
+                extracted=[t.event_id for t in deferred],
+            )
+        return outcome
+
+    async def _extract_with_deferred(
+        self, key: ConversationKey, turns: list[ConversationTurn]
+    ) -> ConversationOutcome:
+        """The batch's turns together with the conversation's deferred ones, at once (a
+        scheduler extracting them meanwhile finds them stored: event_ids make that safe)."""
+        async with self.database.reading(key.tenant_id) as tx:
+            deferred = await DeferredTurns(tx.conn).read(key, limit=MAX_DEFERRED_TURNS)
+        sent = {t.event_id for t in turns}
+        earlier = [t for t in deferred if t.event_id not in sent]
+        outcome = await self.process_conversation(key, order_turns([*earlier, *turns]))
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            await DeferredTurns(tx.conn).delete(key.tenant_id, [t.event_id for t in deferred])
+        # The batch's own turns are what the consumer counts as duplicates.
+        duplicates = len(turns) - (outcome.applied - len(earlier)) - len(outcome.conflicts)
+        return replace(outcome, duplicates=max(duplicates, 0))
+
+    async def _extract_stored_later(
+        self, key: ConversationKey, deferred: list[ConversationTurn]
+    ) -> ConversationOutcome:
+        with tracing.span("deferred_conversation", conversation=str(key), turns=len(deferred)):
+            try:
+                outcome = await self.process_conversation(key, order_turns(deferred))
+            except PermanentError as error:
+                # Their offsets are committed: nothing can dead-letter them any more. Logged
+                # (without text) and dropped, as retrying cannot help.
+                log.error("deferred_turns_rejected", conversation=str(key), error=str(error)[:200])
+                return ConversationOutcome(key=key, rejected=error)
+        if outcome.conflicts:
+            log.warning(
+                "deferred_turn_conflicts", conversation=str(key), turns=len(outcome.conflicts)
+            )
         return outcome
 
     async def apply_override(
