@@ -239,8 +239,13 @@ def detect_metrics(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit
 
 def detect_decision_criteria(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     terms = [m.group(0) for m in CRITERIA_TERMS.finditer(sentence)]
-    # A "must ..." clause is an item of its own only when it names no known term.
-    clauses = [m.group(0) for m in MUST.finditer(sentence) if not CRITERIA_TERMS.search(m.group(0))]
+    # A "must ..." clause is an item of its own only when it names no known term, and no date:
+    # "we need to have something live by Q3" is a timeline.
+    clauses = [
+        m.group(0)
+        for m in MUST.finditer(sentence)
+        if not CRITERIA_TERMS.search(m.group(0)) and not DATE.search(m.group(0))
+    ]
     cued = CRITERIA_CUE.search(sentence) or "decision_criteria" in context.topics
     if not cued:
         terms = [term for term in terms if _STRONG_CRITERION.search(term)]
