@@ -86,6 +86,7 @@ MAX_SENTENCE_CHARS = 300
 MAX_CRITERION_CHARS = 120
 SHORT_ANSWER_SENTENCES = 3
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I'll|I've|me|my|mine)\b")
+_THIRD_PERSON = re.compile(r"\b(?:he|she|him|her)\b", re.IGNORECASE)
 _STRONG_CRITERION = re.compile(
     r"[A-Z]{2,}|integrat|compatib|connect|sync|works? with|plugs?|talks?"
 )
@@ -160,7 +161,12 @@ def detect_authority(sentence: str, context: Context = NO_CONTEXT) -> Iterable[H
     decides = DECIDES.search(sentence)
     signs = SIGNS_OFF.search(sentence) or SIGNER.search(sentence)
     own_role = FIRST_PERSON_ROLE.search(sentence)
-    person = TITLE_RE.search(sentence) or names(sentence) or _FIRST_PERSON.search(sentence)
+    person = (
+        TITLE_RE.search(sentence)
+        or names(sentence)
+        or _FIRST_PERSON.search(sentence)
+        or (signs and _THIRD_PERSON.search(sentence))
+    )
     asked = "authority" in context.topics and (TITLE_RE.search(sentence) or names(sentence))
     if not ((decides or signs) and person) and not own_role and not asked:
         return
@@ -172,8 +178,13 @@ def detect_authority(sentence: str, context: Context = NO_CONTEXT) -> Iterable[H
         values=values,
     )
     if signs:
+        # "He signs every contract": the signer is the last one named before, in the same turn.
+        earlier = names(context.before)
         contact = (
-            values.get("authority_contact") or _first_name(sentence) or values.get("authority_role")
+            values.get("authority_contact")
+            or _first_name(sentence)
+            or values.get("authority_role")
+            or (earlier[-1] if earlier and _THIRD_PERSON.search(sentence) else None)
         )
         found = {"economic_buyer_contact": contact} if contact else {}
         yield Hit(dimension="economic_buyer", quote=sentence, confidence=0.7, values=found)

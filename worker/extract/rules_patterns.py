@@ -73,7 +73,8 @@ DATE = re.compile(
 # Past events, not plans: "we paid $40k in Q3 alone", "last quarter".
 PAST = re.compile(
     r"\b(?:last (?:year|quarter|month|week|spring|summer|autumn|fall|winter)|ago|alone|paid"
-    r"|happened|dropped|lost|had to|was|were|left|joined|hired)\b",
+    r"|happened|dropped|lost|had to|was|were|left|joined|hired|opened|founded|bought|renewed"
+    r"|started|began|went|did)\b",
     _I,
 )
 FUTURE = re.compile(
