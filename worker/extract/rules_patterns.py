@@ -294,7 +294,8 @@ CHAMPION = re.compile(
     r"|\b(?:wants?|want) this (?:badly|to happen|more than anyone)|\bon (?:your|our) side\b"
     r"|\b(?:internal )?(?:champion|sponsor)\b|\bstrong voice\b|\bkeeps? (?:pushing|asking|lobbying"
     r"|championing)|\bthe reason we(?:'re| are) (?:doing|looking at|buying)"
-    r"|\b(?:is|'s) (?:very |really |super )?keen\b|\bporte le projet\b|\bpousse\w* (?:fort\w*|en interne)"
+    r"|\b(?:is|'s) (?:very |really |super )?keen\b|\bporte le projet\b"
+    r"|\bpousse\w* (?:fort\w*|en interne)"
     r"|\btreibt (?:das|es|dies)\w* (?:Projekt )?voran\b|\bimpuls\w* el proyecto\b",
     _I,
 )
@@ -302,7 +303,8 @@ CHAMPION = re.compile(
 # --- the rep's question sets the topic of the prospect's next turn ----------------------------
 TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
     "need": re.compile(
-        r"\b(what (?:prompted|brings|brought|made you|are you looking|do you need|would (?:a|an|the)"
+        r"\b(what (?:prompted|brings|brought|made you|are you looking|do you need"
+        r"|would (?:a|an|the)"
         r"|does (?:a|an|the) \w+ (?:need|have) to)|looking for|hoping to (?:solve|fix|get))\b",
         _I,
     ),
