@@ -110,25 +110,37 @@ def test_proposes_discovery_once_a_need_shows() -> None:
     assert found.stage_reason
 
 
-def test_proposes_qualification_only_with_budget_authority_and_need() -> None:
-    call = turns(DISCOVERY_CALL)
-    without_authority = extract(call, QualificationState(), DealStage.DISCOVERY)
+def test_proposes_qualification_only_with_a_need_and_a_pain() -> None:
+    """The stage machine's criteria for qualification: need and identify_pain."""
+    need_only = ((Speaker.PROSPECT, "We need a shared calendar for the team."),)
+    without_pain = extract(turns(need_only), QualificationState(), DealStage.DISCOVERY)
+    with_pain = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.DISCOVERY)
+
+    assert without_pain.bant.need_identified and not without_pain.meddic.identify_pain_identified
+    assert without_pain.suggested_stage is None
+    assert with_pain.suggested_stage is DealStage.QUALIFICATION
+
+
+def test_proposes_evaluation_only_with_budget_authority_and_timeline() -> None:
+    call = turns(DISCOVERY_CALL)  # need, pain, budget and timeline; nobody decides yet
+    without_authority = extract(call, QualificationState(), DealStage.QUALIFICATION)
     decider = ((Speaker.PROSPECT, "I'm the VP of Sales and the final decision is mine."),)
-    with_authority = extract([*call, *turns(decider)], QualificationState(), DealStage.DISCOVERY)
+    with_authority = extract(
+        [*call, *turns(decider)], QualificationState(), DealStage.QUALIFICATION
+    )
 
     assert without_authority.suggested_stage is None
     assert with_authority.bant.authority_identified
     assert with_authority.bant.authority_role == "VP of Sales"
-    assert with_authority.suggested_stage is DealStage.QUALIFICATION
+    assert with_authority.suggested_stage is DealStage.EVALUATION
 
 
-def test_proposes_evaluation_when_decision_criteria_show() -> None:
+def test_finds_decision_criteria_named_as_requirements() -> None:
     criteria = ((Speaker.PROSPECT, "It must integrate with HubSpot and support SSO."),)
 
     found = extract(turns(criteria), QualificationState(), DealStage.QUALIFICATION)
 
     assert found.meddic.decision_criteria == ["integrate with HubSpot", "SSO"]
-    assert found.suggested_stage is DealStage.EVALUATION
 
 
 EVERYTHING = (
@@ -167,13 +179,19 @@ def test_proposes_the_next_stage_up_to_negotiation_and_never_beyond() -> None:
     }
 
 
-def test_proposes_evaluation_when_a_decision_process_shows() -> None:
+def test_proposes_negotiation_when_the_decision_process_completes_the_criteria() -> None:
+    signer = ((Speaker.PROSPECT, "Our CFO, Dana Reyes, signs the contract."),)
+    known = extract(turns((*EVERYTHING[:-2], *signer)), QualificationState(), DealStage.EVALUATION)
+    state = QualificationState(bant=known.bant, meddic=known.meddic)
     process = ((Speaker.PROSPECT, "Procurement runs a security review before any contract."),)
+    criteria = ((Speaker.PROSPECT, "It must integrate with HubSpot and support SSO."),)
 
-    found = extract(turns(process), QualificationState(), DealStage.QUALIFICATION)
+    process_only = extract(turns(process), state, DealStage.EVALUATION)
+    both = extract(turns((*process, *criteria)), state, DealStage.EVALUATION)
 
-    assert found.meddic.decision_process_identified
-    assert found.suggested_stage is DealStage.EVALUATION
+    assert process_only.meddic.decision_process_identified
+    assert process_only.suggested_stage is None  # decision criteria still missing
+    assert both.suggested_stage is DealStage.NEGOTIATION
 
 
 def _next(stage: DealStage) -> DealStage | None:
@@ -190,9 +208,11 @@ def test_known_state_counts_towards_the_stage_and_the_questions() -> None:
             need_confidence=0.6,
         )
     )
-    budget_only = ((Speaker.PROSPECT, "We have a budget of $50k for this."),)
+    pain_and_budget = (
+        (Speaker.PROSPECT, "Our invoices are keyed in by hand. We have a budget of $50k for this."),
+    )
 
-    found = extract(turns(budget_only), known, DealStage.DISCOVERY)
+    found = extract(turns(pain_and_budget), known, DealStage.DISCOVERY)
 
     assert found.suggested_stage is DealStage.QUALIFICATION
     assert not any("budget" in q.lower() for q in found.recommended_next_questions)
@@ -223,7 +243,7 @@ async def test_rules_extractor_reports_an_ok_free_result() -> None:
     )
 
     assert result.status == "ok" and result.extraction is not None
-    assert (result.model, result.prompt_version, result.cost_usd) == ("rules", "rules-v1", 0.0)
+    assert (result.model, result.prompt_version, result.cost_usd) == ("rules", "rules-v2", 0.0)
 
 
 def test_importing_the_rules_loads_no_llm_library() -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from schemas import (
     CLOSED_STAGES,
+    OPEN_STAGES,
     BANTSignals,
     DealStage,
     MEDDICSignals,
@@ -62,11 +63,14 @@ from worker.extract.rules_patterns import (
     NOT_A_NAME,
     PAIN,
     PAST,
+    PAUSED,
     PERSON,
     PROCESS,
     QUESTIONS,
+    RESUMED,
     REVISION,
     SENTENCE_BREAK,
+    SIGNER,
     SIGNS_OFF,
     SPEND,
     THRESHOLD,
@@ -76,12 +80,13 @@ from worker.extract.rules_patterns import (
 )
 from worker.settings import RULES_MODEL
 
-RULES_VERSION = "rules-v1"
+RULES_VERSION = "rules-v2"
 MAX_DESCRIPTION_CHARS = 200
 MAX_SENTENCE_CHARS = 300
 MAX_CRITERION_CHARS = 120
 SHORT_ANSWER_SENTENCES = 3
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I'll|I've|me|my|mine)\b")
+_THIRD_PERSON = re.compile(r"\b(?:he|she|him|her)\b", re.IGNORECASE)
 _STRONG_CRITERION = re.compile(
     r"[A-Z]{2,}|integrat|compatib|connect|sync|works? with|plugs?|talks?"
 )
@@ -153,9 +158,15 @@ def budget_range(sentence: str, amounts: list[re.Match[str]]) -> str:
 
 
 def detect_authority(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
-    decides, signs = DECIDES.search(sentence), SIGNS_OFF.search(sentence)
+    decides = DECIDES.search(sentence)
+    signs = SIGNS_OFF.search(sentence) or SIGNER.search(sentence)
     own_role = FIRST_PERSON_ROLE.search(sentence)
-    person = TITLE_RE.search(sentence) or names(sentence) or _FIRST_PERSON.search(sentence)
+    person = (
+        TITLE_RE.search(sentence)
+        or names(sentence)
+        or _FIRST_PERSON.search(sentence)
+        or (signs and _THIRD_PERSON.search(sentence))
+    )
     asked = "authority" in context.topics and (TITLE_RE.search(sentence) or names(sentence))
     if not ((decides or signs) and person) and not own_role and not asked:
         return
@@ -167,8 +178,13 @@ def detect_authority(sentence: str, context: Context = NO_CONTEXT) -> Iterable[H
         values=values,
     )
     if signs:
+        # "He signs every contract": the signer is the last one named before, in the same turn.
+        earlier = names(context.before)
         contact = (
-            values.get("authority_contact") or _first_name(sentence) or values.get("authority_role")
+            values.get("authority_contact")
+            or _first_name(sentence)
+            or values.get("authority_role")
+            or (earlier[-1] if earlier and _THIRD_PERSON.search(sentence) else None)
         )
         found = {"economic_buyer_contact": contact} if contact else {}
         yield Hit(dimension="economic_buyer", quote=sentence, confidence=0.7, values=found)
@@ -201,8 +217,11 @@ def _first_name(text: str) -> str | None:
 
 
 def detect_need(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
-    if NEED.search(sentence):
+    if NEED.search(sentence) or "need" in context.topics:
         yield _described("need", sentence, 0.6, "need_description")
+    elif PAIN.search(sentence):
+        # A problem that hurts now is a need to fix it, said less plainly than "we need".
+        yield _described("need", sentence, 0.5, "need_description")
 
 
 def detect_timeline(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
@@ -231,8 +250,13 @@ def detect_metrics(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit
 
 def detect_decision_criteria(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
     terms = [m.group(0) for m in CRITERIA_TERMS.finditer(sentence)]
-    # A "must ..." clause is an item of its own only when it names no known term.
-    clauses = [m.group(0) for m in MUST.finditer(sentence) if not CRITERIA_TERMS.search(m.group(0))]
+    # A "must ..." clause is an item of its own only when it names no known term, and no date:
+    # "we need to have something live by Q3" is a timeline.
+    clauses = [
+        m.group(0)
+        for m in MUST.finditer(sentence)
+        if not CRITERIA_TERMS.search(m.group(0)) and not DATE.search(m.group(0))
+    ]
     cued = CRITERIA_CUE.search(sentence) or "decision_criteria" in context.topics
     if not cued:
         terms = [term for term in terms if _STRONG_CRITERION.search(term)]
@@ -392,13 +416,26 @@ def group_hits(hits: Iterable[Hit]) -> dict[str, list[Hit]]:
 
 def deal_outcome(turns: Sequence[TurnText]) -> DealStage | None:
     """closed_lost or closed_won when the prospect's latest words say the deal is over."""
-    said = [s for t in turns if t.speaker is Speaker.PROSPECT for s in sentences(t.text)]
-    for sentence in reversed(said):
+    for sentence in reversed(prospect_sentences(turns)):
         if LOST.search(sentence):
             return DealStage.CLOSED_LOST
         if WON.search(sentence):
             return DealStage.CLOSED_WON
     return None
+
+
+def paused(turns: Sequence[TurnText]) -> bool:
+    """Whether the prospect's latest word on pausing puts the deal on hold (not "it's back on")."""
+    for sentence in reversed(prospect_sentences(turns)):
+        if RESUMED.search(sentence):
+            return False
+        if PAUSED.search(sentence):
+            return True
+    return False
+
+
+def prospect_sentences(turns: Sequence[TurnText]) -> list[str]:
+    return [s for t in turns if t.speaker is Speaker.PROSPECT for s in sentences(t.text)]
 
 
 def negotiating(turns: Sequence[TurnText]) -> bool:
@@ -453,20 +490,47 @@ def known_dimensions(state: QualificationState, found: Iterable[str]) -> set[str
     return known | set(found)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Signs:
+    """What a batch says about the deal as a whole, beyond its dimensions."""
+
+    outcome: DealStage | None = None
+    haggling: bool = False
+    paused: bool = False
+    found_anything: bool = True
+
+
 def propose_stage(
-    current: DealStage, known: set[str], *, outcome: DealStage | None = None, haggling: bool = False
+    current: DealStage,
+    known: set[str],
+    signs: Signs = Signs(),
+    next_stage: NextStage | None = None,
 ) -> tuple[DealStage, str] | None:
-    """The stage the deal plausibly moved to: one step, or closed when the prospect says so."""
-    if outcome is DealStage.CLOSED_LOST and current not in CLOSED_STAGES:
+    """The stage the deal plausibly moved to: one step when the merged state would meet the
+    next stage's criteria (the gap report's `missing`, else the default table), closed when the
+    prospect says so, stalled when they put it on hold. The stage machine judges it again."""
+    if signs.outcome is DealStage.CLOSED_LOST and current not in CLOSED_STAGES:
         return DealStage.CLOSED_LOST, "The prospect said the deal will not go ahead."
-    if outcome is DealStage.CLOSED_WON and current is DealStage.NEGOTIATION:
+    if signs.outcome is DealStage.CLOSED_WON and current is DealStage.NEGOTIATION:
         return DealStage.CLOSED_WON, "The prospect said they are signing."
+    if signs.paused and current in OPEN_STAGES:
+        return DealStage.STALLED, "The prospect put the deal on hold."
+    if not signs.found_anything or signs.paused:
+        return None
+    if current is DealStage.STALLED:
+        if next_stage is None:
+            return None  # where it stalled from is unknown here: the gap report says
+        return next_stage.stage, "The prospect picked the conversation up again."
     step = NEXT_STAGE.get(current)
     if step is None:
         return None
     target, requirements, what = step
     met = all(any(option in known for option in need.split("|")) for need in requirements)
-    if met or (target is DealStage.NEGOTIATION and haggling):
+    if next_stage is not None and next_stage.stage is target:
+        met = met or (
+            target is not DealStage.DISCOVERY and {d.value for d in next_stage.missing} <= known
+        )
+    if met or (target is DealStage.NEGOTIATION and signs.haggling):
         return target, f"The prospect has shown {what}." if met else "Terms are being discussed."
     return None
 
@@ -514,12 +578,7 @@ def extract(
     grouped = group_hits(find_hits(turns))
     bant, meddic = build_signals(grouped)
     known = known_dimensions(existing_state, grouped)
-    outcome = deal_outcome(turns)
-    proposal = (
-        propose_stage(current_stage, known, outcome=outcome, haggling=negotiating(turns))
-        if grouped or outcome
-        else None
-    )
+    proposal = propose_stage(current_stage, known, signs_of(turns, grouped), next_stage)
     return QualificationExtraction(
         bant=bant,
         meddic=meddic,
@@ -529,6 +588,50 @@ def extract(
         suggested_stage=proposal[0] if proposal else None,
         stage_reason=proposal[1] if proposal else None,
     )
+
+
+def signs_of(turns: Sequence[TurnText], grouped: dict[str, list[Hit]]) -> Signs:
+    return Signs(
+        outcome=deal_outcome(turns),
+        haggling=negotiating(turns),
+        paused=paused(turns),
+        found_anything=bool(grouped),
+    )
+
+
+def exchanges(turns: Sequence[TurnText]) -> list[list[TurnText]]:
+    """The turns cut where the rep speaks after the prospect: a question with its answer."""
+    cut: list[list[TurnText]] = []
+    for turn in turns:
+        opens = not cut or (turn.speaker is Speaker.REP and cut[-1][-1].speaker is not Speaker.REP)
+        if opens:
+            cut.append([])
+        cut[-1].append(turn)
+    return cut
+
+
+def stage_steps(
+    turns: Sequence[TurnText],
+    existing_state: QualificationState,
+    current_stage: DealStage,
+    next_stage: NextStage | None,
+) -> list[list[TurnText]]:
+    """`turns` in as few chunks as let the deal take every step its content supports.
+
+    One extraction moves a deal one stage at most, so a batch that shows a whole qualification
+    would otherwise stop one step in. A chunk ends after the exchange that would make the next
+    stage's proposal acceptable; the rest goes on in the next chunk, one step further."""
+    chunks: list[list[TurnText]] = [[]]
+    known = known_dimensions(existing_state, ())
+    stage, gaps = current_stage, next_stage
+    for exchange in exchanges(turns):
+        chunks[-1] += exchange
+        known |= set(group_hits(find_hits(exchange)))
+        step = propose_stage(stage, known, Signs(found_anything=True), gaps)
+        if step is not None and step[0] in OPEN_STAGES and step[0] is not DealStage.STALLED:
+            chunks.append([])
+            stage, gaps = step[0], None
+    return [chunk for chunk in chunks if chunk]
 
 
 @dataclass(kw_only=True)
@@ -563,5 +666,5 @@ class RulesExtractor:
         next_stage: NextStage | None = None,
         shrink: int = 1,
     ) -> list[list[TurnText]]:
-        """No prompt, no budget: all turns in one extraction."""
-        return [list(turns)] if turns else []
+        """No prompt, no budget: one extraction per stage step the turns support."""
+        return stage_steps(turns, existing_state, current_stage, next_stage)

@@ -53,6 +53,12 @@ DATE = re.compile(
     rf"[- ](?:the )?(?:(?:early|mid|late|end of|start of) )?(?:{_MONTH}|Q[1-4])\b"
     r"(?:\s?'?\d{2,4})?"
     r"|\bQ[1-4]\s?(?:FY)?'?\d{2,4}\b|\bFY\s?'?\d{2,4}\b"
+    # "1 April", "30 June", "15 dec", "1. Juli", "1 de marzo", "September 1st", "1er mars"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th|er)?\.? (?:of |de |del )?{_MONTH}\b(?:\s?\d{{4}})?"
+    rf"|\b{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?\b(?!\s?(?:%|percent|people|hours|days))"
+    rf"|\b(?:Ende|Anfang|Mitte|fin|début|fin de|finales de|principios de|mediados de) {_MONTH}\b"
+    r"|\b(?:b4|before|by) (?:the )?(?:new year|year[- ]end|end of year|EOY)\b"
+    r"|\b(?:b4|before|by) (?:the |our )?Q[1-4]\b"
     r"|\b(?:by|before|until) (?:the )?end of (?:the )?(?:fiscal |financial |calendar )?"
     r"(?:year|quarter|month)\b"
     r"|\b(?:next|this|the coming) (?:fiscal |financial )?(?:month|quarter|year|season|spring"
@@ -67,7 +73,8 @@ DATE = re.compile(
 # Past events, not plans: "we paid $40k in Q3 alone", "last quarter".
 PAST = re.compile(
     r"\b(?:last (?:year|quarter|month|week|spring|summer|autumn|fall|winter)|ago|alone|paid"
-    r"|happened|dropped|lost|had to|was|were|left|joined|hired)\b",
+    r"|happened|dropped|lost|had to|was|were|left|joined|hired|opened|founded|bought|renewed"
+    r"|started|began|went|did)\b",
     _I,
 )
 FUTURE = re.compile(
@@ -117,7 +124,10 @@ _TITLE = (
     r"|[Cc]hief \w+ [Oo]fficer|[Hh]ead of \w+|[Dd]irector(?: of \w+)?|[Mm]anaging [Dd]irector"
     r"|[Gg]eneral [Mm]anager|[Ff]ounder|[Cc]o-founder|[Oo]wner|[Pp]resident|[Pp]artner"
     r"|[Cc]ontroller|[Tt]reasurer|[Pp]rincipal|[Mm]atron|[Dd]ean|[Pp]rovost|[Ss]uperintendent"
-    r"|[Cc]omptroller|[Gg]eschäftsführer\w*|[Dd]irecteur\w*|[Dd]irector\w*|[Gg]erente)"
+    r"|[Cc]omptroller|[Gg]eschäftsführer\w*|[Dd]irecteur\w*|[Dd]irectrice\w*|[Dd]irector\w*"
+    r"|[Gg]erente|[Jj]ef[ae] de \w+|[Rr]esponsable (?:de |des |du )?\w+|[Ll]eiter\w*"
+    r"|[Ll]eitung|[Hh]ead of \w+|[Pp]ractice [Mm]anager|[Oo]ffice [Mm]anager"
+    r"|[Oo]perations [Mm]anager|IT [Mm]anager|[Ff]inance [Mm]anager)"
 )
 TITLE_RE = re.compile(rf"\b{_TITLE}\b")
 _NAME = r"[A-Z][a-zà-ÿ]+(?:[- ][A-Z][a-zà-ÿ]+)?"
@@ -141,7 +151,8 @@ DECIDES = re.compile(
     r"|decision is (?:mine|ours)|(?:my|our|his|her|their) decision|I decide|decides?|decided by"
     r"|makes? the decision|call the shots|I own (?:this|the decision|it)|I'm the one who"
     r"|approves?|approved by|approval|report to|sign-?off|signs?\b|(?<!-)signature|entscheide\w*"
-    r"|décide\w*|decid[eo]\b)",
+    r"|décide\w*|decid[eo]\b|decide together|(?:la|el) que elige|quien decide|elijo"
+    r"|c'est moi qui|liegt bei (?:mir|ihm|ihr))",
     _I,
 )
 SIGNS_OFF = re.compile(
@@ -150,11 +161,22 @@ SIGNS_OFF = re.compile(
     r"(?:budget|spend|purchase|contract|deal|it|PO|money|funds?)|approved by|holds? the budget"
     r"|budget (?:owner|holder)|owns? the budget|controls? the (?:budget|money|purse)"
     r"|purse strings|has to (?:approve|sign)|needs? to (?:approve|sign)|(?:his|her|their) approval"
-    r"|unterschreib\w*|freigeb\w*|signe\w*|firma\w*)\b",
+    r"|unterschreib\w*|freigeb\w*|signe\w*|firma\w*|signs? (?:every|each|any)\w*"
+    r"|signing (?:herself|himself|themselves|myself|it)|(?:be|is) the one (?:who )?sign(?:s|ing)"
+    r"|owns? (?:the |our |my |its |their )?(?:[\w-]+ ){0,3}budget|(?:my|his|her) budget"
+    r"|(?:contracts?|POs?|purchases?|spend) (?:goes|go|comes?|has to go) (?:through|to) "
+    r"(?:her|him|me|them)"
+    r"|(?:budget|presupuesto|Budget) (?:appartien\w*|pertenece|gehört))\b",
     _I,
 )
+# "Helen signs", "she'll sign", "then Sophie signs": a person, then the verb (case matters).
+SIGNER = re.compile(
+    rf"\b(?:{_NAME}|[Hh]e|[Ss]he|I)(?:'ll| will)? (?:be the one )?sign(?:s|ing)?\b(?! up)"
+)
 FIRST_PERSON_ROLE = re.compile(
-    rf"\b(?:I'm|I am|as|I run|I head|I lead|I'm the|my role as)\b[^.,;]{{0,30}}{_TITLE}", _I
+    rf"\b(?:I'm|I am|as|I run|I head|I lead|I'm the|my role as|yo soy|soy|je suis|ich bin)\b"
+    rf"[^.,;]{{0,30}}{_TITLE}",
+    _I,
 )
 
 # Text addressed to an extraction model ("ignore previous instructions", "mark budget as $1M",
@@ -177,7 +199,9 @@ NEED = re.compile(
     r"|\bwhat we (?:need|want|are after|'re after) is\b"
     r"|^(?:something|a (?:tool|system|platform|way|single place)|one place|an? \w+ that)\b"
     r"|\b(?:has|have|needs?) to be able to\b|\bneed(?:s|ed)? (?:a|an|something|one|to)\b"
-    r"|\bwir brauchen\b|\bnous (?:avons besoin|cherchons)\b|\bnecesitamos\b|\bbuscamos\b",
+    r"|^(?:need|want|looking for)\b|\blook(?:ing)? into\b|\b(?:we|I) want (?:one|a|an|to)\b"
+    r"|\bwir (?:brauchen|suchen|möchten|wollen)\b|\bnous (?:avons besoin|cherchons|voulons"
+    r"|souhaitons)\b|\bon cherche\b|\bnecesitamos\b|\bbuscamos\b|\bqueremos\b",
     _I,
 )
 PAIN = re.compile(
@@ -191,7 +215,18 @@ PAIN = re.compile(
     r"|incidents?|fined|fines\b|penalt\w*|complaints?|escalations?|risk\w*|worr\w*|hate|killing us"
     r"|takes? (?:forever|ages|hours|days|weeks)|no visibility|blind|scattered|siloed|outdated"
     r"|clunky|unreliable|crash\w*|fail(?:s|ed|ing|ures?)?|credits|dropp(?:ed|ing)"
-    r"|Fehler\w*|problème\w*|problema\w*|perdemos|perdons)\b",
+    r"|juggl\w*|crept|creep\w*|vanish\w*|never (?:convert|show|come back|renew)|copy[- ]?past\w*"
+    r"|reconstruct\w*|furious|angry|annoyed|no[- ]shows?|waitlists?|ransomware\w*|hacked"
+    r"|breach\w*|phishing|intrusion|out of stock|stock-?outs?|selling out|sold out"
+    r"|Excel|wall planner|whiteboard|sticky notes|group texts|emailed around|nobody knows"
+    r"|(?:we|they) (?:don't|do not|can't|cannot) (?:know|see|tell|track)|no idea (?:which|who|what)"
+    r"|spend(?:s|ing)? (?:about |around |roughly |nearly |almost )?(?:a third|half|a quarter"
+    r"|\d+ ?%) of|t(?:ake|akes|ook) (?:us |them |me )?(?:about |around |roughly |nearly )?"
+    r"(?:\d+|a|an|one|two|three|four|five|six|a full|two full) (?:people |of us )?(?:a full )?"
+    r"(?:hours?|days?|weeks?|months?)"
+    r"|Fehler\w*|fehlt\w*|fehlten|Probleme|dauert|noch (?:mit|auf|per) (?:Papier|Excel|Outlook)"
+    r"|problème\w*|catastroph\w*|pénible|difficile\w*|on perd|nous perdons|manuellement"
+    r"|problema\w*|perdemos|perdons|se ha disparado|disparad\w*|no sabemos|a mano|nos cuesta)\b",
     _I,
 )
 METRIC_CONTEXT = re.compile(
@@ -209,7 +244,12 @@ CRITERIA_TERMS = re.compile(
     r"|audit (?:logs?|trails?)|on[- ]prem(?:ise)?|data residency|SLA|uptime|API|open API"
     r"|mobile app|offline mode|ease of use|easy to use|user[- ]friendly|total cost(?: of \w+)?"
     r"|TCO|price|pricing|cheaper|cost per \w+|implementation time|time to value"
-    r"|reporting|dashboards?|security|scalab\w*|references?|(?:integrat\w*|compatib\w*"
+    r"|reporting|dashboards?|security|scalab\w*|references?|fixed (?:annual |yearly )?price"
+    r"|e-?signature|[A-Z][\w.&-]+ (?:integration|compatibility|support|export)"
+    r"|[Ee]xport to [A-Z][\w.&-]+|[Hh]ow (?:you|it) handles? [^,.;!?]{3,40}"
+    r"|compatibilité avec [A-Z][\w.&-]+|hébergement des données(?: en \w+)?"
+    r"|compatib\w+ con [A-Z][\w.&-]+|Anbindung an [A-Z][\w.&-]+|Schnittstelle zu [A-Z][\w.&-]+"
+    r"|(?:integrat\w*|compatib\w*"
     r"|connects?|connector|sync\w*|plugs? into|works? with|talks? to) (?:with |to |into )?"
     r"(?:our |the |their )?[A-Z][\w.&-]+(?: (?:and|or) [A-Z][\w.&-]+)?)\b"
 )
@@ -217,7 +257,9 @@ CRITERIA_CUE = re.compile(
     r"\b(criteria|requirements?|must[- ]haves?|non-?negotiable|deal[- ]?breakers?|evaluat\w*"
     r"|compar\w*|judg\w*|scor\w*|weigh\w*|what matters|matters most|important to us"
     r"|key (?:thing|factor)s?|(?:first|second|third) thing|three things|two things"
-    r"|has to|must|needs? to|have to|only if|as long as|ideally)\b",
+    r"|has to|must|needs? to|have to|only if|as long as|ideally|checklist|big questions"
+    r"|wants? to see|want(?:s)? (?:a|an) |if (?:you|u) can|Kriterien|wichtig|critères|pertinence"
+    r"|importante?|criterios)\b",
     _I,
 )
 MUST = re.compile(
@@ -250,12 +292,22 @@ CHAMPION = re.compile(
     r"|\b(?:has|have|'s|'ve) been (?:pushing|lobbying|asking|advocating|begging|campaigning)"
     r"|\b(?:is|are) (?:pushing|lobbying|advocating|campaigning) (?:for|hard)"
     r"|\b(?:wants?|want) this (?:badly|to happen|more than anyone)|\bon (?:your|our) side\b"
-    r"|\b(?:internal )?(?:champion|sponsor)\b",
+    r"|\b(?:internal )?(?:champion|sponsor)\b|\bstrong voice\b|\bkeeps? (?:pushing|asking|lobbying"
+    r"|championing)|\bthe reason we(?:'re| are) (?:doing|looking at|buying)"
+    r"|\b(?:is|'s) (?:very |really |super )?keen\b|\bporte le projet\b"
+    r"|\bpousse\w* (?:fort\w*|en interne)"
+    r"|\btreibt (?:das|es|dies)\w* (?:Projekt )?voran\b|\bimpuls\w* el proyecto\b",
     _I,
 )
 
 # --- the rep's question sets the topic of the prospect's next turn ----------------------------
 TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
+    "need": re.compile(
+        r"\b(what (?:prompted|brings|brought|made you|are you looking|do you need"
+        r"|would (?:a|an|the)"
+        r"|does (?:a|an|the) \w+ (?:need|have) to)|looking for|hoping to (?:solve|fix|get))\b",
+        _I,
+    ),
     "budget": re.compile(
         r"\b(budget|how much|spend|set aside|price range|funding|money|invest)\b", _I
     ),
@@ -289,6 +341,21 @@ CONFIRMS = re.compile(
     r"|absolutely|definitely|indeed|sure|ja|genau|oui|exactement|sí|si|claro)\b",
     _I,
 )
+# The prospect puts the deal on hold (not a past hold: "everything was on hold").
+PAUSED = re.compile(
+    r"\b(?:let's|let us|we(?:'ll| will| need to| have to|'re going to| are going to)|I(?:'ll| will)"
+    r"|have to|need to) (?:pause|park|shelve|put (?:this|it|things|everything) on (?:hold|ice))"
+    r"|\b(?:is|are|'s|'re) (?:now )?(?:on hold|on ice|paused|frozen)\b"
+    r"|\b(?:spending|budget|hiring|purchasing) freeze\b|\buntil further notice\b"
+    r"|\b(?:reach|circle|come) back (?:out )?(?:to you )?when\b",
+    _I,
+)
+# The prospect is back after a pause.
+RESUMED = re.compile(
+    r"\b(?:back on|picking (?:this|it) (?:back )?up|pick (?:this|it) (?:back )?up|restart\w*"
+    r"|resum\w*|unfrozen|lifted|ready to (?:go|continue|move))\b",
+    _I,
+)
 # The deal is over: lost, or won.
 LOST = re.compile(
     r"\b(?:went|go|going|gone) with (?:a |another |the other |a different )?"
@@ -301,7 +368,8 @@ LOST = re.compile(
     r"|\b(?:project|evaluation|search|purchase|initiative) (?:is|has been|was) "
     r"(?:cancel\w*|killed|scrapped|shelved for good|dead)"
     r"|\bno longer (?:need|interested|pursuing|looking)"
-    r"|\bstick(?:ing)? with (?:our|the) (?:current|existing)",
+    r"|\bstick(?:ing)? with (?:our|the|what we)\b|\bcan(?:'t|not) justify\b"
+    r"|\b(?:not|never) (?:going to|gonna) (?:buy|switch|move)\b",
     _I,
 )
 WON = re.compile(
@@ -351,23 +419,24 @@ QUESTIONS = {
     "economic_buyer": "Who signs off on the budget?",
     "champion": "Who else on your team would benefit most from this?",
 }
-# Forward only, one step, and only on the evidence each stage needs (CONTRACT.md section 4);
-# the stage machine checks its own exit criteria again, so these only decide when to ask.
+# Forward only, one step, on the evidence each stage needs: the default exit criteria of
+# CONTRACT.md section 4 (worker.qualify.criteria), accumulated over the pipeline. Used when the
+# caller gives no gap report; with one, its `missing` list decides. Discovery has no criteria,
+# but the rules ask for a need or a pain: talk about a problem is what discovery is.
+_QUALIFICATION = ("need", "identify_pain")
+_EVALUATION = (*_QUALIFICATION, "budget", "authority", "timeline")
+_NEGOTIATION = (*_EVALUATION, "economic_buyer", "decision_criteria", "decision_process")
 NEXT_STAGE: dict[DealStage, tuple[DealStage, tuple[str, ...], str]] = {
     DealStage.PROSPECTING: (DealStage.DISCOVERY, ("need|identify_pain",), "a need or pain"),
-    DealStage.DISCOVERY: (
-        DealStage.QUALIFICATION,
-        ("budget", "authority", "need|identify_pain"),
-        "budget, authority and a need",
-    ),
+    DealStage.DISCOVERY: (DealStage.QUALIFICATION, _QUALIFICATION, "a need and a pain"),
     DealStage.QUALIFICATION: (
         DealStage.EVALUATION,
-        ("decision_criteria|decision_process",),
-        "decision criteria or a decision process",
+        _EVALUATION,
+        "budget, authority and a timeline",
     ),
     DealStage.EVALUATION: (
         DealStage.NEGOTIATION,
-        ("economic_buyer", "decision_criteria", "decision_process"),
+        _NEGOTIATION,
         "an economic buyer, decision criteria and a decision process",
     ),
 }
