@@ -73,7 +73,9 @@ def identified(dimension: Dimension, quotes: list[str]) -> JsonObject:
     return fields
 
 
+@pytest.mark.parametrize("schema", ["lean", "full"])
 async def test_eval_scores_the_llm_path_from_an_oracle_model(
+    schema: str,
     tmp_path: Path,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -87,6 +89,8 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
         "LLM_API_KEY": "sk-test-not-a-real-key",
         "LLM_TIMEOUT_S": "5",
         "LLM_TRANSPORT_ATTEMPTS": "1",
+        # The same scores with the lean response schema as with the full one (issue 15).
+        "LLM_RESPONSE_SCHEMA": schema,
     }.items():
         monkeypatch.setenv(name, value)
 
