@@ -10,7 +10,7 @@ runs; the fake answers in the schema it was sent and reports Anthropic-style cac
 Two configurations, one after the other on the same workload:
 - today: `LLM_RESPONSE_SCHEMA=full`, `EXTRACT_DEBOUNCE_MS=0`, and a fake that caches nothing
   (the worker before prompt caching sent no cache markers);
-- lean: the lean schema, prompt caching, `EXTRACT_DEBOUNCE_MS=5000`.
+- lean: the lean schema, prompt caching, `EXTRACT_DEBOUNCE_MS=5000`, `EXTRACT_MAX_WAIT_MS=30000`.
 
 Figures: LLM calls per turn; prompt, cache-read, cache-write and completion tokens per call
 (from the `extraction` info of the `qualification.updated` events); dollars per 1,000 turns at
@@ -83,7 +83,13 @@ CONFIGURATIONS = (
     ),
     Configuration(
         name="W4-lean",
-        env={"LLM_RESPONSE_SCHEMA": "lean", "EXTRACT_DEBOUNCE_MS": "5000"},
+        # A burst lasts up to 20 s (5 gaps of up to 4 s): the maximum wait is set above that,
+        # so a burst is one extraction (README, "How to choose the debounce").
+        env={
+            "LLM_RESPONSE_SCHEMA": "lean",
+            "EXTRACT_DEBOUNCE_MS": "5000",
+            "EXTRACT_MAX_WAIT_MS": "30000",
+        },
         cache=True,
         debounce_ms=5000,
     ),
