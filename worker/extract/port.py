@@ -6,7 +6,7 @@ No I/O library is imported here, so the service and the rules can depend on it f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 from uuid import UUID
@@ -87,3 +87,46 @@ class Extractor(Protocol):
         trimmed, with a marker saying so. `shrink`: plan for 1/shrink of the budget (after
         a `ContextWindowExceeded` failure, plan again with 2)."""
         ...
+
+
+@dataclass(kw_only=True)
+class ExtractorDecorator:
+    """An Extractor around `inner`: it sees the turns as `prepare` makes them and is otherwise
+    `inner` (its model, prompt version and chunk plan). Subclasses override `prepare` or
+    `extract_signals` (redaction of contact data, counting in the evaluation)."""
+
+    inner: Extractor
+    model_name: str = field(init=False)
+    prompt_version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_name = self.inner.model_name
+        self.prompt_version = self.inner.prompt_version
+
+    def prepare(self, turns: Sequence[TurnText]) -> Sequence[TurnText]:
+        return turns
+
+    def plan_chunks(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+        shrink: int = 1,
+    ) -> list[list[TurnText]]:
+        return self.inner.plan_chunks(
+            self.prepare(turns), existing_state, current_stage, next_stage=next_stage, shrink=shrink
+        )
+
+    async def extract_signals(
+        self,
+        turns: Sequence[TurnText],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        *,
+        next_stage: NextStage | None = None,
+    ) -> ExtractionResult:
+        return await self.inner.extract_signals(
+            self.prepare(turns), existing_state, current_stage, next_stage=next_stage
+        )

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import phonenumbers
 
-from schemas import DealStage, NextStage, QualificationState
-from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.port import ExtractorDecorator, TurnText
 
 EMAIL_PLACEHOLDER = "[email]"
 PHONE_PLACEHOLDER = "[phone]"
@@ -79,45 +78,9 @@ def redact_turn(turn: TurnText) -> TurnText:
 
 
 @dataclass(kw_only=True)
-class RedactingExtractor:
-    """An Extractor that passes redacted turns to `inner`; everything else is `inner`'s."""
+class RedactingExtractor(ExtractorDecorator):
+    """An Extractor that passes redacted turns to `inner` (to plan and to extract); everything
+    else is `inner`'s."""
 
-    inner: Extractor
-    model_name: str = field(init=False)
-    prompt_version: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.model_name = self.inner.model_name
-        self.prompt_version = self.inner.prompt_version
-
-    def plan_chunks(
-        self,
-        turns: Sequence[TurnText],
-        existing_state: QualificationState,
-        current_stage: DealStage,
-        *,
-        next_stage: NextStage | None = None,
-        shrink: int = 1,
-    ) -> list[list[TurnText]]:
-        return self.inner.plan_chunks(
-            [redact_turn(turn) for turn in turns],
-            existing_state,
-            current_stage,
-            next_stage=next_stage,
-            shrink=shrink,
-        )
-
-    async def extract_signals(
-        self,
-        turns: Sequence[TurnText],
-        existing_state: QualificationState,
-        current_stage: DealStage,
-        *,
-        next_stage: NextStage | None = None,
-    ) -> ExtractionResult:
-        return await self.inner.extract_signals(
-            [redact_turn(turn) for turn in turns],
-            existing_state,
-            current_stage,
-            next_stage=next_stage,
-        )
+    def prepare(self, turns: Sequence[TurnText]) -> Sequence[TurnText]:
+        return [redact_turn(turn) for turn in turns]

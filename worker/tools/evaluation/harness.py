@@ -29,7 +29,7 @@ from schemas import (
     QualificationState,
 )
 from worker.errors import ConfigurationError, TransientError
-from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.port import ExtractionResult, ExtractorDecorator, TurnText
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService, build_service
 from worker.settings import Settings
@@ -89,30 +89,10 @@ class ExtractorUsage:
 
 
 @dataclass(kw_only=True)
-class CountingExtractor:
+class CountingExtractor(ExtractorDecorator):
     """The `Extractor` it wraps, unchanged, counting what each call cost."""
 
-    inner: Extractor
     usage: ExtractorUsage = field(default_factory=ExtractorUsage)
-    model_name: str = field(init=False)
-    prompt_version: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.model_name = self.inner.model_name
-        self.prompt_version = self.inner.prompt_version
-
-    def plan_chunks(
-        self,
-        turns: Sequence[TurnText],
-        existing_state: QualificationState,
-        current_stage: DealStage,
-        *,
-        next_stage: NextStage | None = None,
-        shrink: int = 1,
-    ) -> list[list[TurnText]]:
-        return self.inner.plan_chunks(
-            turns, existing_state, current_stage, next_stage=next_stage, shrink=shrink
-        )
 
     async def extract_signals(
         self,
