@@ -21,7 +21,6 @@ from tests.waiting import eventually
 from worker.qualify.debounce import ExtractionScheduler
 from worker.qualify.service import QualificationService, build_service
 from worker.settings import Settings
-from worker.store.deferred import claim_due
 from worker.store.unit_of_work import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -225,8 +224,7 @@ async def test_a_crashed_claimants_conversation_is_taken_over_when_its_lease_run
     clock.advance(milliseconds=DEBOUNCE_MS)
     assert service.debounce is not None
     # A worker claims it and dies before extracting: its claim is all that is left of it.
-    dead = await claim_due(
-        database,
+    dead = await database.claim_due_extractions(
         now=clock(),
         debounce=service.debounce,
         lease=scheduler.lease,
@@ -321,8 +319,7 @@ async def drain_schedule(scheduler: ExtractionScheduler) -> list[Any]:
     """Rounds until a round finds nothing due."""
     outcomes: list[Any] = []
     while round_ := await scheduler.run_once():
-        outcomes += round_
-        await asyncio.sleep(0)  # let the other scheduler claim between our rounds
+        outcomes += round_  # each round awaits the database: the other scheduler claims too
     return outcomes
 
 

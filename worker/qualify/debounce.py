@@ -30,7 +30,7 @@ import structlog
 from schemas import ConversationKey
 from worker.ops import metrics
 from worker.qualify.outcomes import ConversationOutcome
-from worker.store.deferred import Debounce, DeferredTurns, claim_due, renew_claims
+from worker.store.deferred import Debounce
 from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
@@ -86,8 +86,7 @@ class ExtractionScheduler:
         if free <= 0:
             return []
         claim = uuid.uuid4()
-        keys = await claim_due(
-            self.database,
+        keys = await self.database.claim_due_extractions(
             now=self.clock(),
             debounce=self.debounce,
             lease=self.lease,
@@ -138,11 +137,11 @@ class ExtractionScheduler:
 
     async def _release(self, key: ConversationKey, claim: UUID) -> None:
         async with self.database.for_tenant(key.tenant_id) as tx:
-            await DeferredTurns(tx.conn).release(key, claim=claim, extracted=[])
+            await tx.deferred.release(key, claim=claim, extracted=[])
 
     async def _renew_when_due(self) -> None:
         if not self._claims or time.monotonic() - self._renewed < self.renew_every_s:
             return
         claims = sorted({claim for _key, claim in self._claims.values()})
-        await renew_claims(self.database, claims, until=self.clock() + self.lease)
+        await self.database.renew_extraction_claims(claims, until=self.clock() + self.lease)
         self._renewed = time.monotonic()

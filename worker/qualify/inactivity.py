@@ -31,8 +31,7 @@ from schemas import ConversationKey
 from worker.qualify.commit import commit_version, log_version
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.versioning import is_inactive, version_from_inactivity
-from worker.store.database import queries
-from worker.store.unit_of_work import Database, translated_errors
+from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
 
@@ -91,12 +90,9 @@ class InactivitySweeper:
     async def quiet_open_deals(self, now: datetime) -> list[ConversationKey]:
         """At most `batch_size` open deals quiet for `stall_after_days` at `now`, quietest
         first, across tenants."""
-        quiet_before = now - timedelta(days=self.stall_after_days)
-        with translated_errors():
-            rows = await self.database.pool.fetch(
-                queries()["quiet_open_conversations"], quiet_before, self.batch_size
-            )
-        return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
+        return await self.database.quiet_open_conversations(
+            quiet_before=now - timedelta(days=self.stall_after_days), limit=self.batch_size
+        )
 
     async def stall_if_quiet(self, key: ConversationKey, *, now: datetime) -> bool:
         """Stalls `key` if, under its row lock, it is still open and still quiet; True if it

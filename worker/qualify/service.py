@@ -47,7 +47,7 @@ from worker.qualify.versioning import (
     version_from_turns,
 )
 from worker.settings import Settings
-from worker.store.deferred import Debounce, DeferredTurns
+from worker.store.deferred import Debounce
 from worker.store.unit_of_work import Database, TenantTransaction
 
 log = structlog.get_logger(__name__)
@@ -186,7 +186,7 @@ class QualificationService:
         if not compared.new:
             return outcome
         async with self.database.for_tenant(key.tenant_id) as tx:
-            inserted = await DeferredTurns(tx.conn).defer(key, compared.new, now=self.clock())
+            inserted = await tx.deferred.defer(key, compared.new, now=self.clock())
             others = [t for t in compared.new if t.event_id not in inserted]
             raced = StoredTurns.none()
             if others:  # deferred meanwhile by a redelivery, or an id taken elsewhere
@@ -204,7 +204,7 @@ class QualificationService:
     async def _taken(tx: TenantTransaction, event_ids: list[UUID]) -> dict[UUID, str]:
         """Fingerprints of the ids this tenant has stored or deferred."""
         stored = await tx.turns.find_stored_turns(tx.tenant_id, event_ids)
-        return stored | await DeferredTurns(tx.conn).find_deferred_turns(tx.tenant_id, event_ids)
+        return stored | await tx.deferred.find_deferred_turns(tx.tenant_id, event_ids)
 
     async def extract_deferred(self, key: ConversationKey, *, claim: UUID) -> ConversationOutcome:
         """The scheduler's unit of work for a due conversation it claimed: its deferred turns
@@ -214,13 +214,13 @@ class QualificationService:
         (duplicates by event_id) and only releases."""
         assert self.debounce is not None, "deferred turns exist only with a debounce"
         async with self.database.reading(key.tenant_id) as tx:
-            deferred = await DeferredTurns(tx.conn).read(key, limit=MAX_DEFERRED_TURNS)
+            deferred = await tx.deferred.read(key, limit=MAX_DEFERRED_TURNS)
         outcome = ConversationOutcome(key=key)
         if deferred:
             async with self._slots:
                 outcome = await self._extract_stored_later(key, deferred)
         async with self.database.for_tenant(key.tenant_id) as tx:
-            await DeferredTurns(tx.conn).release(
+            await tx.deferred.release(
                 key,
                 claim=claim,
                 extracted=[t.event_id for t in deferred],
@@ -233,12 +233,12 @@ class QualificationService:
         """The batch's turns together with the conversation's deferred ones, at once (a
         scheduler extracting them meanwhile finds them stored: event_ids make that safe)."""
         async with self.database.reading(key.tenant_id) as tx:
-            deferred = await DeferredTurns(tx.conn).read(key, limit=MAX_DEFERRED_TURNS)
+            deferred = await tx.deferred.read(key, limit=MAX_DEFERRED_TURNS)
         sent = {t.event_id for t in turns}
         earlier = [t for t in deferred if t.event_id not in sent]
         outcome = await self.process_conversation(key, order_turns([*earlier, *turns]))
         async with self.database.for_tenant(key.tenant_id) as tx:
-            await DeferredTurns(tx.conn).delete(key.tenant_id, [t.event_id for t in deferred])
+            await tx.deferred.delete(key.tenant_id, [t.event_id for t in deferred])
         # The batch's own turns are what the consumer counts as duplicates.
         duplicates = len(turns) - (outcome.applied - len(earlier)) - len(outcome.conflicts)
         return replace(outcome, duplicates=max(duplicates, 0))

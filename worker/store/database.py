@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +15,12 @@ import asyncpg
 import orjson
 import structlog
 
-from worker.errors import ConfigurationError, DatabaseUnavailable, MigrationError
+from worker.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    MigrationError,
+    RejectedByDatabase,
+)
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
@@ -48,6 +54,26 @@ def queries() -> Mapping[str, str]:
 
 
 CONNECT_TIMEOUT_S = 10.0
+
+# Errors that say "this data cannot be stored", not "the database is not there": retrying the
+# same records would fail the same way and stall their partition.
+_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except _REFUSED as error:
+        raise RejectedByDatabase(f"{type(error).__name__}: {error}") from error
+    except _UNAVAILABLE as error:
+        raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
 
 
 def redact(database_url: str) -> str:

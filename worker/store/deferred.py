@@ -16,7 +16,6 @@ import asyncpg
 
 from schemas import ConversationKey, ConversationTurn
 from worker.store.database import queries
-from worker.store.unit_of_work import Database, translated_errors
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,37 +80,3 @@ class DeferredTurns:
         await self.delete(key.tenant_id, extracted)
         await self.conn.execute(queries()["reschedule_extraction"], *key, claim)
         await self.conn.execute(queries()["unschedule_extraction"], *key, claim)
-
-
-async def claim_due(
-    database: Database,
-    *,
-    now: datetime,
-    debounce: Debounce,
-    lease: timedelta,
-    claim: UUID,
-    limit: int,
-) -> list[ConversationKey]:
-    """Up to `limit` conversations of any tenant due at `now` by `debounce`, oldest first,
-    claimed as `claim` until `now + lease`."""
-    with translated_errors():
-        rows = await database.pool.fetch(
-            queries()["claim_due_extractions"],
-            now,
-            debounce.quiet,
-            debounce.max_wait,
-            lease,
-            claim,
-            limit,
-        )
-    return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
-
-
-async def renew_claims(database: Database, claims: Sequence[UUID], *, until: datetime) -> int:
-    if not claims:
-        return 0
-    with translated_errors():
-        renewed: int = await database.pool.fetchval(
-            queries()["renew_extraction_claims"], list(claims), until
-        )
-    return renewed

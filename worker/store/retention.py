@@ -15,11 +15,14 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
-from worker.store.database import queries
-from worker.store.unit_of_work import Database, translated_errors
+from worker.store.database import queries, translated_errors
+
+if TYPE_CHECKING:
+    from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
 

@@ -13,15 +13,17 @@ database refuses becomes `RejectedByDatabase` (permanent: dead-letter it), a los
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
 from schemas import ConversationKey
-from worker.errors import ConfigurationError, DatabaseUnavailable, RejectedByDatabase
-from worker.store.database import create_pool, load_migrations, queries
+from worker.errors import ConfigurationError
+from worker.store.database import create_pool, load_migrations, queries, translated_errors
+from worker.store.deferred import Debounce, DeferredTurns
 from worker.store.outbox import OutboxRepository
 from worker.store.repositories import (
     OverrideRepository,
@@ -29,26 +31,6 @@ from worker.store.repositories import (
     StateRepository,
     TurnRepository,
 )
-
-# Errors that say "this data cannot be stored", not "the database is not there": retrying the
-# same records would fail the same way and stall their partition.
-_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
-
-
-@contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except _REFUSED as error:
-        raise RejectedByDatabase(f"{type(error).__name__}: {error}") from error
-    except _UNAVAILABLE as error:
-        raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -62,6 +44,7 @@ class TenantTransaction:
     transitions: StageTransitionRepository = field(init=False)
     outbox: OutboxRepository = field(init=False)
     overrides: OverrideRepository = field(init=False)
+    deferred: DeferredTurns = field(init=False)
 
     def __post_init__(self) -> None:
         # Frozen: the repositories are fixed at construction, all on this one connection.
@@ -70,6 +53,7 @@ class TenantTransaction:
         object.__setattr__(self, "transitions", StageTransitionRepository(self.conn))
         object.__setattr__(self, "outbox", OutboxRepository(self.conn))
         object.__setattr__(self, "overrides", OverrideRepository(self.conn))
+        object.__setattr__(self, "deferred", DeferredTurns(self.conn))
 
 
 @dataclass(frozen=True)
@@ -119,6 +103,47 @@ class Database:
         with translated_errors():
             rows = await self.pool.fetch(queries()["quiet_pending_conversations"], quiet_s, limit)
         return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
+
+    async def quiet_open_conversations(
+        self, *, quiet_before: datetime, limit: int
+    ) -> list[ConversationKey]:
+        """Open deals (any tenant) whose latest turn is older than `quiet_before`, quietest
+        first: what the inactivity sweeper stalls."""
+        with translated_errors():
+            rows = await self.pool.fetch(queries()["quiet_open_conversations"], quiet_before, limit)
+        return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
+
+    async def claim_due_extractions(
+        self,
+        *,
+        now: datetime,
+        debounce: Debounce,
+        lease: timedelta,
+        claim: UUID,
+        limit: int,
+    ) -> list[ConversationKey]:
+        """Up to `limit` conversations of any tenant due at `now` by `debounce`, oldest first,
+        claimed as `claim` until `now + lease`."""
+        with translated_errors():
+            rows = await self.pool.fetch(
+                queries()["claim_due_extractions"],
+                now,
+                debounce.quiet,
+                debounce.max_wait,
+                lease,
+                claim,
+                limit,
+            )
+        return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
+
+    async def renew_extraction_claims(self, claims: Sequence[UUID], *, until: datetime) -> int:
+        if not claims:
+            return 0
+        with translated_errors():
+            renewed: int = await self.pool.fetchval(
+                queries()["renew_extraction_claims"], list(claims), until
+            )
+        return renewed
 
     async def ping(self) -> None:
         with translated_errors():
