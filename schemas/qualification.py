@@ -118,6 +118,11 @@ DIMENSION_FIELDS: dict[Dimension, tuple[str, ...]] = {
 BANT_DIMENSIONS = (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.NEED, Dimension.TIMELINE)
 
 
+def group_of(dimension: Dimension) -> str:
+    """`bant` or `meddic`: the field of QualificationSignals that holds `dimension`."""
+    return "bant" if dimension in BANT_DIMENSIONS else "meddic"
+
+
 def signals_of(signals: QualificationSignals, dimension: Dimension) -> BANTSignals | MEDDICSignals:
     """The flat model (BANT or MEDDIC) that holds `dimension`'s fields."""
     return signals.bant if dimension in BANT_DIMENSIONS else signals.meddic

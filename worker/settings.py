@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     llm_circuit_failures: int = Field(default=5, ge=1)
     llm_circuit_cooldown_s: float = Field(default=30.0, gt=0)
     # Turns an LLM outage left pending in a conversation that went quiet: extracted by the
-    # pending sweeper once this old, looked for every interval (worker/sweeper.py; 0 = off).
+    # pending sweeper once this old, looked for every interval (worker/qualify/sweeper.py; 0 = off).
     pending_sweep_interval_s: float = Field(default=30.0, ge=0)
     pending_quiet_s: float = Field(default=60.0, ge=0)
     # Debounced extraction (README, "Debounced extraction"): above 0, a batch only stores its

@@ -221,7 +221,10 @@ class QualificationExtractor:
     ) -> list[list[TurnText]]:
         """`turns` as consecutive chunks whose prompts fit `prompt_budget()`; see the port."""
         room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
-        return budget.plan_chunks(turns, room // max(shrink, 1), self.count_tokens)
+        room //= max(shrink, 1)
+        if sum(upper_bound_tokens(turn) for turn in turns) <= room:
+            return [list(turns)]  # live traffic: a few short turns, no tokenizer needed
+        return budget.plan_chunks(turns, room, self.count_tokens)
 
     def prompt_budget(self) -> int:
         """Input tokens one prompt may take: LLM_MAX_PROMPT_TOKENS, else the model's context
@@ -449,11 +452,16 @@ def count_tokens(model: str, text: str) -> int:
     return math.ceil(counted * TOKEN_COUNT_MARGIN)
 
 
+def upper_bound_tokens(turn: TurnText) -> int:
+    """At most this many tokens, without counting: one per UTF-8 byte (a BPE token is at
+    least one byte), with the tokenizer margin, plus the turn's frame."""
+    return math.ceil(len(turn.text.encode()) * TOKEN_COUNT_MARGIN) + budget.TURN_OVERHEAD_TOKENS
+
+
 def surely_fits(turn: TurnText, room: int) -> bool:
-    """True without counting when even one token per UTF-8 byte would fit (a BPE token is at
-    least one byte): live traffic's short turns skip the tokenizer."""
-    bound = math.ceil(len(turn.text.encode()) * TOKEN_COUNT_MARGIN)
-    return bound + budget.TURN_OVERHEAD_TOKENS <= room
+    """True without counting when even the upper bound fits: live traffic's short turns skip
+    the tokenizer."""
+    return upper_bound_tokens(turn) <= room
 
 
 @functools.cache

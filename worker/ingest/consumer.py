@@ -40,7 +40,6 @@ class ProcessBatch(Protocol):
 PublishDeadLetter = Callable[[DeadLetter, bytes | None], Awaitable[None]]
 # The name under which the lifespan puts the BatchHandler into FastStream's context.
 BATCH_HANDLER = "batch_handler"
-_HANDLER = Context(BATCH_HANDLER)  # FastStream injects what the lifespan put there
 
 
 class DocumentedAs:

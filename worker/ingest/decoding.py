@@ -10,7 +10,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from schemas import ConversationTurn, DeadLetter, QualificationOverride
 from schemas.events import TOO_LARGE
 from worker.qualify.outcomes import DeadLetterDecision, Event, EventRef, event_ref
+
+E = TypeVar("E", ConversationTurn, QualificationOverride)
 
 
 class Record(Protocol):
@@ -56,18 +58,15 @@ class DecodedBatch:
 
 def decode_override(record: Record) -> QualificationOverride | DeadLetter:
     """A record of OVERRIDE_TOPIC: a person's correction, or why it cannot be applied."""
-    payload = _json_object(record)
-    if isinstance(payload, DeadLetter):
-        return payload
-    try:
-        return QualificationOverride.model_validate(payload)
-    except ValidationError as error:
-        return dead_letter(record, "invalid_event", describe(error))
-    except Exception as error:  # a validator that broke on this input (see decode_record)
-        return dead_letter(record, "invalid_event", f"could not validate: {type(error).__name__}")
+    return _validated(record, QualificationOverride, context=None)
 
 
-def _json_object(record: Record) -> dict[str, Any] | DeadLetter:
+def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
+    """A record of TURN_TOPIC: a chat turn, or why it cannot be applied."""
+    return _validated(record, ConversationTurn, context={"max_turn_chars": max_turn_chars})
+
+
+def _validated(record: Record, model: type[E], *, context: dict[str, Any] | None) -> E | DeadLetter:
     try:
         payload = orjson.loads(record.value or b"")
     except orjson.JSONDecodeError as error:
@@ -76,15 +75,8 @@ def _json_object(record: Record) -> dict[str, Any] | DeadLetter:
         return dead_letter(
             record, "invalid_event", f"expected a JSON object, got {type(payload).__name__}"
         )
-    return payload
-
-
-def decode_record(record: Record, *, max_turn_chars: int) -> ConversationTurn | DeadLetter:
-    payload = _json_object(record)
-    if isinstance(payload, DeadLetter):
-        return payload
     try:
-        return ConversationTurn.model_validate(payload, context={"max_turn_chars": max_turn_chars})
+        return model.model_validate(payload, context=context)
     except ValidationError as error:
         reason = (
             "too_large" if any(e["type"] == TOO_LARGE for e in error.errors()) else "invalid_event"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from schemas import DealStage, Dimension, NextStage, QualificationSignals, is_identified
 from worker.qualify.stages import (
+    CLOSED,
     PIPELINE,
     check_transition,
     is_forward,
@@ -32,7 +33,6 @@ from worker.qualify.stages import (
     stalled_from_after,
 )
 
-SETTING = "STAGE_CRITERIA"
 OFF = "off"
 # The stages a deal can move forward into: the ones that may carry criteria.
 CRITERIA_STAGES: tuple[DealStage, ...] = PIPELINE[1:]
@@ -151,7 +151,7 @@ def next_stage(
     stage it resumes to (`stalled_from`; prospecting for legacy rows): resuming is its next step.
     Its `missing` is then usually empty, unless a person set the stage past the criteria. None
     for a closed deal."""
-    if stage in (DealStage.CLOSED_WON, DealStage.CLOSED_LOST):
+    if stage in CLOSED:
         return None
     if stage is DealStage.STALLED:
         target = resume_point(stalled_from)

@@ -33,10 +33,8 @@ from typing import Any
 
 from schemas import (
     DIMENSION_FIELDS,
-    OPEN_STAGES,
     Actor,
     ConversationState,
-    DealStage,
     Dimension,
     DimensionValues,
     Owner,
@@ -46,9 +44,10 @@ from schemas import (
     VersionSource,
     signals_of,
 )
-from schemas.qualification import BANT_DIMENSIONS
+from schemas.qualification import group_of
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.merge import changed_fields
+from worker.qualify.stages import stalled_from_after
 from worker.qualify.versioning import NextVersion, gap_report
 
 
@@ -105,7 +104,9 @@ def apply_override(
     if stage_change is not None:
         update |= {
             "deal_stage": stage_change.to_stage,
-            "stalled_from": _stalled_from(state, stage_change.to_stage),
+            "stalled_from": stalled_from_after(
+                state.deal_stage, stage_change.to_stage, state.stalled_from
+            ),
         }
     updated = state.model_copy(update=update)
     return OverrideResult(
@@ -139,7 +140,7 @@ def _with_values(
         if not flag:
             # Not identified means no value: clear what the person did not give.
             update = {field: None for field in DIMENSION_FIELDS[dimension]} | update
-    group = "bant" if dimension in BANT_DIMENSIONS else "meddic"
+    group = group_of(dimension)
     # Validated again, so the state can never hold what the signals model refuses.
     replaced = type(model).model_validate(model.model_dump() | update)
     return qualification.model_copy(update={group: replaced})
@@ -162,14 +163,6 @@ def _stage_change(state: ConversationState, override: QualificationOverride) -> 
         accepted=True,
         reason=override.stage.reason,
     )
-
-
-def _stalled_from(state: ConversationState, to_stage: DealStage) -> DealStage | None:
-    """The open stage a deal stalls from; none once it leaves `stalled` (or when a closed deal
-    is reopened as stalled: there is no open stage to resume)."""
-    if to_stage is not DealStage.STALLED:
-        return None
-    return state.deal_stage if state.deal_stage in OPEN_STAGES else None
 
 
 def _changed(before: ConversationState, after: ConversationState) -> list[str]:

@@ -21,7 +21,7 @@ from schemas import (
     is_identified,
     signals_of,
 )
-from schemas.qualification import BANT_DIMENSIONS
+from schemas.qualification import group_of
 
 
 def dimension_fields(dimension: Dimension) -> tuple[str, ...]:
@@ -42,7 +42,7 @@ def with_dimension_of(
     """`target` with every field of `dimension` taken from `source`."""
     origin = signals_of(source, dimension)
     update = {field: getattr(origin, field) for field in dimension_fields(dimension)}
-    group = "bant" if dimension in BANT_DIMENSIONS else "meddic"
+    group = group_of(dimension)
     model = getattr(target, group)
     return target.model_copy(update={group: model.model_copy(update=update)})
 

@@ -238,7 +238,7 @@ class QualificationService:
         earlier = [t for t in deferred if t.event_id not in sent]
         outcome = await self.process_conversation(key, order_turns([*earlier, *turns]))
         async with self.database.for_tenant(key.tenant_id) as tx:
-            await tx.deferred.delete(key.tenant_id, [t.event_id for t in deferred])
+            await tx.deferred.release(key, claim=None, extracted=[t.event_id for t in deferred])
         # The batch's own turns are what the consumer counts as duplicates.
         duplicates = len(turns) - (outcome.applied - len(earlier)) - len(outcome.conflicts)
         return replace(outcome, duplicates=max(duplicates, 0))
