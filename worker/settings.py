@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     stall_sweep_interval_s: float = Field(default=3600.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    # Personal data (README, "Personal data"). Emails, phone numbers and card numbers in turn
+    # Personal data (docs/personal-data.md). Emails, phone numbers and card numbers in turn
     # text are replaced by placeholders before the text goes to the extractor (the LLM provider).
     redact_contact_data: bool = True
     # Turn text (and metadata) is cleared this many days after the turn's extraction; 0 = kept.

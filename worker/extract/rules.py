@@ -3,7 +3,7 @@
 It is much weaker than an LLM: it reads sentences, not meaning, so it misses paraphrase and
 indirect speech and does not understand negation ("we have no budget" is still a budget
 sentence). It is the embedded default for the demo and a deterministic baseline; `make eval`
-measures it (README, Quality).
+measures it (docs/quality.md).
 
 Evidence is always a whole sentence copied verbatim from a prospect turn. Only the prospect's
 words count: a rep's restatement is not the prospect's word, and a rep's pitch ("our plan is $20k

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the worker, served on `/metrics` (README, Operations).
+"""Prometheus metrics of the worker, served on `/metrics` (docs/operations.md).
 
 One process-wide registry (prometheus_client's default, which also carries the process and
 Python collectors). The `observe_*` functions take the worker's own result objects, so the
