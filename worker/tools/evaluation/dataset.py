@@ -2,7 +2,7 @@
 
 A bad line is reported with its number and reason; the others are still evaluated. The dataset
 in examples/eval/ comes in two parts: `development.jsonl` (the rules' patterns may be tuned on
-it) and `held_out.jsonl` (written before any pattern change, never used to tune them).
+it) and `held_out.jsonl` (written without reading the patterns, never used to tune them).
 """
 
 from __future__ import annotations
