@@ -26,7 +26,8 @@ lint: install
 demo: install
 	$(PY) -m worker demo
 
-# Extraction quality on the labelled dataset (README, Quality): prints the table, writes eval/.
+# Extraction quality on the labelled dataset, held-out part then development part (README,
+# Quality): prints a table per part, writes eval/held_out/ and eval/development/.
 eval: install
 	$(PY) -m worker eval
 

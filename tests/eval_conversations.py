@@ -1,6 +1,7 @@
 """A few labelled conversations (CONTRACT.md section 8) for the evaluation harness's own tests.
 
-Small on purpose: the dataset the harness is measured on is examples/eval/conversations.jsonl.
+Small on purpose: the dataset the harness is measured on is in examples/eval/ (held_out.jsonl and
+development.jsonl).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas import Dimension
+from worker.tools.evaluation.dataset import LABELLED_DIMENSIONS
 
 
 def expect(stage: list[str], **labels: dict[str, Any]) -> dict[str, Any]:
-    """All ten dimensions, unlabelled ones `identified: false`."""
+    """All twelve dimensions, unlabelled ones `identified: false`."""
     absent: dict[str, Any] = {"identified": False, "mentions": []}
-    return {d.value: labels.get(d.value, absent) for d in Dimension} | {"stage": stage}
+    return {name: labels.get(name, absent) for name in LABELLED_DIMENSIONS} | {"stage": stage}
 
 
 def turn(speaker: str, text: str) -> dict[str, str]:

@@ -113,8 +113,9 @@ def add_eval_command(sub: Any) -> None:
     evaluate = sub.add_parser("eval", help="score extraction against a labelled dataset")
     evaluate.add_argument(
         "--dataset",
-        default="examples/eval/conversations.jsonl",
-        help="labelled conversations, JSON Lines (default: %(default)s)",
+        action="append",
+        help="labelled conversations, JSON Lines; repeatable, each scored as its own part "
+        "(default: examples/eval/held_out.jsonl, then examples/eval/development.jsonl)",
     )
     evaluate.add_argument(
         "--model",

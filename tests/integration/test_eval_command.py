@@ -119,3 +119,36 @@ def test_eval_takes_one_mode_and_refuses_bad_arguments_in_one_line(
         errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and says in errors[0]
         assert "Traceback" not in failed.stderr
+
+
+def test_eval_scores_each_dataset_as_its_own_part_in_its_own_folder(
+    tmp_path: Path, repo_root: Path, database_url: str
+) -> None:
+    held_out = write_dataset(tmp_path / "held_out.jsonl", CONVERSATIONS[:1])
+    development = write_dataset(tmp_path / "development.jsonl", CONVERSATIONS[1:])
+    out = tmp_path / "out"
+
+    done = run_eval(
+        repo_root,
+        database_url,
+        *("--dataset", str(held_out), "--dataset", str(development)),
+        *("--per-batch", "1", "--out", str(out)),
+    )
+
+    assert done.returncode == 0, done.stderr
+    # Held-out first, as given: each part's heading, then its table.
+    first = done.stdout.index(f"== held_out: {held_out} (1 conversations, 5 turns)")
+    second = done.stdout.index(f"== development: {development} (3 conversations,")
+    assert first < second
+    assert done.stdout.count("final stage acceptable") == 2
+    assert {p.name for p in out.iterdir()} == {"held_out", "development"}
+    for part, conversations in (
+        ("held_out", CONVERSATIONS[:1]),
+        ("development", CONVERSATIONS[1:]),
+    ):
+        results = json.loads((out / part / "results.json").read_text())
+        assert results["part"] == part and results["conversations"] == len(conversations)
+        assert [c["id"] for c in results["runs"][0]["conversations"]] == [
+            c["id"] for c in conversations
+        ]
+        assert f"# Extraction quality: {part}" in (out / part / "report.md").read_text()

@@ -97,7 +97,7 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
     async with FakeLLMServer(reply_builder=answer_from_labels) as server:
         monkeypatch.setenv("LLM_API_BASE", server.base_url)
         args = argparse.Namespace(
-            dataset=str(dataset), model=["openai/fake-model"], per_batch=None, out=str(out)
+            dataset=[str(dataset)], model=["openai/fake-model"], per_batch=None, out=str(out)
         )
         code = await cli.evaluate(args)
 

@@ -21,7 +21,7 @@ from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import build_service
 from worker.settings import Settings
 
-DATASET = Path(__file__).resolve().parents[2] / "examples" / "eval" / "conversations.jsonl"
+DATASET = Path(__file__).resolve().parents[2] / "examples" / "eval" / "development.jsonl"
 
 
 def case(case_id: str) -> dict[str, Any]:

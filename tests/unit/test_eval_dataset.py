@@ -1,7 +1,9 @@
 """The labelled evaluation dataset (CONTRACT.md section 8): well formed, labels checkable.
 
-A label the scorer can never satisfy (a mention that no turn contains) or that contradicts itself
-(a mention that is also stale) would silently skew every score, so these are checked here.
+Two parts: development.jsonl (the rules' patterns may be tuned on it) and held_out.jsonl (new
+conversations written before any pattern change). A label the scorer can never satisfy (a
+mention that no turn contains) or that contradicts itself (a mention that is also stale) would
+silently skew every score, so these are checked here, in both parts.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import Any
 import pytest
 
 from schemas import Channel, DealStage, Speaker
+from worker.tools.evaluation import dataset as eval_dataset
 
-DATASET = Path(__file__).resolve().parents[2] / "examples" / "eval" / "conversations.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "eval"
+PARTS = {"development": EXAMPLES / "development.jsonl", "held_out": EXAMPLES / "held_out.jsonl"}
+MAX_TURNS = {"development": 30, "held_out": 20}
 
 DIMENSIONS = (
     "budget",
@@ -29,16 +34,20 @@ DIMENSIONS = (
     "decision_process",
     "identify_pain",
     "champion",
+    "paper_process",
+    "competition",
 )
 STALL_GAP = timedelta(days=30)
 
 
-def _load() -> list[dict[str, Any]]:
-    with DATASET.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+def _load(part: str) -> list[dict[str, Any]]:
+    with PARTS[part].open(encoding="utf-8") as lines:
+        return [json.loads(line) | {"part": part} for line in lines if line.strip()]
 
 
-CASES = _load()
+DEVELOPMENT = _load("development")
+HELD_OUT = _load("held_out")
+CASES = DEVELOPMENT + HELD_OUT
 
 
 def _case_id(case: dict[str, Any]) -> str:
@@ -49,25 +58,34 @@ def _all_text(case: dict[str, Any]) -> str:
     return "\n".join(turn["text"] for turn in case["turns"]).casefold()
 
 
-def test_the_dataset_has_at_least_44_conversations_with_unique_ids() -> None:
-    assert len(CASES) >= 44
+def _final_stages(cases: list[dict[str, Any]]) -> list[set[str]]:
+    return [set(case["expect"]["stage"]) for case in cases]
+
+
+def test_the_parts_hold_at_least_44_and_20_conversations_with_ids_unique_across_both() -> None:
+    assert len(DEVELOPMENT) >= 44
+    assert len(HELD_OUT) >= 20
     ids = [case["id"] for case in CASES]
     assert len(ids) == len(set(ids))
     assert all(isinstance(case_id, str) and case_id for case_id in ids)
 
 
-def test_every_line_is_one_json_object_with_the_contract_keys() -> None:
-    raw_lines = DATASET.read_text(encoding="utf-8").splitlines()
-    assert len(raw_lines) == len(CASES)
-    for case in CASES:
-        assert set(case) == {"id", "title", "turns", "expect"}, case.get("id")
+@pytest.mark.parametrize("part", PARTS)
+def test_every_line_is_one_json_object_with_the_contract_keys(part: str) -> None:
+    raw_lines = PARTS[part].read_text(encoding="utf-8").splitlines()
+    cases = [case for case in CASES if case["part"] == part]
+    assert len(raw_lines) == len(cases)
+    for case in cases:
+        assert set(case) == {"id", "title", "turns", "expect", "part"}, case.get("id")
         assert isinstance(case["title"], str) and case["title"].strip()
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_turns_are_between_6_and_30_with_known_speakers_and_text(case: dict[str, Any]) -> None:
+def test_turns_are_6_to_30_or_6_to_20_held_out_with_known_speakers_and_text(
+    case: dict[str, Any],
+) -> None:
     turns = case["turns"]
-    assert 6 <= len(turns) <= 30
+    assert 6 <= len(turns) <= MAX_TURNS[case["part"]]
     speakers = {speaker.value for speaker in Speaker}
     channels = {channel.value for channel in Channel}
     for turn in turns:
@@ -93,7 +111,7 @@ def test_dates_when_given_are_on_every_turn_with_an_offset_and_in_order(
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_expect_has_all_ten_dimensions_with_valid_labels(case: dict[str, Any]) -> None:
+def test_expect_has_all_twelve_dimensions_with_valid_labels(case: dict[str, Any]) -> None:
     expect = case["expect"]
     assert set(expect) == {*DIMENSIONS, "stage"}
     for dimension in DIMENSIONS:
@@ -142,7 +160,7 @@ def test_no_mention_contains_a_stale_value_of_the_same_dimension(case: dict[str,
 
 
 def test_the_dataset_covers_won_lost_stalled_and_small_talk_outcomes() -> None:
-    final_stages = [set(case["expect"]["stage"]) for case in CASES]
+    final_stages = _final_stages(CASES)
     assert sum(stages == {"closed_lost"} for stages in final_stages) >= 2
     assert sum("closed_won" in stages for stages in final_stages) >= 2
     assert sum("stalled" in stages for stages in final_stages) >= 1
@@ -150,6 +168,27 @@ def test_the_dataset_covers_won_lost_stalled_and_small_talk_outcomes() -> None:
         case for case in CASES if not any(case["expect"][d]["identified"] for d in DIMENSIONS)
     ]
     assert len(nothing_identified) >= 2
+
+
+def test_the_held_out_part_reaches_late_stages_and_has_revisions_and_ambiguous_labels() -> None:
+    final_stages = _final_stages(HELD_OUT)
+    assert sum("negotiation" in stages for stages in final_stages) >= 3
+    assert any("closed_won" in stages for stages in final_stages)
+    assert any(stages == {"closed_lost"} for stages in final_stages)
+    assert any("stalled" in stages for stages in final_stages)
+    labels = [case["expect"][d] for case in HELD_OUT for d in DIMENSIONS]
+    assert sum("stale" in label for label in labels) >= 3
+    assert sum(label["identified"] is None for label in labels) >= 10
+    assert sum(label["identified"] is False for label in labels) >= 50
+
+
+@pytest.mark.parametrize("dimension", ["paper_process", "competition"])
+def test_the_meddpicc_dimensions_are_labelled_true_and_false_in_both_parts(
+    dimension: str,
+) -> None:
+    for part in (DEVELOPMENT, HELD_OUT):
+        labels = [case["expect"][dimension]["identified"] for case in part]
+        assert labels.count(True) >= 3 and labels.count(False) >= 3
 
 
 def test_stalled_then_resumed_cases_have_a_gap_longer_than_the_stall_threshold() -> None:
@@ -212,3 +251,9 @@ def test_acceptable_stages_are_reachable_under_the_exit_criteria_of_the_labels(
             assert PIPELINE.index(stage) <= ceiling, stage
     if "closed_won" in expect["stage"]:
         assert _highest_reachable_stage(expect) == "negotiation"
+
+
+def test_the_parts_eval_scores_by_default_are_the_files_checked_here() -> None:
+    root = EXAMPLES.parents[1]  # eval's defaults are relative to the repository root
+    assert root / eval_dataset.HELD_OUT == PARTS["held_out"]
+    assert root / eval_dataset.DEVELOPMENT == PARTS["development"]

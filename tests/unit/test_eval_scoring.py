@@ -18,14 +18,14 @@ from schemas import (
     QualificationState,
 )
 from worker.errors import ConfigurationError
-from worker.tools.evaluation.dataset import Expectations, read_dataset
+from worker.tools.evaluation.dataset import LABELLED_DIMENSIONS, Expectations, read_dataset
 from worker.tools.evaluation.scoring import score_conversation, summarize
 
 NOT_LABELLED: dict[str, Any] = {"identified": False, "mentions": []}
 
 
 def expectations(stage: list[str] | None = None, **labels: dict[str, Any]) -> Expectations:
-    raw: dict[str, Any] = {d.value: labels.get(d.value, NOT_LABELLED) for d in Dimension}
+    raw: dict[str, Any] = {name: labels.get(name, NOT_LABELLED) for name in LABELLED_DIMENSIONS}
     return Expectations.model_validate({**raw, "stage": stage or ["discovery"]})
 
 
@@ -181,7 +181,8 @@ def test_stage_is_acceptable_only_when_listed() -> None:
 
 
 def _line(conversation_id: str, **override: Any) -> str:
-    expect: dict[str, Any] = {d.value: NOT_LABELLED for d in Dimension} | {"stage": ["discovery"]}
+    expect: dict[str, Any] = {name: NOT_LABELLED for name in LABELLED_DIMENSIONS}
+    expect |= {"stage": ["discovery"]}
     record = {
         "id": conversation_id,
         "turns": [{"speaker": "prospect", "text": "hi"}],
@@ -210,6 +211,29 @@ def test_bad_dataset_lines_are_reported_by_number_and_the_rest_are_read(tmp_path
     assert [number for number, _ in dataset.problems] == [2, 3, 5, 6]
     assert "champion" in dataset.problems[1][1]
     assert "used twice" in dataset.problems[3][1]
+
+
+def test_a_line_must_label_the_twelve_dimensions_of_contract_v3_and_no_other(
+    tmp_path: Path,
+) -> None:
+    twelve = {name: NOT_LABELLED for name in LABELLED_DIMENSIONS}
+    without_competition = {k: v for k, v in twelve.items() if k != "competition"}
+    lines = [
+        _line("twelve"),
+        _line("ten", expect={**without_competition, "stage": ["discovery"]}),
+        _line("extra", expect={**twelve, "pricing": NOT_LABELLED, "stage": ["discovery"]}),
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines))
+
+    dataset = read_dataset(path)
+
+    assert len(LABELLED_DIMENSIONS) == 12
+    assert {"paper_process", "competition"} <= set(LABELLED_DIMENSIONS)
+    assert [c.id for c in dataset.conversations] == ["twelve"]
+    assert [number for number, _ in dataset.problems] == [2, 3]
+    assert "lacks competition" in dataset.problems[0][1]
+    assert "unknown dimensions pricing" in dataset.problems[1][1]
 
 
 def test_a_dataset_without_valid_lines_is_an_error(tmp_path: Path) -> None:

@@ -2,9 +2,18 @@
 
 Data only: the logic that reads sentences with these lives in `worker.extract.rules`. Each
 pattern is matched against one sentence of a prospect turn (or, for `*_QUESTION`, a rep turn
-that sets the topic of the prospect's answer). The patterns describe how people say things in
-general, not phrases of any one conversation. Importing this module must stay cheap: no LiteLLM,
-no instructor.
+that sets the topic of the prospect's answer). Importing this module must stay cheap: no
+LiteLLM, no instructor.
+
+The patterns were written and tuned while reading the development part of the evaluation
+dataset (examples/eval/development.jsonl). Many alternatives are general phrasings, but dozens
+are phrases of one of its conversations ("purse strings" e02, "strong voice" e02, "group texts"
+e12, "wall planner" e37, "porte le projet" e40, "se ha disparado" e41). Counted on 2026-12-04 by
+splitting each pattern at its top-level alternatives: of about 670 alternatives, 179 match in
+exactly one development conversation (68 of them phrases of several words), 195 in two or more
+and 300 in none. Scores on the development part are therefore in-sample; the held-out part
+(examples/eval/held_out.jsonl) was written without reading these patterns and must never be
+used to tune them.
 """
 
 from __future__ import annotations

@@ -175,26 +175,40 @@ async def forget(args: argparse.Namespace) -> int:
 
 
 async def evaluate(args: argparse.Namespace) -> int:
-    from worker.tools.evaluation.dataset import read_dataset
+    from worker.tools.evaluation.dataset import DEVELOPMENT, HELD_OUT, read_dataset
     from worker.tools.evaluation.harness import (
         RunSpec,
         evaluation_database,
         print_progress,
         run_all,
     )
-    from worker.tools.evaluation.report import render_table, write_outputs
+    from worker.tools.evaluation.report import part_heading, render_table, write_outputs
 
     sizes = [parse_batch_size(value) for value in args.per_batch or ["all", "1"]]
     models = [parse_model(value) for value in args.model or ["rules"]]
-    dataset = read_dataset(Path(args.dataset))
-    for line_number, problem in dataset.problems:
-        print(f"{args.dataset}:{line_number}: {problem}", file=sys.stderr)
+    paths = [Path(value) for value in args.dataset or [HELD_OUT, DEVELOPMENT]]
+    datasets = [read_dataset(path) for path in paths]
+    for dataset in datasets:
+        for line_number, problem in dataset.problems:
+            print(f"{dataset.path}:{line_number}: {problem}", file=sys.stderr)
     specs = [RunSpec(model=model, per_batch=size) for model in models for size in sizes]
     settings = load_settings()
     async with evaluation_database() as database_url:
-        results = await run_all(dataset, specs, settings, database_url, progress=print_progress)
-    print(render_table(results))
-    write_outputs(dataset, results, Path(args.out), note=print_progress)
+        parts = [
+            (
+                dataset,
+                await run_all(dataset, specs, settings, database_url, progress=print_progress),
+            )
+            for dataset in datasets
+        ]
+    # One part writes into --out itself; several write one folder each, named after the part.
+    several = len(parts) > 1
+    for dataset, results in parts:
+        if several:
+            print(part_heading(dataset))
+        print(render_table(results))
+        out = Path(args.out) / dataset.part if several else Path(args.out)
+        write_outputs(dataset, results, out, note=print_progress)
     return 0
 
 

@@ -1,6 +1,8 @@
 """The labelled conversations of an evaluation dataset (CONTRACT.md section 8), line by line.
 
-A bad line is reported with its number and reason; the others are still evaluated.
+A bad line is reported with its number and reason; the others are still evaluated. The dataset
+in examples/eval/ comes in two parts: `development.jsonl` (the rules' patterns may be tuned on
+it) and `held_out.jsonl` (written without reading the patterns, never used to tune them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from schemas import Channel, DealStage, Dimension, Speaker
 from worker.errors import ConfigurationError
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+# CONTRACT.md section 8 (v3): every conversation labels these twelve. paper_process and
+# competition are named here too, so that a dataset labelling them is read whether or not
+# `schemas.Dimension` has them; the scorer scores the ones it has (`Expectations.dimensions`).
+LABELLED_DIMENSIONS: tuple[str, ...] = tuple(
+    dict.fromkeys([*(d.value for d in Dimension), "paper_process", "competition"])
+)
+EXAMPLES = Path("examples/eval")
+HELD_OUT = EXAMPLES / "held_out.jsonl"
+DEVELOPMENT = EXAMPLES / "development.jsonl"
 
 
 class ExpectedDimension(BaseModel):
@@ -39,24 +51,32 @@ class LabelledTurn(BaseModel):
 class Expectations(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dimensions: dict[Dimension, ExpectedDimension]
+    labels: dict[str, ExpectedDimension]
     stage: Annotated[list[DealStage], Field(min_length=1)]
 
     @model_validator(mode="before")
     @classmethod
     def _split(cls, data: object) -> object:
-        """The file keeps the ten dimensions beside `stage`; the model keeps them apart."""
+        """The file keeps the dimensions' labels beside `stage`; the model keeps them apart."""
         if not isinstance(data, dict):
             return data
-        dimensions = {key: value for key, value in data.items() if key != "stage"}
-        return {"dimensions": dimensions, "stage": data.get("stage")}
+        labels = {key: value for key, value in data.items() if key != "stage"}
+        return {"labels": labels, "stage": data.get("stage")}
 
     @model_validator(mode="after")
-    def _all_ten(self) -> Expectations:
-        missing = [d.value for d in Dimension if d not in self.dimensions]
+    def _all_twelve(self) -> Expectations:
+        missing = [name for name in LABELLED_DIMENSIONS if name not in self.labels]
         if missing:
             raise ValueError(f"expect lacks {', '.join(missing)}")
+        unknown = [name for name in self.labels if name not in LABELLED_DIMENSIONS]
+        if unknown:
+            raise ValueError(f"expect has unknown dimensions {', '.join(unknown)}")
         return self
+
+    @property
+    def dimensions(self) -> dict[Dimension, ExpectedDimension]:
+        """The labels of the dimensions `schemas.Dimension` has: the ones the scorer scores."""
+        return {dimension: self.labels[dimension.value] for dimension in Dimension}
 
 
 class LabelledConversation(BaseModel):
@@ -73,6 +93,11 @@ class Dataset:
     path: Path
     conversations: list[LabelledConversation] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
+
+    @property
+    def part(self) -> str:
+        """The name the report gives it: the file's name without `.jsonl` (`held_out`)."""
+        return self.path.stem
 
 
 def read_dataset(path: Path) -> Dataset:

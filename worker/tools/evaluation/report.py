@@ -78,6 +78,15 @@ def _micros(usage: ExtractorUsage) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
 
+def part_heading(dataset: Dataset) -> str:
+    """The line above a part's table when a run scores several (held-out, development)."""
+    turns = sum(len(conversation.turns) for conversation in dataset.conversations)
+    return (
+        f"\n== {dataset.part}: {dataset.path} "
+        f"({len(dataset.conversations)} conversations, {turns} turns)\n"
+    )
+
+
 def render_table(results: Sequence[RunResult]) -> str:
     per_dimension, overall = rows(results)
     labels = [r.spec.label for r in results]
@@ -108,7 +117,7 @@ def render_markdown(dataset: Dataset, results: Sequence[RunResult]) -> str:
         return [head, rule, *(f"| {label} | " + " | ".join(cells) + " |" for label, cells in body)]
 
     lines = [
-        "# Extraction quality",
+        f"# Extraction quality: {dataset.part}",
         "",
         f"Dataset `{dataset.path}`: {len(dataset.conversations)} conversations"
         + (f", {len(dataset.problems)} bad line(s) skipped." if dataset.problems else "."),
@@ -161,6 +170,7 @@ def results_json(dataset: Dataset, results: Sequence[RunResult]) -> dict[str, An
     return {
         "generated_at": datetime.now(UTC).isoformat(),
         "dataset": str(dataset.path),
+        "part": dataset.part,
         "conversations": len(dataset.conversations),
         "bad_lines": [{"line": n, "reason": why} for n, why in dataset.problems],
         "runs": [_run_json(result) for result in results],
