@@ -121,8 +121,9 @@ class Settings(BaseSettings):
     stall_sweep_interval_s: float = Field(default=3600.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    # Personal data (README, "Personal data"). Emails, phone numbers and card numbers in turn
-    # text are replaced by placeholders before the text goes to the extractor (the LLM provider).
+    # Personal data (README, "Personal data"). Emails, phone numbers, card numbers, IBANs and
+    # US SSNs are replaced by placeholders in the turn text the extractor sees and in the whole
+    # variable part of every prompt sent to the LLM provider (the known state included).
     redact_contact_data: bool = True
     # Turn text (and metadata) is cleared this many days after the turn's extraction; 0 = kept.
     turn_text_retention_days: int = Field(default=0, ge=0)
