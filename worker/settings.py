@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, parse_stage_criteria
 
 RULES_MODEL = "rules"  # LLM_MODEL value that selects the offline rule-based extractor
+# The settings naming every topic the worker reads or writes (`Settings.topics`).
+TOPIC_SETTINGS = ("turn_topic", "override_topic", "update_topic", "dlq_topic")
 
 
 def _stage_criteria(value: object) -> StageCriteria:
@@ -141,6 +143,12 @@ class Settings(BaseSettings):
     @property
     def uses_rules(self) -> bool:
         return self.llm_model == RULES_MODEL
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the worker reads or writes, inputs first: what `stack up`, `demo` and
+        the tests' harness create."""
+        return tuple(str(getattr(self, name)) for name in TOPIC_SETTINGS)
 
 
 def load_settings() -> Settings:
