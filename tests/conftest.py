@@ -21,7 +21,9 @@ import pytest_asyncio
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import Topics, WorkerProcess, worker_env
+from worker.bootstrap import Components, bootstrap
 from worker.qualify.repository import ConversationStateRepository
+from worker.settings import Settings
 from worker.store.database import create_pool, migrate
 from worker.store.unit_of_work import Database
 
@@ -123,13 +125,19 @@ async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+async def components(database_url: str) -> AsyncIterator[Components]:
+    """The database as the worker opens it, and what is built on it: the app's `bootstrap`."""
+    settings = Settings(
+        database_url=database_url, db_role="qualification_worker", update_topic="updates"
+    )
+    async with bootstrap(settings, pool_size=20) as built:
+        yield built
+
+
+@pytest.fixture
+def pool(components: Components) -> asyncpg.Pool:
     """Connections as the worker runs them: role qualification_worker, row-level security on."""
-    pool = await create_pool(database_url, max_size=20, role="qualification_worker")
-    try:
-        yield pool
-    finally:
-        await pool.close()
+    return components.database.pool
 
 
 @pytest_asyncio.fixture
@@ -143,14 +151,14 @@ async def owner_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def database(pool: asyncpg.Pool) -> Database:
+def database(components: Components) -> Database:
     """The unit of work over `pool`, as the worker builds it."""
-    return Database(pool)
+    return components.database
 
 
 @pytest.fixture
-def repository(database: Database) -> ConversationStateRepository:
-    return ConversationStateRepository(database=database, update_topic="updates")
+def repository(components: Components) -> ConversationStateRepository:
+    return components.repository()
 
 
 @pytest.fixture(scope="session")

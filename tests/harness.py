@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from worker.settings import Settings
 from worker.tools.stack import create_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +43,19 @@ class Topics:
             overrides=f"overrides-{suffix}",
         )
 
-    async def create(self, bootstrap_servers: str, *, partitions: int = 4) -> None:
-        # Same partition count for turns and overrides: a conversation's key lands on the same
-        # partition number of both, as in production.
-        await create_topics(
-            bootstrap_servers,
-            [self.turns, self.updates, self.dlq, self.overrides],
-            partitions=partitions,
+    def settings(self) -> Settings:
+        return Settings(
+            turn_topic=self.turns,
+            override_topic=self.overrides,
+            update_topic=self.updates,
+            dlq_topic=self.dlq,
         )
+
+    async def create(self, bootstrap_servers: str, *, partitions: int = 4) -> None:
+        """Every topic the worker uses (`Settings.topics`). Same partition count for turns and
+        overrides: a conversation's key lands on the same partition number of both, as in
+        production."""
+        await create_topics(bootstrap_servers, self.settings().topics, partitions=partitions)
 
 
 def worker_env(

@@ -14,13 +14,14 @@ from typing import Any, NoReturn, get_args
 from schemas.events import DeadLetterReason
 from worker.errors import WorkerError
 from worker.ops.logs import configure_logging
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
 from worker.tools import cli
 
 EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
 EXIT_INTERRUPTED = 130
 
-Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+# Each command gets the one Settings object loaded here.
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         # runs many conversations: an INFO line per version would bury its progress lines.
         quiet = args.command == "eval" and "log_level" not in settings.model_fields_set
         configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
-        return asyncio.run(command(args))
+        return asyncio.run(command(args, settings))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except WorkerError as error:

@@ -23,6 +23,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
+from worker.bootstrap import bootstrap
 from worker.ingest.consumer import BATCH_HANDLER, BatchHandler, register_consumer
 from worker.ops import tracing
 from worker.ops.asyncapi import contract_settings, declare_publishers, specification
@@ -31,17 +32,18 @@ from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
 from worker.qualify.debounce import ExtractionScheduler
 from worker.qualify.inactivity import InactivitySweeper
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
 from worker.store.outbox import Message, OutboxRelay
 from worker.store.retention import TurnTextRetention
-from worker.store.unit_of_work import Database, open_database
+from worker.store.unit_of_work import Database
 
 DATABASE = "database"  # FastStream context key: what /ready pings
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    # `python -m worker run` hands over the settings it loaded; `faststream run --factory` none.
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     broker = KafkaBroker(
@@ -97,11 +99,10 @@ async def _open(
     tracing.configure_tracing()
     stack.callback(tracing.shutdown_tracing)
     progress.started_at = progress.clock()
-    database = await stack.enter_async_context(
-        open_database(settings.database_url, max_size=settings.db_pool_size, role=settings.db_role)
-    )
+    components = await stack.enter_async_context(bootstrap(settings))
+    database = components.database
     await database.require_migrated()
-    service = build_service(settings, database)
+    service = components.service()
     broker.context.set_global(DATABASE, database)
     broker.context.set_global(BATCH_HANDLER, _batch_handler(settings, broker, service, progress))
     producer = await stack.enter_async_context(_producer(settings))

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, parse_stage_criteria
 
 RULES_MODEL = "rules"  # LLM_MODEL value that selects the offline rule-based extractor
+# The settings naming every topic the worker reads or writes (`Settings.topics`).
+TOPIC_SETTINGS = ("turn_topic", "override_topic", "update_topic", "dlq_topic")
 
 
 def _stage_criteria(value: object) -> StageCriteria:
@@ -121,8 +123,9 @@ class Settings(BaseSettings):
     stall_sweep_interval_s: float = Field(default=3600.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    # Personal data (docs/personal-data.md). Emails, phone numbers and card numbers in turn
-    # text are replaced by placeholders before the text goes to the extractor (the LLM provider).
+    # Personal data (docs/personal-data.md). Emails, phone numbers, card numbers, IBANs and
+    # US SSNs are replaced by placeholders in the turn text the extractor sees and in the whole
+    # variable part of every prompt sent to the LLM provider (the known state included).
     redact_contact_data: bool = True
     # Turn text (and metadata) is cleared this many days after the turn's extraction; 0 = kept.
     turn_text_retention_days: int = Field(default=0, ge=0)
@@ -140,6 +143,12 @@ class Settings(BaseSettings):
     @property
     def uses_rules(self) -> bool:
         return self.llm_model == RULES_MODEL
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the worker reads or writes, inputs first: what `stack up`, `demo` and
+        the tests' harness create."""
+        return tuple(str(getattr(self, name)) for name in TOPIC_SETTINGS)
 
 
 def load_settings() -> Settings:

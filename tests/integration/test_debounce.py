@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY
 
 from schemas import ConversationKey, ConversationTurn
 from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, request_text
@@ -125,6 +126,28 @@ async def test_a_burst_of_five_turns_is_one_llm_call_and_one_version(
     assert await count_turns(database, key) == (5, 0)
     assert await deferred_rows(owner_pool) == 0
     assert await scheduler.run_once() == []  # off the schedule
+
+
+async def test_the_turns_a_scheduled_extraction_stores_count_as_applied(
+    database: Database, fake_llm: FakeLLMServer
+) -> None:
+    """README, Metrics: deferred turns are counted as applied when their version commits, so
+    `turns_deferred_total` against `turns_applied_total` shows how far behind extraction is."""
+    clock = Clock()
+    service = debounced_service(database, fake_llm, clock)
+    scheduler = scheduler_for(service, clock)
+    await service.process_batch(conversation_turns(uuid.uuid4(), "jane", 3))
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    before = applied_total()
+
+    outcomes = await scheduler.run_once()
+
+    assert [o.applied for o in outcomes] == [3]
+    assert applied_total() - before == 3
+
+
+def applied_total() -> float:
+    return REGISTRY.get_sample_value("qualification_turns_applied_total") or 0.0
 
 
 async def test_a_conversation_that_never_goes_quiet_is_extracted_after_the_maximum_wait(

@@ -15,6 +15,7 @@ from schemas import DIMENSION_FIELDS, Dimension
 from schemas.qualification import BANT_DIMENSIONS
 from tests.eval_conversations import CONVERSATIONS, write_dataset
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, JsonObject
+from worker.settings import load_settings
 from worker.tools import cli
 
 _TURN = re.compile(r'<turn [^>]*speaker="(?P<speaker>\w+)"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)
@@ -99,7 +100,7 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
         args = argparse.Namespace(
             dataset=[str(dataset)], model=["openai/fake-model"], per_batch=None, out=str(out)
         )
-        code = await cli.evaluate(args)
+        code = await cli.evaluate(args, load_settings())
 
     assert code == 0
     assert "openai/fake-model per-batch=all" in capsys.readouterr().out

@@ -1,15 +1,16 @@
 """REDACT_CONTACT_DATA end to end through the real instructor + LiteLLM client: what the (fake)
-LLM provider receives, and evidence quotes around a placeholder."""
+LLM provider receives, turns and known state alike, and evidence quotes around a placeholder."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from schemas import ConversationTurn, DealStage, QualificationState
+from schemas import ConversationTurn, DealStage, QualificationOverride, QualificationState
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, ToolCallReply
-from tests.harness import turn
+from tests.harness import BASE_TIME, turn
 from tests.state_store import count_turns
 from worker.extract.factory import build_extractor
 from worker.qualify.repository import ConversationStateRepository
@@ -91,3 +92,50 @@ async def test_without_redaction_the_provider_receives_the_turns_as_written(
     sent = sent_to_provider(fake_llm)
     assert all(json.dumps(value)[1:-1] in sent for value in CONTACT_DATA)
     assert result.evidence_dropped == 1, "the placeholder quote matches no turn it saw"
+
+
+OVERRIDE_CONTACTS = ["jane.doe@acme.com", "jörg.weiß@bücher.de", "+44 20 7946 0958"]
+
+
+def override_setting_contacts(tenant: uuid.UUID) -> QualificationOverride:
+    """A rep's correction whose values hold contact data, as people type them into a CRM."""
+    return QualificationOverride.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "tenant_id": str(tenant),
+            "account_id": "acme",
+            "contact_id": "jane",
+            "actor": {"type": "user", "id": "rep-1"},
+            "set": {
+                "authority": {"authority_contact": "Jane Doe <jane.doe@acme.com>"},
+                "champion": {"champion_contact": "Jörg (jörg.weiß@bücher.de, +44 20 7946 0958)"},
+            },
+            "occurred_at": (BASE_TIME + timedelta(hours=1)).isoformat(),
+        }
+    )
+
+
+async def test_an_overrides_contact_data_in_the_known_state_never_reaches_the_provider(
+    repository: ConversationStateRepository, fake_llm: FakeLLMServer
+) -> None:
+    service = build_service(settings_for(fake_llm), repository.database)
+    tenant = uuid.uuid4()
+    first = ConversationTurn.model_validate(turn(tenant, "acme", "jane", 0, "We need a CRM."))
+    later = ConversationTurn.model_validate(
+        turn(tenant, "acme", "jane", 1, "Jane signs.", occurred_at=BASE_TIME + timedelta(hours=2))
+    )
+    await service.process_batch([first])
+    outcome = await service.process_batch([override_setting_contacts(tenant)])
+    assert outcome.overrides_applied == 1
+    fake_llm.reset()
+
+    await service.process_batch([later])
+
+    assert fake_llm.received == 1
+    sent = sent_to_provider(fake_llm)
+    for value in OVERRIDE_CONTACTS:
+        assert value not in sent and json.dumps(value)[1:-1] not in sent
+    assert json.dumps('authority_contact="Jane Doe <[email]>"')[1:-1] in sent
+    state = await repository.get_state(*first.key)
+    assert state is not None, "the stored state keeps what the person set"
+    assert state.qualification.bant.authority_contact == "Jane Doe <jane.doe@acme.com>"

@@ -72,3 +72,20 @@ async def test_same_account_and_contact_in_two_tenants_are_two_conversations(
         "SELECT tenant_id, contact_name FROM tenant.conversation_states ORDER BY contact_name"
     )
     assert [(r["tenant_id"], r["contact_name"]) for r in rows] == [(tenant_a, "A"), (tenant_b, "B")]
+
+
+async def test_the_worker_role_may_delete_only_from_the_debounce_queue(
+    owner_pool: asyncpg.Pool,
+) -> None:
+    """README ("Tenant isolation", "Database roles"): the worker deletes the deferred turns it
+    extracted and their due rows (migration 0007), nothing else; `forget` runs as the owner."""
+    deletable = await owner_pool.fetch(
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relkind IN ('r', 'p')
+          AND has_table_privilege('qualification_worker', c.oid, 'DELETE')
+        ORDER BY 1
+        """
+    )
+
+    assert [row["relname"] for row in deletable] == ["deferred_turns", "extraction_due"]

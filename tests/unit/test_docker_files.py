@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from worker.settings import Settings
+from worker.settings import TOPIC_SETTINGS, Settings
 
 
 def compose(repo_root: Path) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def compose(repo_root: Path) -> dict[str, Any]:
 def test_compose_creates_the_default_topics_and_gates_the_worker(repo_root: Path) -> None:
     services = compose(repo_root)["services"]
     script = services["topics"]["command"][0]
-    for name in ("turn_topic", "override_topic", "update_topic", "dlq_topic"):
+    for name in TOPIC_SETTINGS:
         assert Settings.model_fields[name].default in script, name
     assert "--partitions" in script
     worker = services["worker"]

@@ -11,7 +11,8 @@ from worker.settings import Settings
 
 def build_extractor(settings: Settings) -> Extractor:
     """`LLM_MODEL` picks the extractor; with `REDACT_CONTACT_DATA` it only ever sees turn text
-    with emails, phone numbers and card numbers replaced by placeholders."""
+    with emails, phone numbers, card numbers, IBANs and SSNs replaced by placeholders, and the
+    LLM adapter redacts the known state of its prompts too (worker/extract/redaction.py)."""
     inner = _inner(settings)
     return RedactingExtractor(inner=inner) if settings.redact_contact_data else inner
 

@@ -123,6 +123,7 @@ class QualificationExtractor:
     prompt_version: str = PROMPT_VERSION
     response_schema: ResponseSchema = "lean"
     max_prompt_tokens: int | None = None  # None: from the model's context size
+    redact_prompt: bool = False  # REDACT_CONTACT_DATA: no contact data in what is sent
     prices: PriceOverrides = field(default_factory=PriceOverrides)
     circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
     _client: instructor.AsyncInstructor = field(init=False, repr=False)
@@ -155,6 +156,7 @@ class QualificationExtractor:
             retry_budget_s=settings.llm_retry_budget_s,
             response_schema=settings.llm_response_schema,
             max_prompt_tokens=settings.llm_max_prompt_tokens,
+            redact_prompt=settings.redact_contact_data,
             prices=PriceOverrides(
                 input_per_mtok=settings.llm_input_price_per_mtok,
                 output_per_mtok=settings.llm_output_price_per_mtok,
@@ -192,6 +194,7 @@ class QualificationExtractor:
             current_stage,
             next_stage=next_stage,
             schema=self.response_schema,
+            redacted=self.redact_prompt,
         )
         if self.caches_prompt:
             messages = with_cache_marker(messages)

@@ -1,4 +1,4 @@
-"""What every extractor offers the service: the LLM one (extraction.py) and the rules (rules.py).
+"""What every extractor offers the service: the LLM one (llm.py) and the rules (rules.py).
 
 No I/O library is imported here, so the service and the rules can depend on it freely.
 """

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from schemas import BANTSignals, DealStage, MEDDICSignals, NextStage, QualificationState
 from worker.extract.port import TurnText
+from worker.extract.redaction import redact
 from worker.qualify.stages import VALID_TRANSITIONS
 
 # Bump on any change to the wording or layout below: it is recorded with every extraction.
@@ -158,12 +159,18 @@ def build_messages(
     *,
     next_stage: NextStage | None = None,
     schema: ResponseSchema = "lean",
+    redacted: bool = False,
 ) -> list[Message]:
     """The chat messages of one extraction: the fixed system prompt first (a provider can
-    cache it), then everything that varies: known state, stage, gap report and turns."""
+    cache it), then everything that varies: known state, stage, gap report and turns.
+
+    `redacted` (REDACT_CONTACT_DATA): contact data is taken out of the whole variable part,
+    the known state included (values people set in overrides were never redacted as turns);
+    the fixed part has none, and stays byte for byte what the provider cached."""
+    variable = user_message(turns, existing_state, current_stage, next_stage)
     return [
         {"role": "system", "content": SYSTEM_PROMPTS[schema]},
-        {"role": "user", "content": user_message(turns, existing_state, current_stage, next_stage)},
+        {"role": "user", "content": redact(variable) if redacted else variable},
     ]
 
 

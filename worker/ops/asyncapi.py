@@ -52,8 +52,8 @@ def declare_publishers(broker: KafkaBroker, settings: Settings) -> None:
 
 def contract_settings() -> Settings:
     """Settings with the contract's default topics and servers, whatever the environment says."""
-    from worker.settings import Settings
+    from worker.settings import TOPIC_SETTINGS, Settings
 
-    names = ("kafka_bootstrap_servers", "turn_topic", "update_topic", "dlq_topic")
+    names = ("kafka_bootstrap_servers", *TOPIC_SETTINGS)
     defaults: dict[str, Any] = {name: Settings.model_fields[name].default for name in names}
     return Settings(**defaults)

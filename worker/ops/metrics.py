@@ -44,7 +44,9 @@ class ExtractionFigures(Protocol):
 P = "qualification_"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-TURNS_CONSUMED = Counter(f"{P}turns_consumed", "Records read from the turn topic")
+TURNS_CONSUMED = Counter(
+    f"{P}turns_consumed", "Records read from the input topics (turns and overrides)"
+)
 TURNS_APPLIED = Counter(f"{P}turns_applied", "Turns stored and counted in a state version")
 TURNS_DEFERRED = Counter(
     f"{P}turns_deferred", "Turns stored for a debounced extraction (EXTRACT_DEBOUNCE_MS)"

@@ -133,6 +133,8 @@ class ExtractionScheduler:
         metrics.DEFERRED_EXTRACTIONS.labels(
             outcome="rejected" if outcome.rejected is not None else "done"
         ).inc()
+        # The batch that deferred these turns counted none as applied: counted once, here.
+        metrics.TURNS_APPLIED.inc(outcome.applied)
         return outcome
 
     async def _release(self, key: ConversationKey, claim: UUID) -> None:

@@ -1,7 +1,7 @@
 """The next version of a conversation, and the event that announces it. Pure.
 
 Every change of a state — new turns, a re-extraction, signals merged through the repository
-API (and, in v2, overrides and inactivity stalls) — is described as a `NextVersion` computed
+API, an override or an inactivity stall — is described as a `NextVersion` computed
 from the state just locked; `commit.commit_version` writes it, its stage record and its event
 in that one transaction.
 """

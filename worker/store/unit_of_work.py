@@ -5,7 +5,8 @@ repositories that run on it (cosmicpython's unit_of_work, procrastinate's error 
         state = await tx.states.lock_or_insert_state(key, email)
         ...  # commits when the block ends, rolls back if it raises
 
-Driver errors are translated here, at the store's boundary, into the project's own: data the
+Driver errors become the project's own at the store's boundary: each transaction and query
+here runs inside `translated_errors` (worker/store/database.py, next to the connections). Data the
 database refuses becomes `RejectedByDatabase` (permanent: dead-letter it), a lost connection
 `DatabaseUnavailable` (transient: redeliver). Nothing above the store imports asyncpg.
 """

@@ -6,27 +6,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError
-from worker.qualify.repository import ConversationStateRepository
-from worker.settings import load_settings
+from worker.settings import Settings
 from worker.store.database import migrate_database
-from worker.store.unit_of_work import open_database
 from worker.tools.arguments import parse_stage, parse_uuid
 from worker.tools.views import render_pipeline, render_state
 
 
-async def migrate(args: argparse.Namespace) -> int:
-    applied = await migrate_database(load_settings().database_url)
+async def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    applied = await migrate_database(settings.database_url)
     print(f"applied {', '.join(applied)}" if applied else "database is up to date")
     return 0
 
 
-async def state(args: argparse.Namespace) -> int:
+async def state(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = parse_uuid(args.tenant, "TENANT")
-    settings = load_settings()
-    async with open_database(settings.database_url, max_size=2, role=settings.db_role) as db:
-        repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
-        found = await repository.get_state(tenant_id, args.account, args.contact)
+    async with bootstrap(settings, pool_size=2) as components:
+        found = await components.repository().get_state(tenant_id, args.account, args.contact)
     if found is None:
         print(f"no conversation {args.tenant}:{args.account}:{args.contact}", file=sys.stderr)
         return 1
@@ -34,30 +31,26 @@ async def state(args: argparse.Namespace) -> int:
     return 0
 
 
-async def pipeline(args: argparse.Namespace) -> int:
+async def pipeline(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = parse_uuid(args.tenant, "TENANT")
     stage = parse_stage(args.stage)
-    settings = load_settings()
-    async with open_database(settings.database_url, max_size=2, role=settings.db_role) as db:
-        repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
-        states = await repository.list_states_by_tenant(tenant_id, stage)
+    async with bootstrap(settings, pool_size=2) as components:
+        states = await components.repository().list_states_by_tenant(tenant_id, stage)
     print(render_pipeline(tenant_id, states, settings.stage_criteria))
     return 0
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, settings: Settings) -> int:
     from worker.app import create_app  # imports litellm: only for the commands that need it
     from worker.ops.http import serve
 
-    settings = load_settings()
     await serve(create_app(settings), host=settings.http_host, port=settings.http_port)
     return 0
 
 
-async def produce(args: argparse.Namespace) -> int:
+async def produce(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools.producer import publish_turns, read_turns
 
-    settings = load_settings()
     turns = read_turns(Path(args.file), max_turn_chars=settings.max_turn_chars)
     for line_number, problem in turns.problems:
         print(f"{args.file}:{line_number}: {problem}", file=sys.stderr)
@@ -73,11 +66,10 @@ async def produce(args: argparse.Namespace) -> int:
     return 1 if turns.problems else 0
 
 
-async def override(args: argparse.Namespace) -> int:
+async def override(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools.override import OverrideArguments, new_override
     from worker.tools.producer import publish
 
-    settings = load_settings()
     event = new_override(
         OverrideArguments(
             tenant=args.tenant,
@@ -99,14 +91,12 @@ async def override(args: argparse.Namespace) -> int:
     return 0
 
 
-async def stack(args: argparse.Namespace) -> int:
+async def stack(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools import stack as embedded
 
     root = Path(".stack")
     if args.action == "up":
-        settings = load_settings()
-        topics = [settings.turn_topic, settings.update_topic, settings.dlq_topic]
-        info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_database)
+        info = await embedded.stack_up_async(root, topics=settings.topics, migrate=migrate_database)
         print(info.export_lines(), end="")
         print(f"# written to {root / 'env.sh'}: run `source {root / 'env.sh'}`", file=sys.stderr)
     elif args.action == "down":
@@ -129,16 +119,15 @@ async def stack(args: argparse.Namespace) -> int:
     return 0
 
 
-async def demo(args: argparse.Namespace) -> int:
+async def demo(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools.demo import run_demo
 
-    return await run_demo(load_settings())
+    return await run_demo(settings)
 
 
-async def dlq(args: argparse.Namespace) -> int:
+async def dlq(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools import dead_letters
 
-    settings = load_settings()
     found = (
         dead_letters.read_file(Path(args.file))
         if args.file
@@ -155,26 +144,26 @@ async def dlq(args: argparse.Namespace) -> int:
     return 0
 
 
-async def reextract(args: argparse.Namespace) -> int:
+async def reextract(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools.reextract import reextract as run_reextract
     from worker.tools.reextract import report
 
     tenant_id = parse_uuid(args.tenant, "TENANT")
     reextraction = await run_reextract(
-        load_settings(), tenant_id, args.account, args.contact, stored_turns=args.all
+        settings, tenant_id, args.account, args.contact, stored_turns=args.all
     )
     text, code = report(reextraction)
     print(text)
     return code
 
 
-async def forget(args: argparse.Namespace) -> int:
+async def forget(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools.forget import forget as run_forget
 
-    return await run_forget(args)
+    return await run_forget(args, settings)
 
 
-async def evaluate(args: argparse.Namespace) -> int:
+async def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from worker.tools.evaluation.dataset import DEVELOPMENT, HELD_OUT, read_dataset
     from worker.tools.evaluation.harness import (
         RunSpec,
@@ -192,7 +181,6 @@ async def evaluate(args: argparse.Namespace) -> int:
         for line_number, problem in dataset.problems:
             print(f"{dataset.path}:{line_number}: {problem}", file=sys.stderr)
     specs = [RunSpec(model=model, per_batch=size) for model in models for size in sizes]
-    settings = load_settings()
     async with evaluation_database() as database_url:
         parts = [
             (

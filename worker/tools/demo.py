@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from uuid import UUID
 
+from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError, WorkerError
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import RULES_MODEL, Settings
 from worker.store.database import migrate_database
-from worker.store.unit_of_work import open_database
 from worker.tools.producer import publish_turns, read_turns
 from worker.tools.stack import StackInfo, stack_down, stack_status, stack_up_async
 from worker.tools.views import render_pipeline
@@ -32,11 +32,7 @@ APPLY_DEADLINE_S = 300.0
 
 async def run_demo(settings: Settings, *, examples: Path = EXAMPLES) -> int:
     was_running = (status := stack_status(STACK_ROOT)) is not None and status.all_running
-    info = await stack_up_async(
-        STACK_ROOT,
-        topics=[settings.turn_topic, settings.update_topic, settings.dlq_topic],
-        migrate=migrate_database,
-    )
+    info = await stack_up_async(STACK_ROOT, topics=settings.topics, migrate=migrate_database)
     print(f"stack: PostgreSQL on {info.database_url}, broker on {info.kafka_bootstrap_servers}")
     env = demo_env(info)
     worker = start_worker(env)
@@ -83,13 +79,18 @@ async def _publish_and_wait(
     turns = read_turns(examples, max_turn_chars=settings.max_turn_chars)
     if turns.problems:
         raise ConfigurationError(f"{examples} has invalid lines: {turns.problems[:3]}")
-    target = settings.model_copy(update={"kafka_bootstrap_servers": info.kafka_bootstrap_servers})
-    await publish_turns(turns.valid, target)
+    on_stack = settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": info.kafka_bootstrap_servers,
+            "database_url": info.database_url,
+        }
+    )
+    await publish_turns(turns.valid, on_stack)
     tenants = sorted({turn.tenant_id for turn, _ in turns.valid}, key=str)
     expected = len({turn.event_id for turn, _ in turns.valid})
     print(f"published {len(turns.valid)} turns of {len(tenants)} tenants; waiting for the worker")
-    async with open_database(info.database_url, max_size=2, role=settings.db_role) as db:
-        repository = ConversationStateRepository(database=db, update_topic=settings.update_topic)
+    async with bootstrap(on_stack, pool_size=2) as components:
+        repository = components.repository()
         await _wait_until_applied(repository, tenants, expected, worker)
         for tenant in tenants:
             print()

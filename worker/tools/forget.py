@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import ConversationKey
 from worker.errors import ConfigurationError
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 from worker.store.erasure import Erasure, erase_conversation
 from worker.tools.arguments import parse_uuid
 
@@ -110,10 +110,9 @@ def confirmed(key: ConversationKey) -> bool | None:
     return sys.stdin.readline().strip().lower() == "yes"
 
 
-async def forget(args: argparse.Namespace) -> int:
+async def forget(args: argparse.Namespace, settings: Settings) -> int:
     key = parse_key(args)
     erased_by = operator_name(args.by)
-    settings = load_settings()
     if not args.yes:
         answer = confirmed(key)
         if answer is None:

@@ -19,11 +19,10 @@ from uuid import UUID
 import structlog
 
 from schemas import ConversationKey
+from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError
 from worker.qualify.outcomes import ConversationOutcome
-from worker.qualify.service import build_service
 from worker.settings import Settings
-from worker.store.unit_of_work import open_database
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +44,8 @@ async def reextract(
     if (account_id is None) != (contact_id is None):
         raise ConfigurationError("give both ACCOUNT and CONTACT, or neither")
     size = max(2, settings.llm_concurrency + 1)
-    async with open_database(settings.database_url, max_size=size, role=settings.db_role) as db:
-        service = build_service(settings, db)
+    async with bootstrap(settings, pool_size=size) as components:
+        db, service = components.database, components.service()
         async with db.reading(tenant_id) as tx:
             keys = await tx.turns.reextract_candidates(
                 tenant_id, account_id, contact_id, pending_only=not stored_turns

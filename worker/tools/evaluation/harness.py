@@ -28,13 +28,14 @@ from schemas import (
     NextStage,
     QualificationState,
 )
+from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError, TransientError
 from worker.extract.port import ExtractionResult, ExtractorDecorator, TurnText
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService, build_service
 from worker.settings import Settings
 from worker.store.database import migrate_database
-from worker.store.unit_of_work import Database, open_database
+from worker.store.unit_of_work import Database
 from worker.tools.evaluation.dataset import Dataset, LabelledConversation
 from worker.tools.evaluation.scoring import (
     ConversationScore,
@@ -180,9 +181,12 @@ async def run_all(
 ) -> list[RunResult]:
     in_flight = min(MAX_CONVERSATIONS_IN_FLIGHT, settings.llm_concurrency)
     size = in_flight + 2
-    async with open_database(database_url, max_size=size, role=settings.db_role) as database:
+    scratch = settings.model_copy(update={"database_url": database_url})
+    async with bootstrap(scratch, pool_size=size) as components:
         return [
-            await run_one(dataset, spec, settings, database, in_flight=in_flight, progress=progress)
+            await run_one(
+                dataset, spec, settings, components.database, in_flight=in_flight, progress=progress
+            )
             for spec in specs
         ]
 

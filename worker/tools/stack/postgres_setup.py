@@ -133,7 +133,7 @@ def _conf_string(value: str) -> str:
 def stack_conf(data_dir: Path, port: int, durable: bool) -> str:
     """The text of `pgdata/stack.conf`, which postgresql.conf includes."""
     lines = [
-        "# Written by worker/stack/postgres_setup.py at every start; edits are overwritten.",
+        "# Written by worker/tools/stack/postgres_setup.py at every start; edits are overwritten.",
         "listen_addresses = '127.0.0.1'",
         f"port = {port}",
         f"unix_socket_directories = {_conf_string(_socket_dir(data_dir, port))}",
