@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, get_args
@@ -18,7 +19,8 @@ from worker.settings import Settings, load_settings
 from worker.tools import cli
 
 EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # Each command gets the one Settings object loaded here.
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -160,6 +162,20 @@ def add_override_command(sub: Any) -> None:
     override.set_defaults(fn=cli.override)
 
 
+async def stopped_by_sigterm(command: Coroutine[Any, Any, int]) -> int:
+    """SIGTERM stops a tool the way Ctrl-C does: its task is cancelled, so what it started (an
+    embedded PostgreSQL, a worker process, a temporary folder) is stopped and removed on the way
+    out. Python's default SIGTERM ends the process at once and leaves them behind."""
+    task = asyncio.current_task()
+    assert task is not None  # we run inside asyncio.run
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await command
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Command = args.fn
@@ -171,9 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         # runs many conversations: an INFO line per version would bury its progress lines.
         quiet = args.command == "eval" and "log_level" not in settings.model_fields_set
         configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
-        return asyncio.run(command(args, settings))
+        if args.command == "run":  # the worker drains on SIGTERM itself (FastStream)
+            return asyncio.run(command(args, settings))
+        return asyncio.run(stopped_by_sigterm(command(args, settings)))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        return EXIT_TERMINATED
     except WorkerError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -153,8 +153,17 @@ async def evaluation_database() -> AsyncIterator[str]:
     from worker.tools.stack import StackError, start_postgres
 
     with tempfile.TemporaryDirectory(prefix="qw-eval-") as directory:
+        starting = asyncio.ensure_future(
+            asyncio.to_thread(start_postgres, Path(directory), durable=False)
+        )
         try:
-            server = await asyncio.to_thread(start_postgres, Path(directory), durable=False)
+            # Shielded: a stop (SIGTERM, Ctrl-C) while the server starts cannot stop the
+            # thread, so wait for it and stop the server it started before leaving.
+            server = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StackError):
+                await asyncio.to_thread((await starting).stop)
+            raise
         except StackError as error:
             first_line = str(error).splitlines()[0]
             raise ConfigurationError(
