@@ -32,10 +32,13 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
     Speaker,
+    is_identified,
+    signals_of,
 )
+from schemas.dimensions import DIMENSIONS, DimensionSpec, Group, ValueKind
 from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.rules_patterns import (
-    BANT,
+    ASKING_ORDER,
     BUDGET,
     BUDGET_SET,
     CHAMPION,
@@ -48,11 +51,9 @@ from worker.extract.rules_patterns import (
     FIRST_PERSON_ROLE,
     FUTURE,
     INSTRUCTION,
-    LABELS,
     LOSS,
     LOST,
     MEASURE,
-    MEDDIC,
     METRIC_CONTEXT,
     MONEY,
     MUST,
@@ -66,7 +67,6 @@ from worker.extract.rules_patterns import (
     PAUSED,
     PERSON,
     PROCESS,
-    QUESTIONS,
     RESUMED,
     REVISION,
     SENTENCE_BREAK,
@@ -445,21 +445,26 @@ def negotiating(turns: Sequence[TurnText]) -> bool:
 # --- from hits to signals ------------------------------------------------------------------
 
 
-def dimension_fields(dimension: str, hits: list[Hit]) -> dict[str, object]:
+def dimension_fields(dimension: DimensionSpec, hits: list[Hit]) -> dict[str, object]:
     """The model fields of one dimension: flag, best confidence, quotes, the values of the
-    surest (then latest) statement."""
+    surest (then latest) statement; a list field gathers every hit's item."""
     if not hits:
         return {}
     # Surest first; among equally sure statements the latest, as the merge rule has it.
     ranked = sorted(hits, key=lambda hit: (-hit.confidence, _reversed(hit.order)))
     fields: dict[str, object] = {
-        f"{dimension}_identified": True,
-        f"{dimension}_confidence": ranked[0].confidence,
-        f"{dimension}_evidence": list(dict.fromkeys(hit.quote for hit in hits)),
+        dimension.confidence_field: ranked[0].confidence,
+        dimension.evidence_field: list(dict.fromkeys(hit.quote for hit in hits)),
     }
+    if dimension.identified_field is not None:  # else its list is its flag (CONTRACT.md 2)
+        fields[dimension.identified_field] = True
+    lists = dimension.of_kind(ValueKind.LIST)
+    for name in lists:
+        fields[name] = list(dict.fromkeys(hit.values[name] for hit in hits if name in hit.values))
     for hit in ranked:
         for name, value in hit.values.items():
-            fields.setdefault(name, value)
+            if name not in lists:
+                fields.setdefault(name, value)
     return fields
 
 
@@ -468,26 +473,19 @@ def _reversed(order: tuple[int, int]) -> tuple[int, int]:
 
 
 def build_signals(grouped: dict[str, list[Hit]]) -> tuple[BANTSignals, MEDDICSignals]:
-    bant: dict[str, object] = {}
-    for dimension in BANT:
-        bant.update(dimension_fields(dimension, grouped.get(dimension, [])))
-    meddic: dict[str, object] = {}
-    for dimension in MEDDIC:
-        meddic.update(dimension_fields(dimension, grouped.get(dimension, [])))
-    criteria = [hit.values["decision_criteria"] for hit in grouped.get("decision_criteria", [])]
-    meddic["decision_criteria"] = list(dict.fromkeys(criteria))
-    meddic.pop("decision_criteria_identified", None)  # the list is the flag (CONTRACT.md 2)
-    return BANTSignals.model_validate(bant), MEDDICSignals.model_validate(meddic)
+    groups: dict[Group, dict[str, object]] = {group: {} for group in Group}
+    for dimension in DIMENSIONS:
+        found = dimension_fields(dimension, grouped.get(dimension.name, []))
+        groups[dimension.group].update(found)
+    return (
+        BANTSignals.model_validate(groups[Group.BANT]),
+        MEDDICSignals.model_validate(groups[Group.MEDDIC]),
+    )
 
 
 def known_dimensions(state: QualificationState, found: Iterable[str]) -> set[str]:
     """Dimensions identified in the stored state or in this batch."""
-    known = {d for d in BANT if getattr(state.bant, f"{d}_identified")}
-    flagged = (d for d in MEDDIC if d != "decision_criteria")
-    known |= {d for d in flagged if getattr(state.meddic, f"{d}_identified")}
-    if state.meddic.decision_criteria:
-        known.add("decision_criteria")
-    return known | set(found)
+    return {d for d in DIMENSIONS.names if is_identified(state, d)} | set(found)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -536,7 +534,9 @@ def propose_stage(
 
 
 def insights(grouped: dict[str, list[Hit]]) -> list[str]:
-    notes = [f"{LABELS[name]}: {_first_value(hits)}" for name, hits in grouped.items()]
+    notes = [
+        f"{DIMENSIONS.spec(name).label}: {_first_value(hits)}" for name, hits in grouped.items()
+    ]
     return notes[:3]
 
 
@@ -548,23 +548,21 @@ def _first_value(hits: list[Hit]) -> str:
 def next_questions(known: set[str], next_stage: NextStage | None = None) -> list[str]:
     """What the next stage still lacks first (the gap report), then what else is unknown."""
     wanted = [d.value for d in next_stage.missing] if next_stage else []
-    order = [*wanted, *(d for d in QUESTIONS if d not in wanted)]
-    return [QUESTIONS[d] for d in order if d in QUESTIONS and d not in known][:3]
+    order = dict.fromkeys([*wanted, *ASKING_ORDER, *DIMENSIONS.names])
+    return [DIMENSIONS.spec(d).question for d in order if d not in known][:3]
 
 
 def overall_confidence(state: QualificationState, grouped: dict[str, list[Hit]]) -> float:
-    """The mean over the ten dimensions of the best confidence known for each."""
+    """The mean over the dimensions of the best confidence known for each."""
     best = [
         max([_stored_confidence(state, d), *(hit.confidence for hit in grouped.get(d, []))])
-        for d in (*BANT, *MEDDIC)
+        for d in DIMENSIONS.names
     ]
     return round(sum(best) / len(best), 2)
 
 
 def _stored_confidence(state: QualificationState, dimension: str) -> float:
-    signals = state.bant if dimension in BANT else state.meddic
-    confidence: float = getattr(signals, f"{dimension}_confidence")
-    return confidence
+    return state.spec(dimension).confidence(signals_of(state, dimension))
 
 
 def extract(

@@ -386,39 +386,20 @@ NEGOTIATING = re.compile(
     _I,
 )
 
-BANT = ("budget", "authority", "need", "timeline")
-MEDDIC = (
+# The dimensions the rules ask about first while they are unknown (the questions' wording is
+# the dimension table's); the others follow in the table's order.
+ASKING_ORDER = (
+    "need",
+    "budget",
+    "authority",
+    "timeline",
+    "identify_pain",
+    "decision_process",
+    "decision_criteria",
     "metrics",
     "economic_buyer",
-    "decision_criteria",
-    "decision_process",
-    "identify_pain",
     "champion",
 )
-LABELS = {
-    "budget": "Budget",
-    "authority": "Authority",
-    "need": "Need",
-    "timeline": "Timeline",
-    "metrics": "Metrics",
-    "economic_buyer": "Economic buyer",
-    "identify_pain": "Pain",
-    "decision_criteria": "Decision criteria",
-    "decision_process": "Decision process",
-    "champion": "Champion",
-}
-QUESTIONS = {
-    "need": "What problem are you hoping to solve, and why now?",
-    "budget": "Is there a budget set aside for this, and roughly what range?",
-    "authority": "Who besides you is involved in making this decision?",
-    "timeline": "When do you need a solution in place?",
-    "identify_pain": "What does the current process cost you today?",
-    "decision_process": "What steps does a purchase like this go through on your side?",
-    "decision_criteria": "What will you compare vendors on?",
-    "metrics": "How will you measure success?",
-    "economic_buyer": "Who signs off on the budget?",
-    "champion": "Who else on your team would benefit most from this?",
-}
 # Forward only, one step, on the evidence each stage needs: the default exit criteria of
 # CONTRACT.md section 4 (worker.qualify.criteria), accumulated over the pipeline. Used when the
 # caller gives no gap report; with one, its `missing` list decides. Discovery has no criteria,
