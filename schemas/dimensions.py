@@ -60,6 +60,10 @@ class ValueField:
     kind: ValueKind = ValueKind.TEXT
     slot: Slot = VALUE
 
+    def __post_init__(self) -> None:
+        if self.slot.many != (self.kind is ValueKind.LIST):
+            raise ValueError(f"{self.name}: a list field needs a list slot, a text one a text slot")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DimensionSpec:
