@@ -43,13 +43,16 @@ from worker.extract.rules_patterns import (
     BUDGET_SET,
     CHAMPION,
     CLAUSE_BREAK,
+    COMPETITION_CUE,
     CONFIRMS,
     CRITERIA_CUE,
     CRITERIA_TERMS,
     DATE,
     DECIDES,
+    DO_NOTHING,
     FIRST_PERSON_ROLE,
     FUTURE,
+    IN_HOUSE,
     INSTRUCTION,
     LOSS,
     LOST,
@@ -57,12 +60,15 @@ from worker.extract.rules_patterns import (
     METRIC_CONTEXT,
     MONEY,
     MUST,
+    NAMED_COMPETITOR,
     NAMED_TITLE,
     NEED,
     NEGOTIATING,
     NEXT_STAGE,
+    NO_COMPETITION,
     NOT_A_NAME,
     PAIN,
+    PAPER,
     PAST,
     PAUSED,
     PERSON,
@@ -80,7 +86,10 @@ from worker.extract.rules_patterns import (
 )
 from worker.settings import RULES_MODEL
 
-RULES_VERSION = "rules-v2"
+RULES_VERSION = "rules-v3"  # v3: paper process and competition
+# How the competitors list names the two options that are not vendors (CONTRACT.md 2, v3).
+IN_HOUSE_BUILD = "in-house build"
+DO_NOTHING_OPTION = "do nothing"
 MAX_DESCRIPTION_CHARS = 200
 MAX_SENTENCE_CHARS = 300
 MAX_CRITERION_CHARS = 120
@@ -290,6 +299,47 @@ def detect_champion(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hi
     yield Hit(dimension="champion", quote=sentence, confidence=0.6, values=values)
 
 
+def detect_paper_process(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    asked = "paper_process" in context.topics and len(sentence.split()) > 3
+    if PAPER.search(sentence) or asked:
+        yield _described("paper_process", sentence, 0.6, "paper_process_description")
+
+
+def detect_competition(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    """Named vendors, an in-house build, doing nothing; never "we only talk to you"."""
+    if NO_COMPETITION.search(sentence):
+        return
+    found = competitors(sentence)
+    if IN_HOUSE.search(sentence):
+        found.append(IN_HOUSE_BUILD)
+    if DO_NOTHING.search(sentence):
+        found.append(DO_NOTHING_OPTION)
+    if not found:
+        if COMPETITION_CUE.search(sentence) or (
+            "competition" in context.topics and len(sentence.split()) > 3
+        ):
+            yield Hit(dimension="competition", quote=sentence, confidence=0.5)
+        return
+    for name in dict.fromkeys(found):
+        yield Hit(
+            dimension="competition", quote=sentence, confidence=0.7, values={"competitors": name}
+        )
+
+
+def competitors(sentence: str) -> list[str]:
+    """The vendors named after "also talking to", "comparing you with", "up against", ..."""
+    found: list[str] = []
+    for match in NAMED_COMPETITOR.finditer(sentence):
+        for named in re.split(r",? and |,? or |, ", match.group("names")):
+            name = named.rstrip(".'")
+            # Not a sentence opener, a title or a requirement ("evaluating SSO support").
+            if name.split()[0] in NOT_A_NAME or TITLE_RE.fullmatch(name):
+                continue
+            if not CRITERIA_TERMS.match(name):
+                found.append(name)
+    return found
+
+
 def _described(dimension: str, sentence: str, confidence: float, value_field: str) -> Hit:
     description = sentence[:MAX_DESCRIPTION_CHARS]
     return Hit(
@@ -310,6 +360,8 @@ DETECTORS: tuple[Detector, ...] = (
     detect_decision_criteria,
     detect_decision_process,
     detect_champion,
+    detect_paper_process,
+    detect_competition,
 )
 
 

@@ -300,6 +300,66 @@ CHAMPION = re.compile(
     _I,
 )
 
+# --- paper process (MEDDPICC's P): how the contract gets signed ------------------------------
+PAPER = re.compile(
+    r"\b(?:legal (?:needs? to|has to|will|must|wants? to|team|review\w*|sign-?off|department)"
+    r"|(?:our|the) (?:lawyers?|counsel|legal)|procurement|purchasing (?:team|department|process)"
+    r"|security (?:review|questionnaire|assessment|team|sign-?off)|infosec|vendor (?:onboarding"
+    r"|registration|assessment|review|setup|form)|supplier (?:onboarding|registration)"
+    r"|MSA|master (?:services? |subscription )?agreement|DPA|data processing agreement|NDA"
+    r"|redlines?|red-?lin\w*|contract review|T&Cs|terms and conditions|paperwork"
+    r"|purchase order|PO (?:process|number)|signature (?:order|process|chain)|DocuSign"
+    r"|e-?sign\w*|countersign\w*|(?:sign|signing) order|(?:two|2|three|3) signatures"
+    r"|signing authority|(?:contract|paperwork|legal) (?:takes|usually takes|can take))\b",
+    _I,
+)
+
+# --- competition (MEDDPICC's second C): who else is in the deal -------------------------------
+_VENDOR = r"(?-i:[A-Z][\w.&'-]*(?: [A-Z][\w.&'-]*)?)"
+# "we're also talking to Acme and Globex", "comparing you with Initech", "up against Hooli".
+NAMED_COMPETITOR = re.compile(
+    r"\b(?:also (?:talking to|speaking (?:to|with)|looking at|evaluating|considering|in talks with"
+    r"|meeting(?: with)?|trialling|trialing|piloting|got (?:a )?(?:quote|demo|proposal)s? from)"
+    r"|(?:evaluating|trialling|trialing|piloting|shortlisted|considering)"
+    r"|compar(?:e|ing) (?:you|your \w+|it|this)? ?(?:to|with|against)"
+    r"|up against|versus|vs\.?|(?:a )?(?:demo|quote|proposal|pitch)s? from"
+    r"|(?:talking|speaking) to (?:a few|two|three|several) (?:vendors|others|companies),?"
+    r" (?:like|including)"
+    r"|other (?:vendors|options|tools|providers) (?:like|such as|including))"
+    rf" (?P<names>{_VENDOR}(?:(?:,| and| or|, and) {_VENDOR})*)",
+    _I,
+)
+IN_HOUSE = re.compile(
+    r"\b(?:build(?:ing)? (?:it|this|something|one|our own|a tool|a \w+)(?: \w+)? "
+    r"(?:ourselves|in-?house|internally)|in-?house (?:build|tool|solution|option|team could)"
+    r"|(?:our|the) (?:own )?(?:dev|developers|engineers|engineering team|IT team) (?:could|can|"
+    r"want to|might) (?:build|write|do) (?:it|this|something)|build (?:vs\.?|versus|or) buy"
+    r"|build it ourselves|build our own)\b",
+    _I,
+)
+DO_NOTHING = re.compile(
+    r"\b(?:do nothing|doing nothing|status quo|stay(?:ing)? (?:with|on) (?:our |the )?"
+    r"(?:spreadsheets?|Excel|current (?:setup|process|system|tool)|existing (?:setup|process"
+    r"|system|tool)|what we have|how things are)|keep (?:doing|using) (?:it |things )?"
+    r"(?:the way we (?:do|are)|as (?:is|it is)|(?:our |the )?(?:spreadsheets?|Excel))"
+    r"|(?:just )?live with it|not (?:change|changing) anything)\b",
+    _I,
+)
+COMPETITION_CUE = re.compile(
+    r"\b(?:competitors?|other vendors|other (?:options|solutions|providers|tools)"
+    r"|alternatives|shortlist\w*|a few vendors|several vendors|bake-?off|RFP)\b",
+    _I,
+)
+# "We're only talking to you", "no other vendors": the prospect says there is no competition.
+NO_COMPETITION = re.compile(
+    r"\b(?:only|just|exclusively) (?:talking|speaking) (?:to|with) (?:you|your team)"
+    r"|\b(?:not|aren't|are not|isn't) (?:talking to|looking at|evaluating|considering) "
+    r"(?:anyone|anybody|any other|other)"
+    r"|\bno (?:other )?(?:vendors?|competitors?|alternatives|one else)\b"
+    r"|\byou(?:'re| are) the only (?:one|vendor|option)",
+    _I,
+)
+
 # --- the rep's question sets the topic of the prospect's next turn ----------------------------
 TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
     "need": re.compile(
@@ -315,7 +375,8 @@ TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
         r"\b(when|timeline|timing|time ?frame|deadline|by when|how soon|go[- ]live|date)\b", _I
     ),
     "authority": re.compile(
-        r"\b(who (?:decides|makes|signs|approves|else|is involved|'s involved|owns)|decision"
+        r"\b(who (?:decides|makes|signs|approves|is involved|'s involved|owns"
+        r"|else(?! (?:are you|is) (?:looking|talking|considering|evaluating)))|decision"
         r"|sign(?:s|-)? ?off|approv\w*)\b",
         _I,
     ),
@@ -332,6 +393,18 @@ TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
     "metrics": re.compile(
         r"\b(how (?:big|much|many|often|long|bad)|what does (?:that|it) cost|measure|impact"
         r"|success look)\b",
+        _I,
+    ),
+    "paper_process": re.compile(
+        r"\b(legal|procurement|paperwork|security review|contract (?:process|review)|MSA"
+        r"|sign(?:ing|ature) (?:process|order)|get (?:the|a) contract signed)\b",
+        _I,
+    ),
+    "competition": re.compile(
+        r"\b(who else (?:are you|is) (?:looking at|talking to|considering|evaluating"
+        r"|in the running)"
+        r"|other (?:vendors|options|solutions|tools)|alternatives|competitors?|shortlist"
+        r"|(?:looking at|talking to|considering) anyone else|in-?house)\b",
         _I,
     ),
 }
