@@ -31,6 +31,8 @@ MAX_QUOTES_PER_DIMENSION = 2  # the most recent ones: enough to show what was sa
 MAX_QUOTE_CHARS = 120
 MAX_VALUE_CHARS = 160
 MAX_LIST_ITEMS = 6  # items of a list (decision criteria, competitors) shown
+MAX_ITEM_CHARS = 60  # an item is a short name ("SOC 2", "Acme"): its cap keeps the budget's
+# room for the summary small however many list dimensions there are
 MAX_INSIGHTS = 4  # the most recent key insights
 
 # What the model is asked to fill in: `lean` (worker/extract/lean.py, the default) lists only
@@ -252,7 +254,7 @@ def _dimension_line(row: DimensionSpec, signals: GroupSignals) -> str:
 
 
 def _items_part(items: list[str]) -> str:
-    shown = ", ".join(_quoted(item) for item in items[-MAX_LIST_ITEMS:])
+    shown = ", ".join(_quoted(item, MAX_ITEM_CHARS) for item in items[-MAX_LIST_ITEMS:])
     more = len(items) - MAX_LIST_ITEMS
     return f"items {shown}" + (f" (+{more} more)" if more > 0 else "")
 
@@ -280,13 +282,21 @@ def truncate(text: str, limit: int) -> str:
 
 
 def _max_summary_chars(table: DimensionTable) -> int:
-    # Worst case: every field at its cap plus the fixed words around them; tests hold us to it.
-    texts = sum(len(row.values) - len(row.of_kind(ValueKind.LIST)) for row in table)
-    items = sum(len(row.of_kind(ValueKind.LIST)) for row in table) * MAX_LIST_ITEMS
-    per_quote = MAX_QUOTE_CHARS + 5
-    quotes = len(table) * MAX_QUOTES_PER_DIMENSION * per_quote
-    values = (texts + items + MAX_INSIGHTS) * (MAX_VALUE_CHARS + 40)
-    return quotes + values + 1500
+    """The longest summary `table`'s dimensions can make: every line at its caps, counted
+    from the formats above (tests hold a saturated state to it). Tight, because the prompt
+    budget keeps this much room free for the summary to grow into."""
+    value = MAX_VALUE_CHARS + 2  # quoted
+    count = len(" (+999999999 more)")  # an omitted-items note, any count
+    evidence = len("; evidence ") + MAX_QUOTES_PER_DIMENSION * (MAX_QUOTE_CHARS + 5) + count
+    total = len("not identified yet: ") + len("overall_confidence: 0.00") + 2
+    for row in table:
+        total += len(row.name) + len(": confidence 0.00") + evidence + len(", ") + 1
+        for field in row.values:
+            if field.kind is ValueKind.LIST:
+                total += len("; items ") + MAX_LIST_ITEMS * (MAX_ITEM_CHARS + 4) + count
+            else:
+                total += len("; =") + len(field.name) + value
+    return total + MAX_INSIGHTS * (len("insight: ") + value + 1)
 
 
 SUMMARY_MAX_CHARS = _max_summary_chars(DIMENSIONS)
