@@ -1,4 +1,4 @@
-"""The rule-based extractor's vocabulary: compiled patterns, word lists and dimension tables.
+"""The rule-based extractor's vocabulary: compiled patterns, word lists, the asking order.
 
 Data only: the logic that reads sentences with these lives in `worker.extract.rules`. Each
 pattern is matched against one sentence of a prospect turn (or, for `*_QUESTION`, a rep turn
@@ -304,12 +304,12 @@ CHAMPION = re.compile(
 PAPER = re.compile(
     r"\b(?:legal (?:needs? to|has to|will|must|wants? to|team|review\w*|sign-?off|department)"
     r"|(?:our|the) (?:lawyers?|counsel|legal)|procurement|purchasing (?:team|department|process)"
-    r"|security (?:review|questionnaire|assessment|team|sign-?off)|infosec|vendor (?:onboarding"
+    r"|security (?:review|questionnaire|assessment|sign-?off)|infosec|vendor (?:onboarding"
     r"|registration|assessment|review|setup|form)|supplier (?:onboarding|registration)"
     r"|MSA|master (?:services? |subscription )?agreement|DPA|data processing agreement|NDA"
-    r"|redlines?|red-?lin\w*|contract review|T&Cs|terms and conditions|paperwork"
-    r"|purchase order|PO (?:process|number)|signature (?:order|process|chain)|DocuSign"
-    r"|e-?sign\w*|countersign\w*|(?:sign|signing) order|(?:two|2|three|3) signatures"
+    r"|redlines?|red-?lin\w*|contract review|T&Cs|terms and conditions|contract paperwork"
+    r"|purchase order|PO (?:process|number)|signature (?:order|process|chain)"
+    r"|countersign\w*|(?:sign|signing) order|(?:two|2|three|3) signatures"
     r"|signing authority|(?:contract|paperwork|legal) (?:takes|usually takes|can take))\b",
     _I,
 )
@@ -338,7 +338,8 @@ IN_HOUSE = re.compile(
     _I,
 )
 DO_NOTHING = re.compile(
-    r"\b(?:do nothing|doing nothing|status quo|stay(?:ing)? (?:with|on) (?:our |the )?"
+    r"\b(?:do nothing(?! but)|doing nothing(?! but)|status quo"
+    r"|stay(?:ing)? (?:with|on) (?:our |the )?"
     r"(?:spreadsheets?|Excel|current (?:setup|process|system|tool)|existing (?:setup|process"
     r"|system|tool)|what we have|how things are)|keep (?:doing|using) (?:it |things )?"
     r"(?:the way we (?:do|are)|as (?:is|it is)|(?:our |the )?(?:spreadsheets?|Excel))"
@@ -346,7 +347,8 @@ DO_NOTHING = re.compile(
     _I,
 )
 COMPETITION_CUE = re.compile(
-    r"\b(?:competitors?|other vendors|other (?:options|solutions|providers|tools)"
+    r"\b(?:competitors?(?! (?:websites?|sites?|prices?|pricing|rates?|data))|other vendors"
+    r"|other (?:options|solutions|providers|tools)"
     r"|alternatives|shortlist\w*|a few vendors|several vendors|bake-?off|RFP)\b",
     _I,
 )
