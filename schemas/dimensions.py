@@ -13,7 +13,7 @@ pipeline that carries that row (tests/unit/test_dimension_table.py). Pure: no I/
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -164,11 +164,6 @@ class DimensionTable:
     def slots(self) -> tuple[Slot, ...]:
         """The lean signal's value slots, in the order the table first uses them."""
         return tuple(dict.fromkeys(value.slot for row in self.rows for value in row.values))
-
-    def with_rows(self, rows: Sequence[DimensionSpec]) -> DimensionTable:
-        """This table with `rows` added at the end of their groups."""
-        merged = [*self.rows, *rows]
-        return DimensionTable(tuple(sorted(merged, key=lambda row: list(Group).index(row.group))))
 
 
 def _text(name: str) -> tuple[ValueField, ...]:

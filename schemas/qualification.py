@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from schemas.dimensions import DIMENSIONS, DimensionSpec, DimensionTable, Group, ValueKind
-from schemas.enums import DealStage, Dimension, dimension_enum
+from schemas.enums import DealStage, Dimension
 
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 ShortText = Annotated[str, Field(max_length=2000)]
@@ -117,10 +116,8 @@ class QualificationModels:
     state that hold a `QualificationState` hold theirs too."""
 
     table: DimensionTable
-    dimension: type[StrEnum]
     bant: type[GroupSignals]
     meddic: type[GroupSignals]
-    signals: type[QualificationSignals]
     state: type[QualificationState]
     extraction: type[QualificationExtraction]
 
@@ -140,35 +137,17 @@ def qualification_models(table: DimensionTable) -> QualificationModels:
 
     return QualificationModels(
         table=table,
-        dimension=dimension_enum(table),
         bant=bant,
         meddic=meddic,
-        signals=derived(QualificationSignals),
         state=derived(QualificationState),
         extraction=derived(QualificationExtraction),
     )
 
 
-MODELS = QualificationModels(
-    table=DIMENSIONS,
-    dimension=Dimension,
-    bant=BANTSignals,
-    meddic=MEDDICSignals,
-    signals=QualificationSignals,
-    state=QualificationState,
-    extraction=QualificationExtraction,
-)
-
 # Each dimension's value fields, by name (CONTRACT.md section 2).
 DIMENSION_FIELDS: dict[Dimension, tuple[str, ...]] = {
     Dimension(row.name): row.value_names for row in DIMENSIONS
 }
-BANT_DIMENSIONS = tuple(Dimension(row.name) for row in DIMENSIONS.in_group(Group.BANT))
-
-
-def group_of(dimension: str) -> str:
-    """`bant` or `meddic`: the field of QualificationSignals that holds `dimension`."""
-    return DIMENSIONS.spec(dimension).group.value
 
 
 def signals_of(signals: QualificationSignals, dimension: str) -> GroupSignals:

@@ -16,16 +16,16 @@ from schemas import (
     QualificationSignals,
     QualificationState,
 )
-from schemas.dimensions import DimensionSpec, ValueKind
+from schemas.dimensions import DIMENSIONS, DimensionSpec, Group, ValueKind
 from worker.qualify.merge import (
-    BANT_DIMENSIONS,
-    MEDDIC_DIMENSIONS,
     changed_fields,
     merge_bant_signals,
     merge_meddic_signals,
     merge_qualification_signals,
 )
 
+BANT_DIMENSIONS = DIMENSIONS.in_group(Group.BANT)
+MEDDIC_DIMENSIONS = DIMENSIONS.in_group(Group.MEDDIC)
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 LATER = datetime(2025, 1, 3, tzinfo=UTC)
 PROPERTY_SETTINGS = settings(

@@ -17,15 +17,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from schemas import BANTSignals, MEDDICSignals, QualificationSignals, QualificationState
-from schemas.dimensions import DIMENSIONS, DimensionSpec, Group, ValueKind
+from schemas.dimensions import DimensionSpec, Group, ValueKind
 from schemas.qualification import GroupSignals, signals_of
 
 _Signals = TypeVar("_Signals", bound=GroupSignals)
 
-# The default table's dimensions by group (schemas.dimensions); a model built from another
-# table merges by its own rows (`GroupSignals.dimensions`).
-BANT_DIMENSIONS = DIMENSIONS.in_group(Group.BANT)
-MEDDIC_DIMENSIONS = DIMENSIONS.in_group(Group.MEDDIC)
 _GROUPS = tuple(group.value for group in Group)
 
 # The state-wide fields, read from the model so a new one is reported by `changed_fields` too.
