@@ -1,4 +1,7 @@
-"""The qualification signals: what the LLM extracts and the state keeps (CONTRACT.md section 2)."""
+"""The qualification signals: what the LLM extracts and the state keeps (CONTRACT.md section 2).
+
+The flat BANT and MEDDIC models are built from the dimension table (schemas.dimensions), so
+their fields, in the table's order, are the contract's JSON."""
 
 from __future__ import annotations
 
@@ -111,9 +114,10 @@ _Model = TypeVar("_Model", bound=QualificationSignals)
 
 @dataclass(frozen=True, kw_only=True)
 class QualificationModels:
-    """Every model a dimension table shapes. Those of another table than `DIMENSIONS` subclass
-    the module's own (their BANT and MEDDIC fields replaced), so the events and the stored
-    state that hold a `QualificationState` hold theirs too."""
+    """The models of one dimension table: `bant` and `meddic` built from it; `state` and
+    `extraction` subclass this module's own (built from `DIMENSIONS`) with those two fields
+    replaced, so a stored state and an update event, which hold a `QualificationState`, take
+    them and serialize them as they are."""
 
     table: DimensionTable
     bant: type[GroupSignals]
@@ -123,6 +127,7 @@ class QualificationModels:
 
 
 def qualification_models(table: DimensionTable) -> QualificationModels:
+    """What the pipeline needs to carry another table's dimensions (with `lean_model`)."""
     bant, meddic = group_model(table, Group.BANT), group_model(table, Group.MEDDIC)
     groups: dict[str, Any] = {
         "bant": (bant, Field(default_factory=bant)),

@@ -95,6 +95,29 @@ def test_no_competition_is_found_where_there_is_none(text: str) -> None:
     assert meddic.competition_identified is False and meddic.competitors == []
 
 
+def test_an_answer_that_there_is_no_one_else_identifies_no_competition() -> None:
+    turns = [
+        TurnText(
+            event_id=uuid.uuid4(),
+            speaker=speaker,
+            channel=Channel.CALL,
+            text=text,
+            occurred_at=START + timedelta(minutes=n),
+        )
+        for n, (speaker, text) in enumerate(
+            [
+                (Speaker.REP, "Are you looking at other vendors as well?"),
+                (Speaker.PROSPECT, "No, nobody else at the moment."),
+                (Speaker.REP, "Who else are you talking to?"),
+                (Speaker.PROSPECT, "We have a demo from Initech next week."),
+            ]
+        )
+    ]
+    meddic = extract(turns, QualificationState(), DealStage.DISCOVERY).meddic
+    assert meddic.competitors == ["Initech"]
+    assert meddic.competition_evidence == ["We have a demo from Initech next week."]
+
+
 def test_competitors_extend_with_unique_items_like_decision_criteria() -> None:
     first = MEDDICSignals(
         competition_identified=True, competition_confidence=0.9, competitors=["Acme"]

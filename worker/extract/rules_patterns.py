@@ -358,6 +358,7 @@ NO_COMPETITION = re.compile(
     r"|\b(?:not|aren't|are not|isn't) (?:talking to|looking at|evaluating|considering) "
     r"(?:anyone|anybody|any other|other)"
     r"|\bno (?:other )?(?:vendors?|competitors?|alternatives|one else)\b"
+    r"|\b(?:nobody|no one|none) else\b|\b(?:just|only) (?:you|yours)\b"
     r"|\byou(?:'re| are) the only (?:one|vendor|option)",
     _I,
 )
