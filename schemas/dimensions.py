@@ -297,8 +297,8 @@ DIMENSIONS = DimensionTable(
             values=_text("paper_process_description"),
             letter="P",
             label="Paper process",
-            meaning="how the contract gets signed: legal review, procurement, security "
-            "review, signature order, paperwork lead time",
+            meaning="how the contract gets signed once they have chosen: legal review, "
+            "procurement, security review, signature order, paperwork lead time",
             lean_values="value: a description.",
             full_values="paper_process_description.",
             question="Once you decide, what does it take to get the contract signed?",
