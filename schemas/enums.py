@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from schemas.dimensions import DIMENSIONS, DimensionTable, Group
 
 
 class DealStage(StrEnum):
@@ -39,19 +42,24 @@ class Speaker(StrEnum):
     REP = "rep"
 
 
-class Dimension(StrEnum):
-    """The ten qualification dimensions (CONTRACT.md section 2): four BANT, six MEDDIC."""
+def dimension_enum(table: DimensionTable) -> type[StrEnum]:
+    """The closed vocabulary of `table`'s dimension names, in its order."""
+    members = {name.upper(): name for name in table.names}
+    enum = StrEnum("Dimension", members)  # type: ignore[misc]  # members come from the table
+    enum.__doc__ = (
+        f"The {len(table)} qualification dimensions (CONTRACT.md section 2): "
+        f"{len(table.in_group(Group.BANT))} BANT, {len(table.in_group(Group.MEDDIC))} MEDDIC."
+    )
+    return enum
 
-    BUDGET = "budget"
-    AUTHORITY = "authority"
-    NEED = "need"
-    TIMELINE = "timeline"
-    METRICS = "metrics"
-    ECONOMIC_BUYER = "economic_buyer"
-    DECISION_CRITERIA = "decision_criteria"
-    DECISION_PROCESS = "decision_process"
-    IDENTIFY_PAIN = "identify_pain"
-    CHAMPION = "champion"
+
+if TYPE_CHECKING:
+
+    class Dimension(StrEnum):
+        """Its members are the names of `schemas.dimensions.DIMENSIONS`."""
+
+else:
+    Dimension = dimension_enum(DIMENSIONS)
 
 
 OPEN_STAGES = (

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    SerializeAsAny,
     ValidationInfo,
     field_validator,
 )
@@ -229,7 +230,9 @@ class QualificationUpdated(BaseModel):
         "When a turn resumed a deal stalled by inactivity, the extraction's proposal (judged "
         "from the resumed stage) if it made one, else the resume; previous_stage is `stalled`",
     )
-    qualification: QualificationState
+    # Serialized as what it is: the state of another dimension table (a subclass) keeps its own
+    # dimensions in the event (schemas.qualification.qualification_models).
+    qualification: SerializeAsAny[QualificationState]
     changed_fields: list[str]
     interaction_count: int
     confidence_score: float

@@ -2,7 +2,7 @@
 
 `set` names dimensions and gives their value fields as the person sees them (section 2's types),
 plus optional `identified` and `confidence`. Only the fields given are taken: a field left out
-keeps its stored value, an explicit null (or `[]` for `decision_criteria`) clears it. Setting
+keeps its stored value, an explicit null (or `[]` for a list) clears it. Setting
 `identified: false` clears the value fields not given, since an unidentified dimension has no
 value. Evidence cannot be set: quotes come from the conversation only.
 
@@ -16,12 +16,21 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from schemas.dimensions import DIMENSIONS, DimensionSpec, ValueKind
 from schemas.enums import DealStage, Dimension
 from schemas.events import ConversationKey
 from schemas.ownership import Actor
@@ -29,7 +38,7 @@ from schemas.qualification import DIMENSION_FIELDS, Confidence, ShortText
 
 # Fields every dimension accepts besides its value fields.
 CONFIDENCE_FIELD = "confidence"
-IDENTIFIED_FIELD = "identified"  # not for decision_criteria: a non-empty list means identified
+IDENTIFIED_FIELD = "identified"  # not for unflagged ones: a non-empty list means identified
 
 
 def _reject_nul(value: str) -> str:
@@ -100,7 +109,7 @@ class DimensionValues(BaseModel):
         return values + tuple(field for field in cls.model_fields if field not in values)
 
     def identified_flag(self) -> bool | None:
-        """`identified` as given (true unless given); None for decision_criteria, which has no
+        """`identified` as given (true unless given); None for a dimension with no
         flag (its list, given or stored, says whether it is identified)."""
         flag = getattr(self, IDENTIFIED_FIELD, None)
         return None if flag is None else bool(flag)
@@ -122,76 +131,42 @@ class _FlaggedValues(DimensionValues):
     )
 
 
-class BudgetValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.BUDGET
-    budget_range: ShortText | None = None
-
-
-class AuthorityValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.AUTHORITY
-    authority_contact: ShortText | None = None
-    authority_role: ShortText | None = None
-
-
-class NeedValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.NEED
-    need_description: ShortText | None = None
-
-
-class TimelineValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.TIMELINE
-    timeline_description: ShortText | None = None
-
-
-class MetricsValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.METRICS
-    metrics_description: ShortText | None = None
-
-
-class EconomicBuyerValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.ECONOMIC_BUYER
-    economic_buyer_contact: ShortText | None = None
-
-
-class DecisionCriteriaValues(DimensionValues):
-    """No `identified`: a non-empty list means identified (CONTRACT.md section 2)."""
-
-    dimension: ClassVar[Dimension] = Dimension.DECISION_CRITERIA
-    decision_criteria: list[ShortText] = Field(
-        default_factory=list, description="Replaces the stored list; [] clears it"
+def values_model(row: DimensionSpec) -> type[DimensionValues]:
+    """`{Name}Values`: the fields a person may set for `row`'s dimension."""
+    fields: dict[str, Any] = {}
+    for value in row.values:
+        if value.kind is ValueKind.LIST:
+            described: Any = Field(
+                default_factory=list, description="Replaces the stored list; [] clears it"
+            )
+            fields[value.name] = (list[ShortText], described)
+        else:
+            fields[value.name] = (ShortText | None, None)
+    name = "".join(part.capitalize() for part in row.name.split("_")) + "Values"
+    base: type[DimensionValues] = _FlaggedValues if row.flagged else DimensionValues
+    model = create_model(
+        name,
+        __base__=base,
+        __module__=__name__,
+        __doc__=None if row.flagged else _UNFLAGGED_DOC,
+        **fields,
     )
+    model.dimension = Dimension(row.name)
+    return model
 
 
-class DecisionProcessValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.DECISION_PROCESS
-    decision_process_description: ShortText | None = None
+_UNFLAGGED_DOC = "No `identified`: a non-empty list means identified (CONTRACT.md section 2)."
+
+# The model of each dimension's values, for tools that build an override field by field.
+VALUES_MODELS: dict[Dimension, type[DimensionValues]] = {
+    Dimension(row.name): values_model(row) for row in DIMENSIONS
+}
 
 
-class IdentifyPainValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.IDENTIFY_PAIN
-    pain_description: ShortText | None = None
-
-
-class ChampionValues(_FlaggedValues):
-    dimension: ClassVar[Dimension] = Dimension.CHAMPION
-    champion_contact: ShortText | None = None
-
-
-class DimensionSet(BaseModel):
+class _DimensionSetBase(BaseModel):
     """`set`: dimension name -> its values. Named fields, so the JSON Schema lists each one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    budget: BudgetValues | None = None
-    authority: AuthorityValues | None = None
-    need: NeedValues | None = None
-    timeline: TimelineValues | None = None
-    metrics: MetricsValues | None = None
-    economic_buyer: EconomicBuyerValues | None = None
-    decision_criteria: DecisionCriteriaValues | None = None
-    decision_process: DecisionProcessValues | None = None
-    identify_pain: IdentifyPainValues | None = None
-    champion: ChampionValues | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -228,25 +203,16 @@ class DimensionSet(BaseModel):
         return found
 
 
-# The model of each dimension's values, for tools that build an override field by field.
-VALUES_MODELS: dict[Dimension, type[DimensionValues]] = {
-    model.dimension: model
-    for model in (
-        BudgetValues,
-        AuthorityValues,
-        NeedValues,
-        TimelineValues,
-        MetricsValues,
-        EconomicBuyerValues,
-        DecisionCriteriaValues,
-        DecisionProcessValues,
-        IdentifyPainValues,
-        ChampionValues,
+if TYPE_CHECKING:
+    DimensionSet = _DimensionSetBase
+else:
+    DimensionSet = create_model(
+        "DimensionSet",
+        __base__=_DimensionSetBase,
+        __module__=__name__,
+        __doc__=_DimensionSetBase.__doc__,
+        **{dimension.value: (model | None, None) for dimension, model in VALUES_MODELS.items()},
     )
-}
-if not set(VALUES_MODELS) == set(Dimension) == set(DimensionSet.model_fields):
-    # Fail at import: a dimension added to the contract must be settable by overrides too.
-    raise TypeError("override value models do not match the dimensions")
 
 
 class StageSetting(BaseModel):

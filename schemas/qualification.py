@@ -1,74 +1,63 @@
-"""The qualification signals: what the LLM extracts and the state keeps (CONTRACT.md section 2)."""
+"""The qualification signals: what the LLM extracts and the state keeps (CONTRACT.md section 2).
+
+The flat BANT and MEDDIC models are built from the dimension table (schemas.dimensions), so
+their fields, in the table's order, are the contract's JSON."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
+from schemas.dimensions import DIMENSIONS, DimensionSpec, DimensionTable, Group, ValueKind
 from schemas.enums import DealStage, Dimension
 
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 ShortText = Annotated[str, Field(max_length=2000)]
 
 
-class _Signals(BaseModel):
+class GroupSignals(BaseModel):
+    """A flat signals model (BANT or MEDDIC), built from the dimension table by `group_model`:
+    per dimension `D_identified` (when flagged), `D_confidence`, `D_evidence`, its value fields."""
+
     model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
+    # The table rows this model holds, so that code reading a model knows its dimensions.
+    dimensions: ClassVar[tuple[DimensionSpec, ...]] = ()
 
-class BANTSignals(_Signals):
-    budget_identified: bool = False
-    budget_confidence: Confidence = 0.0
-    budget_evidence: list[str] = Field(default_factory=list)
-    budget_range: ShortText | None = None
+    if TYPE_CHECKING:  # the fields are the table's: the type checker cannot list them
 
-    authority_identified: bool = False
-    authority_confidence: Confidence = 0.0
-    authority_evidence: list[str] = Field(default_factory=list)
-    authority_contact: ShortText | None = None
-    authority_role: ShortText | None = None
-
-    need_identified: bool = False
-    need_confidence: Confidence = 0.0
-    need_evidence: list[str] = Field(default_factory=list)
-    need_description: ShortText | None = None
-
-    timeline_identified: bool = False
-    timeline_confidence: Confidence = 0.0
-    timeline_evidence: list[str] = Field(default_factory=list)
-    timeline_description: ShortText | None = None
+        def __getattr__(self, name: str) -> Any: ...
 
 
-class MEDDICSignals(_Signals):
-    metrics_identified: bool = False
-    metrics_confidence: Confidence = 0.0
-    metrics_evidence: list[str] = Field(default_factory=list)
-    metrics_description: ShortText | None = None
+def group_model(table: DimensionTable, group: Group) -> type[GroupSignals]:
+    """The flat model of `group`'s dimensions, fields in the table's order."""
+    fields: dict[str, Any] = {}
+    for row in table.in_group(group):
+        if row.identified_field is not None:
+            fields[row.identified_field] = (bool, False)
+        fields[row.confidence_field] = (Confidence, 0.0)
+        fields[row.evidence_field] = (list[str], Field(default_factory=list))
+        for value in row.values:
+            if value.kind is ValueKind.LIST:
+                fields[value.name] = (list[ShortText], Field(default_factory=list))
+            else:
+                fields[value.name] = (ShortText | None, None)
+    model = create_model(
+        f"{group.heading}Signals", __base__=GroupSignals, __module__=__name__, **fields
+    )
+    model.dimensions = table.in_group(group)
+    return model
 
-    economic_buyer_identified: bool = False
-    economic_buyer_confidence: Confidence = 0.0
-    economic_buyer_evidence: list[str] = Field(default_factory=list)
-    economic_buyer_contact: ShortText | None = None
 
-    # No `_identified` flag: a non-empty list means identified (CONTRACT.md section 2).
-    decision_criteria_confidence: Confidence = 0.0
-    decision_criteria_evidence: list[str] = Field(default_factory=list)
-    decision_criteria: list[ShortText] = Field(default_factory=list)
-
-    decision_process_identified: bool = False
-    decision_process_confidence: Confidence = 0.0
-    decision_process_evidence: list[str] = Field(default_factory=list)
-    decision_process_description: ShortText | None = None
-
-    identify_pain_identified: bool = False
-    identify_pain_confidence: Confidence = 0.0
-    identify_pain_evidence: list[str] = Field(default_factory=list)
-    pain_description: ShortText | None = None
-
-    champion_identified: bool = False
-    champion_confidence: Confidence = 0.0
-    champion_evidence: list[str] = Field(default_factory=list)
-    champion_contact: ShortText | None = None
+if TYPE_CHECKING:
+    BANTSignals = GroupSignals
+    MEDDICSignals = GroupSignals
+else:
+    BANTSignals = group_model(DIMENSIONS, Group.BANT)
+    MEDDICSignals = group_model(DIMENSIONS, Group.MEDDIC)
 
 
 class QualificationSignals(BaseModel):
@@ -81,6 +70,25 @@ class QualificationSignals(BaseModel):
     overall_confidence: Confidence = 0.0
     key_insights: list[ShortText] = Field(default_factory=list)
     recommended_next_questions: list[ShortText] = Field(default_factory=list)
+
+    @classmethod
+    def dimension_table(cls) -> DimensionTable:
+        """The table this model's BANT and MEDDIC fields were built from."""
+        return _table_of(cls)
+
+    def spec(self, dimension: str) -> DimensionSpec:
+        return _table_of(type(self)).spec(dimension)
+
+
+@cache
+def _table_of(model: type[QualificationSignals]) -> DimensionTable:
+    groups = (model.model_fields[group.value].annotation for group in Group)
+    return DimensionTable(tuple(row for group in groups for row in _rows(group)))
+
+
+def _rows(model: Any) -> tuple[DimensionSpec, ...]:
+    rows: tuple[DimensionSpec, ...] = model.dimensions
+    return rows
 
 
 class QualificationState(QualificationSignals):
@@ -101,35 +109,57 @@ class QualificationExtraction(QualificationSignals):
     )
 
 
-# Each dimension's value fields and the signals model that holds them (CONTRACT.md section 2).
-# `decision_criteria` has no `_identified` flag: a non-empty list means identified.
+_Model = TypeVar("_Model", bound=QualificationSignals)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualificationModels:
+    """The models of one dimension table: `bant` and `meddic` built from it; `state` and
+    `extraction` subclass this module's own (built from `DIMENSIONS`) with those two fields
+    replaced, so a stored state and an update event, which hold a `QualificationState`, take
+    them and serialize them as they are."""
+
+    table: DimensionTable
+    bant: type[GroupSignals]
+    meddic: type[GroupSignals]
+    state: type[QualificationState]
+    extraction: type[QualificationExtraction]
+
+
+def qualification_models(table: DimensionTable) -> QualificationModels:
+    """What the pipeline needs to carry another table's dimensions (with `lean_model`)."""
+    bant, meddic = group_model(table, Group.BANT), group_model(table, Group.MEDDIC)
+    groups: dict[str, Any] = {
+        "bant": (bant, Field(default_factory=bant)),
+        "meddic": (meddic, Field(default_factory=meddic)),
+    }
+
+    def derived(base: type[_Model]) -> type[_Model]:
+        model: type[_Model] = create_model(
+            base.__name__, __base__=base, __module__=__name__, __doc__=base.__doc__, **groups
+        )
+        return model
+
+    return QualificationModels(
+        table=table,
+        bant=bant,
+        meddic=meddic,
+        state=derived(QualificationState),
+        extraction=derived(QualificationExtraction),
+    )
+
+
+# Each dimension's value fields, by name (CONTRACT.md section 2).
 DIMENSION_FIELDS: dict[Dimension, tuple[str, ...]] = {
-    Dimension.BUDGET: ("budget_range",),
-    Dimension.AUTHORITY: ("authority_contact", "authority_role"),
-    Dimension.NEED: ("need_description",),
-    Dimension.TIMELINE: ("timeline_description",),
-    Dimension.METRICS: ("metrics_description",),
-    Dimension.ECONOMIC_BUYER: ("economic_buyer_contact",),
-    Dimension.DECISION_CRITERIA: ("decision_criteria",),
-    Dimension.DECISION_PROCESS: ("decision_process_description",),
-    Dimension.IDENTIFY_PAIN: ("pain_description",),
-    Dimension.CHAMPION: ("champion_contact",),
+    Dimension(row.name): row.value_names for row in DIMENSIONS
 }
-BANT_DIMENSIONS = (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.NEED, Dimension.TIMELINE)
 
 
-def group_of(dimension: Dimension) -> str:
-    """`bant` or `meddic`: the field of QualificationSignals that holds `dimension`."""
-    return "bant" if dimension in BANT_DIMENSIONS else "meddic"
-
-
-def signals_of(signals: QualificationSignals, dimension: Dimension) -> BANTSignals | MEDDICSignals:
+def signals_of(signals: QualificationSignals, dimension: str) -> GroupSignals:
     """The flat model (BANT or MEDDIC) that holds `dimension`'s fields."""
-    return signals.bant if dimension in BANT_DIMENSIONS else signals.meddic
+    model: GroupSignals = getattr(signals, signals.spec(dimension).group.value)
+    return model
 
 
-def is_identified(signals: QualificationSignals, dimension: Dimension) -> bool:
-    model = signals_of(signals, dimension)
-    if dimension is Dimension.DECISION_CRITERIA:
-        return bool(model.decision_criteria)  # type: ignore[union-attr]
-    return bool(getattr(model, f"{dimension.value}_identified"))
+def is_identified(signals: QualificationSignals, dimension: str) -> bool:
+    return signals.spec(dimension).is_identified(signals_of(signals, dimension))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
 
 from schemas.enums import Channel, DealStage, PersonaType
 from schemas.ownership import Owner, Suggestion
@@ -31,7 +31,9 @@ class ConversationState(BaseModel):
     contact_name: Annotated[str, Field(max_length=200)] | None = None
     deal_stage: DealStage = DealStage.PROSPECTING
     persona_type: PersonaType = PersonaType.MANAGER
-    qualification: QualificationState = Field(default_factory=lambda: QualificationState())
+    qualification: SerializeAsAny[QualificationState] = Field(
+        default_factory=lambda: QualificationState()
+    )
     interaction_count: Annotated[int, Field(ge=0)] = 0
     last_interaction: AwareDatetime | None = None
     last_channel: Channel | None = None

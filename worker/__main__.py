@@ -151,9 +151,9 @@ def add_override_command(sub: Any) -> None:
         action="append",
         default=[],
         metavar="DIM.FIELD=VALUE",
-        help="a value field (empty VALUE clears it; repeat decision_criteria.decision_criteria "
-        "for each criterion), DIM.identified=true|false, DIM.confidence=0..1, or DIM alone to "
-        "confirm the stored values",
+        help="a value field (empty VALUE clears it; repeat a list field such as "
+        "competition.competitors for each item), DIM.identified=true|false, "
+        "DIM.confidence=0..1, or DIM alone to confirm the stored values",
     )
     override.add_argument("--lock", dest="locks", action="append", default=[], metavar="DIM")
     override.add_argument("--unlock", dest="unlocks", action="append", default=[], metavar="DIM")

@@ -54,8 +54,7 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas import DIMENSION_FIELDS, Dimension
-from schemas.qualification import BANT_DIMENSIONS
+from schemas.dimensions import DIMENSIONS, DimensionSpec
 
 JsonObject = dict[str, Any]
 CACHE_MIN_TOKENS = 1024  # Anthropic's minimum cacheable prefix (Sonnet); OpenAI's too
@@ -189,32 +188,23 @@ def lean_arguments(full: JsonObject) -> JsonObject:
     """A full-shaped extraction dict as the lean one, value for value (invalid values too, so
     a test of re-asks on bad output tests the same thing in both shapes)."""
     signals = []
-    for dimension, value_fields in DIMENSION_FIELDS.items():
-        group = full.get("bant" if dimension in BANT_DIMENSIONS else "meddic") or {}
-        signal = _lean_signal(dimension, value_fields, group)
+    for dimension in DIMENSIONS:
+        signal = _lean_signal(dimension, full.get(dimension.group.value) or {})
         if signal is not None:
             signals.append(signal)
     lean = {key: value for key, value in full.items() if key not in ("bant", "meddic")}
     return {"signals": signals, **lean}
 
 
-def _lean_signal(
-    dimension: Dimension, value_fields: tuple[str, ...], group: JsonObject
-) -> JsonObject | None:
-    name = dimension.value
+def _lean_signal(dimension: DimensionSpec, group: JsonObject) -> JsonObject | None:
     renames = {
-        f"{name}_identified": "identified",
-        f"{name}_confidence": "confidence",
-        f"{name}_evidence": "evidence",
+        f"{dimension.name}_identified": "identified",
+        dimension.confidence_field: "confidence",
+        dimension.evidence_field: "evidence",
     }
-    if dimension is Dimension.DECISION_CRITERIA:
-        renames["decision_criteria"] = "criteria"
-    else:
-        renames[value_fields[0]] = "value"
-        if len(value_fields) > 1:
-            renames[value_fields[1]] = "role"
+    renames |= {value.name: value.slot.name for value in dimension.values}
     found = {lean: group[full] for full, lean in renames.items() if full in group}
-    return {"dimension": name, **found} if found else None
+    return {"dimension": dimension.name, **found} if found else None
 
 
 _PROSPECT_TURN = re.compile(r'<turn [^>]*speaker="prospect"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from schemas import DIMENSION_FIELDS, Dimension
-from schemas.qualification import BANT_DIMENSIONS
+from schemas import Dimension
+from schemas.dimensions import DIMENSIONS, ValueKind
 from tests.eval_conversations import CONVERSATIONS, write_dataset
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, JsonObject
 from worker.settings import load_settings
@@ -57,20 +57,21 @@ def answer_from_labels(request: JsonObject) -> JsonObject:
             if (sentence := sentence_with(text, mention)) is not None
         ]
         if quotes:
-            group = "bant" if dimension in BANT_DIMENSIONS else "meddic"
+            group = DIMENSIONS.spec(dimension).group.value
             extraction[group] |= identified(dimension, quotes)
     return extraction
 
 
 def identified(dimension: Dimension, quotes: list[str]) -> JsonObject:
-    value_field = DIMENSION_FIELDS[dimension][-1]  # authority: its role
+    spec = DIMENSIONS.spec(dimension)
+    value_field = spec.values[-1]  # authority: its role
     fields: JsonObject = {
-        f"{dimension.value}_confidence": 0.8,
-        f"{dimension.value}_evidence": quotes,
-        value_field: quotes if dimension is Dimension.DECISION_CRITERIA else quotes[-1],
+        spec.confidence_field: 0.8,
+        spec.evidence_field: quotes,
+        value_field.name: quotes if value_field.kind is ValueKind.LIST else quotes[-1],
     }
-    if dimension is not Dimension.DECISION_CRITERIA:
-        fields[f"{dimension.value}_identified"] = True
+    if spec.identified_field is not None:
+        fields[spec.identified_field] = True
     return fields
 
 

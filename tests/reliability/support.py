@@ -33,7 +33,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import DIMENSION_FIELDS, ConversationKey, Dimension, update_event_id
-from schemas.qualification import BANT_DIMENSIONS
+from schemas.dimensions import DIMENSIONS
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer
 from tests.harness import (
     BASE_TIME,
@@ -1027,7 +1027,7 @@ def _override_event_problems(override: Mapping[str, Any], event: JsonObject) -> 
         problems.append(f"its v{event['version']} names turns")
     owners = event.get("owners") or {}
     for name, values in (override.get("set") or {}).items():
-        group = "bant" if Dimension(name) in BANT_DIMENSIONS else "meddic"
+        group = DIMENSIONS.spec(name).group.value
         shown = event["qualification"][group]
         for field_name, value in values.items():
             if field_name in DIMENSION_FIELDS[Dimension(name)] and shown.get(field_name) != value:

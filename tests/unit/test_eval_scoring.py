@@ -63,7 +63,8 @@ def test_precision_and_recall_count_each_kind_of_error_once() -> None:
 
     overall = summary.overall
     assert (overall.tp, overall.fp, overall.fn) == (1, 1, 1)
-    assert overall.tn == 6  # ten dimensions: 1 TP, 1 FP, 1 FN, 1 unscored, 6 correctly absent
+    # Every other dimension is labelled absent and not found: correctly absent.
+    assert overall.tn == len(Dimension) - 4  # 1 TP, 1 FP, 1 FN, 1 unscored
     assert overall.precision == 0.5 and overall.recall == 0.5
     assert summary.per_dimension[Dimension.BUDGET].f1 == 1.0
     assert summary.per_dimension[Dimension.NEED].recall == 0.0

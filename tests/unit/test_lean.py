@@ -18,6 +18,7 @@ from schemas import (
     QualificationExtraction,
     signals_of,
 )
+from schemas.dimensions import DIMENSIONS, ValueKind
 from worker.extract.lean import (
     MAX_TEXT_CHARS,
     DimensionSignal,
@@ -53,7 +54,7 @@ def test_length_limits_are_still_validated() -> None:
 
 
 @pytest.mark.parametrize(
-    "dimension", [d for d in Dimension if d is not Dimension.DECISION_CRITERIA]
+    "dimension", [d for d in Dimension if not DIMENSIONS.spec(d).of_kind(ValueKind.LIST)]
 )
 def test_each_dimension_value_lands_in_its_own_value_field(dimension: Dimension) -> None:
     signal = DimensionSignal(

@@ -16,16 +16,16 @@ from schemas import (
     QualificationSignals,
     QualificationState,
 )
+from schemas.dimensions import DIMENSIONS, DimensionSpec, Group, ValueKind
 from worker.qualify.merge import (
-    BANT_DIMENSIONS,
-    MEDDIC_DIMENSIONS,
-    Dimension,
     changed_fields,
     merge_bant_signals,
     merge_meddic_signals,
     merge_qualification_signals,
 )
 
+BANT_DIMENSIONS = DIMENSIONS.in_group(Group.BANT)
+MEDDIC_DIMENSIONS = DIMENSIONS.in_group(Group.MEDDIC)
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 LATER = datetime(2025, 1, 3, tzinfo=UTC)
 PROPERTY_SETTINGS = settings(
@@ -287,7 +287,7 @@ extractions = st.builds(
     recommended_next_questions=text_lists,
 )
 
-DIMENSIONS: list[tuple[str, Dimension]] = [
+DIMENSIONS: list[tuple[str, DimensionSpec]] = [
     *(("bant", d) for d in BANT_DIMENSIONS),
     *(("meddic", d) for d in MEDDIC_DIMENSIONS),
 ]
@@ -295,7 +295,7 @@ DIMENSIONS: list[tuple[str, Dimension]] = [
 
 def _each_dimension(
     *states_: QualificationSignals,
-) -> list[tuple[Dimension, list[BaseModel]]]:
+) -> list[tuple[DimensionSpec, list[BaseModel]]]:
     return [(d, [getattr(s, group) for s in states_]) for group, d in DIMENSIONS]
 
 
@@ -363,7 +363,9 @@ def test_identified_never_reverts(
 @st.composite
 def competing_arrivals(
     draw: st.DrawFn,
-) -> tuple[str, Dimension, QualificationState, QualificationExtraction, QualificationExtraction]:
+) -> tuple[
+    str, DimensionSpec, QualificationState, QualificationExtraction, QualificationExtraction
+]:
     """A state and two extractions that both identify one dimension, at different confidences.
 
     Their contacts are non-null: a null contact falls back to whatever is already known, which
@@ -384,15 +386,21 @@ def competing_arrivals(
 def _identify(
     extraction: QualificationExtraction,
     group: str,
-    dimension: Dimension,
+    dimension: DimensionSpec,
     confidence: float,
     draw: st.DrawFn,
 ) -> QualificationExtraction:
     update: dict[str, Any] = {dimension.confidence_field: confidence}
     if dimension.identified_field:
         update[dimension.identified_field] = True
-    update |= {field: draw(st.sampled_from(["p", "q", "r"])) for field in dimension.contacts}
-    update |= {field: draw(st.lists(texts, min_size=1, max_size=3)) for field in dimension.lists}
+    update |= {
+        field: draw(st.sampled_from(["p", "q", "r"]))
+        for field in dimension.of_kind(ValueKind.CONTACT)
+    }
+    update |= {
+        field: draw(st.lists(texts, min_size=1, max_size=3))
+        for field in dimension.of_kind(ValueKind.LIST)
+    }
     signals = getattr(extraction, group).model_copy(update=update)
     return extraction.model_copy(update={group: signals})
 
@@ -401,7 +409,7 @@ def _identify(
 @given(competing_arrivals())
 def test_arrival_order_does_not_change_which_value_wins(
     arrivals: tuple[
-        str, Dimension, QualificationState, QualificationExtraction, QualificationExtraction
+        str, DimensionSpec, QualificationState, QualificationExtraction, QualificationExtraction
     ],
 ) -> None:
     group, dimension, state, x, y = arrivals
@@ -422,7 +430,9 @@ def test_arrival_order_does_not_change_which_value_wins(
         merge_qualification_signals(merge_qualification_signals(state, y, now=NOW), x, now=NOW),
         group,
     )
-    for field in (*dimension.values, *dimension.contacts):
+    for field in dimension.of_kind(ValueKind.TEXT) + dimension.of_kind(ValueKind.CONTACT):
         assert getattr(xy, field) == getattr(yx, field)
-    for field in dimension.lists:  # lists are unions: same items, in arrival order
+    for field in dimension.of_kind(
+        ValueKind.LIST
+    ):  # lists are unions: same items, in arrival order
         assert set(getattr(xy, field)) == set(getattr(yx, field))

@@ -13,6 +13,7 @@ from schemas import (
     QualificationState,
     Speaker,
 )
+from schemas.dimensions import DIMENSIONS
 from worker.extract.port import TurnText
 from worker.extract.prompt import (
     MAX_QUOTE_CHARS,
@@ -117,7 +118,7 @@ def test_summary_of_a_saturated_state_stays_under_its_cap() -> None:
 
     assert len(state.model_dump_json()) > 100 * SUMMARY_MAX_CHARS
     assert len(summary) <= SUMMARY_MAX_CHARS
-    assert summary.count("quote ") <= 11 * MAX_QUOTES_PER_DIMENSION
+    assert summary.count("quote ") <= len(DIMENSIONS) * MAX_QUOTES_PER_DIMENSION
     assert "(+498 earlier)" in summary
     assert all(len(line) < 2000 for line in summary.splitlines())
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import BANTSignals, Channel, DealStage, QualificationState, Speaker
 from worker.extract.port import TurnText
-from worker.extract.rules import RulesExtractor, extract, sentences
+from worker.extract.rules import RULES_VERSION, RulesExtractor, extract, sentences
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -243,7 +243,7 @@ async def test_rules_extractor_reports_an_ok_free_result() -> None:
     )
 
     assert result.status == "ok" and result.extraction is not None
-    assert (result.model, result.prompt_version, result.cost_usd) == ("rules", "rules-v2", 0.0)
+    assert (result.model, result.prompt_version, result.cost_usd) == ("rules", RULES_VERSION, 0.0)
 
 
 def test_importing_the_rules_loads_no_llm_library() -> None:

@@ -1,6 +1,6 @@
 """The lean response model the LLM fills in, and its conversion to a `QualificationExtraction`.
 
-The full `QualificationExtraction` asks the model for every field of all ten dimensions on every
+The full `QualificationExtraction` asks the model for every field of every dimension on every
 call: about 6,000 characters of JSON schema sent, and 1,200 characters back even when the turns
 say nothing. Here the model lists only the dimensions the new turns inform, one small
 `DimensionSignal` each. Nothing in the schema sent carries a length limit (llama.cpp's grammar
@@ -10,19 +10,16 @@ and instructor re-asks when they fail. Pure code; no I/O library is imported her
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE, GenerateJsonSchema, JsonSchemaMode
 
-from schemas import (
-    DIMENSION_FIELDS,
-    DealStage,
-    Dimension,
-    QualificationExtraction,
-    signals_of,
-)
-from schemas.qualification import BANT_DIMENSIONS
+from schemas import DealStage, QualificationExtraction, signals_of
+from schemas.dimensions import DIMENSIONS, VALUE, DimensionSpec, DimensionTable, Group
+from schemas.enums import dimension_enum
+from schemas.qualification import QualificationModels
 
 # The contract's limits (schemas.qualification: ShortText 2000, stage_reason 500), enforced
 # after parsing instead of as `maxLength` in the schema the model is sent.
@@ -51,26 +48,57 @@ class CompactJsonSchema(GenerateJsonSchema):
         return False
 
 
-class DimensionSignal(BaseModel):
-    """What the new turns show about one dimension."""
+class SignalBase(BaseModel):
+    """What the new turns show about one dimension; `signal_model` adds the value slots."""
 
     model_config = ConfigDict(extra="ignore")
 
-    dimension: Dimension
+    dimension: StrEnum
     identified: bool = False
     confidence: Confidence = 0.0
     evidence: list[str] = Field(default_factory=list, description="Verbatim quotes")
-    value: Text | None = Field(
-        default=None, description="Range, description, or contact name (see prompt)"
+
+    if TYPE_CHECKING:  # the value slots are the table's: the type checker cannot list them
+
+        def __getattr__(self, name: str) -> Any: ...
+
+
+def signal_model(table: DimensionTable) -> type[SignalBase]:
+    """`DimensionSignal` for `table`: its dimension names, then one field per value slot the
+    table's value fields use (`value`, `role`, `criteria`, ...)."""
+    slots: dict[str, Any] = {}
+    for slot in table.slots():
+        if slot.many:
+            slots[slot.name] = (
+                list[Text],
+                Field(default_factory=list, description=slot.description),
+            )
+        else:
+            slots[slot.name] = (Text | None, Field(default=None, description=slot.description))
+    return create_model(
+        "DimensionSignal",
+        __base__=SignalBase,
+        __module__=__name__,
+        __doc__="What the new turns show about one dimension.",
+        dimension=(dimension_enum(table), ...),
+        **slots,
     )
-    role: Text | None = Field(default=None, description="authority only: title")
-    criteria: list[Text] = Field(default_factory=list, description="decision_criteria only")
+
+
+if TYPE_CHECKING:
+    DimensionSignal = SignalBase
+else:
+    DimensionSignal = signal_model(DIMENSIONS)
 
 
 class ExtractedSignals(BaseModel):
     """Signals in the new turns. List only dimensions they inform."""
 
     model_config = ConfigDict(extra="ignore")
+
+    # What a parsed reply becomes; a lean model of another table (`lean_model`) has its own.
+    extraction_model: ClassVar[type[QualificationExtraction]] = QualificationExtraction
+    signal_model: ClassVar[type[SignalBase]] = DimensionSignal
 
     signals: list[DimensionSignal] = Field(default_factory=list)
     overall_confidence: Confidence = 0.0
@@ -96,20 +124,35 @@ class ExtractedSignals(BaseModel):
         return schema
 
 
+def lean_model(models: QualificationModels) -> type[ExtractedSignals]:
+    """`ExtractedSignals` for the dimension table `models` were built from."""
+    signal = signal_model(models.table)
+    model = create_model(
+        "ExtractedSignals",
+        __base__=ExtractedSignals,
+        __module__=__name__,
+        __doc__=ExtractedSignals.__doc__,
+        signals=(list[signal], Field(default_factory=list)),  # type: ignore[valid-type]
+    )
+    model.extraction_model = models.extraction
+    model.signal_model = signal
+    return model
+
+
 def to_extraction(lean: ExtractedSignals) -> QualificationExtraction:
     """The full extraction `lean` stands for; dimensions it does not list keep their defaults.
 
     A dimension listed twice is combined: evidence joined, the higher confidence, the later
     non-null values, identified if either says so."""
-    bant: dict[str, Any] = {}
-    meddic: dict[str, Any] = {}
+    extraction = type(lean).extraction_model
+    table = extraction.dimension_table()
+    groups: dict[str, dict[str, Any]] = {group.value: {} for group in Group}
     for signal in lean.signals:
-        target = bant if signal.dimension in BANT_DIMENSIONS else meddic
-        _add_signal(target, signal)
-    return QualificationExtraction.model_validate(
+        spec = table.spec(signal.dimension.value)
+        _add_signal(groups[spec.group.value], spec, signal)
+    return extraction.model_validate(
         {
-            "bant": bant,
-            "meddic": meddic,
+            **groups,
             "overall_confidence": lean.overall_confidence,
             "key_insights": lean.key_insights,
             "recommended_next_questions": lean.recommended_next_questions,
@@ -119,30 +162,31 @@ def to_extraction(lean: ExtractedSignals) -> QualificationExtraction:
     )
 
 
-def _add_signal(fields: dict[str, Any], signal: DimensionSignal) -> None:
-    name = signal.dimension.value
-    evidence: list[str] = fields.get(f"{name}_evidence", [])
-    fields[f"{name}_evidence"] = list(dict.fromkeys([*evidence, *signal.evidence]))
-    fields[f"{name}_confidence"] = max(fields.get(f"{name}_confidence", 0.0), signal.confidence)
-    if signal.dimension is not Dimension.DECISION_CRITERIA:  # its list is its identification
-        fields[f"{name}_identified"] = fields.get(f"{name}_identified", False) or signal.identified
-    for field_name, value in value_fields(signal).items():
+def _add_signal(fields: dict[str, Any], spec: DimensionSpec, signal: SignalBase) -> None:
+    evidence: list[str] = fields.get(spec.evidence_field, [])
+    fields[spec.evidence_field] = list(dict.fromkeys([*evidence, *signal.evidence]))
+    fields[spec.confidence_field] = max(fields.get(spec.confidence_field, 0.0), signal.confidence)
+    if spec.identified_field is not None:  # else its list is its identification
+        fields[spec.identified_field] = (
+            fields.get(spec.identified_field, False) or signal.identified
+        )
+    for field_name, value in value_fields(spec, signal).items():
         if isinstance(value, list):
             fields[field_name] = list(dict.fromkeys([*fields.get(field_name, []), *value]))
         elif value is not None:
             fields[field_name] = value
 
 
-def value_fields(signal: DimensionSignal) -> dict[str, str | list[str] | None]:
-    """The dimension's value fields (`schemas.DIMENSION_FIELDS`) filled from the signal."""
-    if signal.dimension is Dimension.DECISION_CRITERIA:
-        # A model may name a single criterion in `value`; it is a criterion all the same.
-        criteria = signal.criteria or ([signal.value] if signal.value else [])
-        return {"decision_criteria": criteria}
-    first, *rest = DIMENSION_FIELDS[signal.dimension]
-    values: dict[str, str | list[str] | None] = {first: signal.value}
-    if rest:  # authority: contact, then role
-        values[rest[0]] = signal.role
+def value_fields(spec: DimensionSpec, signal: SignalBase) -> dict[str, str | list[str] | None]:
+    """The dimension's value fields filled from the signal's slots."""
+    values: dict[str, str | list[str] | None] = {}
+    uses_value = any(field.slot is VALUE for field in spec.values)
+    for field in spec.values:
+        given = getattr(signal, field.slot.name)
+        if field.slot.many and not given and not uses_value and signal.value:
+            # A model may name a single item in `value`; it is an item all the same.
+            given = [signal.value]
+        values[field.name] = given
     return values
 
 
@@ -150,27 +194,21 @@ def from_extraction(extraction: QualificationExtraction) -> ExtractedSignals:
     """The lean form of a full extraction: one signal per dimension that differs from its
     defaults. The inverse of `to_extraction` (used by tests, the eval and the size report)."""
     signals = []
-    for dimension, names in DIMENSION_FIELDS.items():
-        model = signals_of(extraction, dimension)
-        name = dimension.value
-        identified = bool(getattr(model, f"{name}_identified", False))
-        confidence: float = getattr(model, f"{name}_confidence")
-        evidence: list[str] = getattr(model, f"{name}_evidence")
-        values = [getattr(model, field_name) for field_name in names]
-        if not (identified or confidence or evidence or any(values)):
+    for spec in extraction.dimension_table():
+        model = signals_of(extraction, spec.name)
+        identified = bool(getattr(model, spec.identified_field)) if spec.identified_field else False
+        confidence = spec.confidence(model)
+        evidence = spec.evidence(model)
+        values = spec.value_fields(model)
+        if not (identified or confidence or evidence or any(values.values())):
             continue
         signal: dict[str, Any] = {
-            "dimension": dimension,
+            "dimension": spec.name,
             "identified": identified,
             "confidence": confidence,
             "evidence": evidence,
         }
-        if dimension is Dimension.DECISION_CRITERIA:
-            signal["criteria"] = values[0]
-        else:
-            signal["value"] = values[0]
-            if len(values) > 1:
-                signal["role"] = values[1]
+        signal |= {field.slot.name: values[field.name] for field in spec.values}
         signals.append(DimensionSignal.model_validate(signal))
     return ExtractedSignals(
         signals=signals,

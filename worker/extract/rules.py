@@ -32,41 +32,47 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
     Speaker,
+    is_identified,
+    signals_of,
 )
+from schemas.dimensions import DIMENSIONS, DimensionSpec, Group, ValueKind
 from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.rules_patterns import (
-    BANT,
+    ASKING_ORDER,
     BUDGET,
     BUDGET_SET,
     CHAMPION,
     CLAUSE_BREAK,
+    COMPETITION_CUE,
     CONFIRMS,
     CRITERIA_CUE,
     CRITERIA_TERMS,
     DATE,
     DECIDES,
+    DO_NOTHING,
     FIRST_PERSON_ROLE,
     FUTURE,
+    IN_HOUSE,
     INSTRUCTION,
-    LABELS,
     LOSS,
     LOST,
     MEASURE,
-    MEDDIC,
     METRIC_CONTEXT,
     MONEY,
     MUST,
+    NAMED_COMPETITOR,
     NAMED_TITLE,
     NEED,
     NEGOTIATING,
     NEXT_STAGE,
+    NO_COMPETITION,
     NOT_A_NAME,
     PAIN,
+    PAPER,
     PAST,
     PAUSED,
     PERSON,
     PROCESS,
-    QUESTIONS,
     RESUMED,
     REVISION,
     SENTENCE_BREAK,
@@ -80,7 +86,10 @@ from worker.extract.rules_patterns import (
 )
 from worker.settings import RULES_MODEL
 
-RULES_VERSION = "rules-v2"
+RULES_VERSION = "rules-v3"  # v3: paper process and competition
+# How the competitors list names the two options that are not vendors (CONTRACT.md 2, v3).
+IN_HOUSE_BUILD = "in-house build"
+DO_NOTHING_OPTION = "do nothing"
 MAX_DESCRIPTION_CHARS = 200
 MAX_SENTENCE_CHARS = 300
 MAX_CRITERION_CHARS = 120
@@ -290,6 +299,47 @@ def detect_champion(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hi
     yield Hit(dimension="champion", quote=sentence, confidence=0.6, values=values)
 
 
+def detect_paper_process(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    asked = "paper_process" in context.topics and len(sentence.split()) > 3
+    if PAPER.search(sentence) or asked:
+        yield _described("paper_process", sentence, 0.6, "paper_process_description")
+
+
+def detect_competition(sentence: str, context: Context = NO_CONTEXT) -> Iterable[Hit]:
+    """Named vendors, an in-house build, doing nothing; never "we only talk to you"."""
+    if NO_COMPETITION.search(sentence):
+        return
+    found = competitors(sentence)
+    if IN_HOUSE.search(sentence):
+        found.append(IN_HOUSE_BUILD)
+    if DO_NOTHING.search(sentence):
+        found.append(DO_NOTHING_OPTION)
+    if not found:
+        if COMPETITION_CUE.search(sentence) or (
+            "competition" in context.topics and len(sentence.split()) > 3
+        ):
+            yield Hit(dimension="competition", quote=sentence, confidence=0.5)
+        return
+    for name in dict.fromkeys(found):
+        yield Hit(
+            dimension="competition", quote=sentence, confidence=0.7, values={"competitors": name}
+        )
+
+
+def competitors(sentence: str) -> list[str]:
+    """The vendors named after "also talking to", "comparing you with", "up against", ..."""
+    found: list[str] = []
+    for match in NAMED_COMPETITOR.finditer(sentence):
+        for named in re.split(r",? and |,? or |, ", match.group("names")):
+            name = named.rstrip(".'")
+            # Not a sentence opener, a title or a requirement ("evaluating SSO support").
+            if name.split()[0] in NOT_A_NAME or TITLE_RE.fullmatch(name):
+                continue
+            if not CRITERIA_TERMS.match(name):
+                found.append(name)
+    return found
+
+
 def _described(dimension: str, sentence: str, confidence: float, value_field: str) -> Hit:
     description = sentence[:MAX_DESCRIPTION_CHARS]
     return Hit(
@@ -310,6 +360,8 @@ DETECTORS: tuple[Detector, ...] = (
     detect_decision_criteria,
     detect_decision_process,
     detect_champion,
+    detect_paper_process,
+    detect_competition,
 )
 
 
@@ -445,21 +497,26 @@ def negotiating(turns: Sequence[TurnText]) -> bool:
 # --- from hits to signals ------------------------------------------------------------------
 
 
-def dimension_fields(dimension: str, hits: list[Hit]) -> dict[str, object]:
+def dimension_fields(dimension: DimensionSpec, hits: list[Hit]) -> dict[str, object]:
     """The model fields of one dimension: flag, best confidence, quotes, the values of the
-    surest (then latest) statement."""
+    surest (then latest) statement; a list field gathers every hit's item."""
     if not hits:
         return {}
     # Surest first; among equally sure statements the latest, as the merge rule has it.
     ranked = sorted(hits, key=lambda hit: (-hit.confidence, _reversed(hit.order)))
     fields: dict[str, object] = {
-        f"{dimension}_identified": True,
-        f"{dimension}_confidence": ranked[0].confidence,
-        f"{dimension}_evidence": list(dict.fromkeys(hit.quote for hit in hits)),
+        dimension.confidence_field: ranked[0].confidence,
+        dimension.evidence_field: list(dict.fromkeys(hit.quote for hit in hits)),
     }
+    if dimension.identified_field is not None:  # else its list is its flag (CONTRACT.md 2)
+        fields[dimension.identified_field] = True
+    lists = dimension.of_kind(ValueKind.LIST)
+    for name in lists:
+        fields[name] = list(dict.fromkeys(hit.values[name] for hit in hits if name in hit.values))
     for hit in ranked:
         for name, value in hit.values.items():
-            fields.setdefault(name, value)
+            if name not in lists:
+                fields.setdefault(name, value)
     return fields
 
 
@@ -468,26 +525,19 @@ def _reversed(order: tuple[int, int]) -> tuple[int, int]:
 
 
 def build_signals(grouped: dict[str, list[Hit]]) -> tuple[BANTSignals, MEDDICSignals]:
-    bant: dict[str, object] = {}
-    for dimension in BANT:
-        bant.update(dimension_fields(dimension, grouped.get(dimension, [])))
-    meddic: dict[str, object] = {}
-    for dimension in MEDDIC:
-        meddic.update(dimension_fields(dimension, grouped.get(dimension, [])))
-    criteria = [hit.values["decision_criteria"] for hit in grouped.get("decision_criteria", [])]
-    meddic["decision_criteria"] = list(dict.fromkeys(criteria))
-    meddic.pop("decision_criteria_identified", None)  # the list is the flag (CONTRACT.md 2)
-    return BANTSignals.model_validate(bant), MEDDICSignals.model_validate(meddic)
+    groups: dict[Group, dict[str, object]] = {group: {} for group in Group}
+    for dimension in DIMENSIONS:
+        found = dimension_fields(dimension, grouped.get(dimension.name, []))
+        groups[dimension.group].update(found)
+    return (
+        BANTSignals.model_validate(groups[Group.BANT]),
+        MEDDICSignals.model_validate(groups[Group.MEDDIC]),
+    )
 
 
 def known_dimensions(state: QualificationState, found: Iterable[str]) -> set[str]:
     """Dimensions identified in the stored state or in this batch."""
-    known = {d for d in BANT if getattr(state.bant, f"{d}_identified")}
-    flagged = (d for d in MEDDIC if d != "decision_criteria")
-    known |= {d for d in flagged if getattr(state.meddic, f"{d}_identified")}
-    if state.meddic.decision_criteria:
-        known.add("decision_criteria")
-    return known | set(found)
+    return {d for d in DIMENSIONS.names if is_identified(state, d)} | set(found)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -536,7 +586,9 @@ def propose_stage(
 
 
 def insights(grouped: dict[str, list[Hit]]) -> list[str]:
-    notes = [f"{LABELS[name]}: {_first_value(hits)}" for name, hits in grouped.items()]
+    notes = [
+        f"{DIMENSIONS.spec(name).label}: {_first_value(hits)}" for name, hits in grouped.items()
+    ]
     return notes[:3]
 
 
@@ -548,23 +600,21 @@ def _first_value(hits: list[Hit]) -> str:
 def next_questions(known: set[str], next_stage: NextStage | None = None) -> list[str]:
     """What the next stage still lacks first (the gap report), then what else is unknown."""
     wanted = [d.value for d in next_stage.missing] if next_stage else []
-    order = [*wanted, *(d for d in QUESTIONS if d not in wanted)]
-    return [QUESTIONS[d] for d in order if d in QUESTIONS and d not in known][:3]
+    order = dict.fromkeys([*wanted, *ASKING_ORDER, *DIMENSIONS.names])
+    return [DIMENSIONS.spec(d).question for d in order if d not in known][:3]
 
 
 def overall_confidence(state: QualificationState, grouped: dict[str, list[Hit]]) -> float:
-    """The mean over the ten dimensions of the best confidence known for each."""
+    """The mean over the dimensions of the best confidence known for each."""
     best = [
         max([_stored_confidence(state, d), *(hit.confidence for hit in grouped.get(d, []))])
-        for d in (*BANT, *MEDDIC)
+        for d in DIMENSIONS.names
     ]
     return round(sum(best) / len(best), 2)
 
 
 def _stored_confidence(state: QualificationState, dimension: str) -> float:
-    signals = state.bant if dimension in BANT else state.meddic
-    confidence: float = getattr(signals, f"{dimension}_confidence")
-    return confidence
+    return state.spec(dimension).confidence(signals_of(state, dimension))
 
 
 def extract(

@@ -1,4 +1,4 @@
-"""The rule-based extractor's vocabulary: compiled patterns, word lists and dimension tables.
+"""The rule-based extractor's vocabulary: compiled patterns, word lists, the asking order.
 
 Data only: the logic that reads sentences with these lives in `worker.extract.rules`. Each
 pattern is matched against one sentence of a prospect turn (or, for `*_QUESTION`, a rep turn
@@ -309,6 +309,69 @@ CHAMPION = re.compile(
     _I,
 )
 
+# --- paper process (MEDDPICC's P): how the contract gets signed ------------------------------
+PAPER = re.compile(
+    r"\b(?:legal (?:needs? to|has to|will|must|wants? to|team|review\w*|sign-?off|department)"
+    r"|(?:our|the) (?:lawyers?|counsel|legal)|procurement|purchasing (?:team|department|process)"
+    r"|security (?:review|questionnaire|assessment|sign-?off)|infosec|vendor (?:onboarding"
+    r"|registration|assessment|review|setup|form)|supplier (?:onboarding|registration)"
+    r"|MSA|master (?:services? |subscription )?agreement|DPA|data processing agreement|NDA"
+    r"|redlines?|red-?lin\w*|contract review|T&Cs|terms and conditions|contract paperwork"
+    r"|purchase order|PO (?:process|number)|signature (?:order|process|chain)"
+    r"|countersign\w*|(?:sign|signing) order|(?:two|2|three|3) signatures"
+    r"|signing authority|(?:contract|paperwork|legal) (?:takes|usually takes|can take))\b",
+    _I,
+)
+
+# --- competition (MEDDPICC's second C): who else is in the deal -------------------------------
+_VENDOR = r"(?-i:[A-Z][\w.&'-]*(?: [A-Z][\w.&'-]*)?)"
+# "we're also talking to Acme and Globex", "comparing you with Initech", "up against Hooli".
+NAMED_COMPETITOR = re.compile(
+    r"\b(?:also (?:talking to|speaking (?:to|with)|looking at|evaluating|considering|in talks with"
+    r"|meeting(?: with)?|trialling|trialing|piloting|got (?:a )?(?:quote|demo|proposal)s? from)"
+    r"|(?:evaluating|trialling|trialing|piloting|shortlisted|considering)"
+    r"|compar(?:e|ing) (?:you|your \w+|it|this)? ?(?:to|with|against)"
+    r"|up against|versus|vs\.?|(?:a )?(?:demo|quote|proposal|pitch)s? from"
+    r"|(?:talking|speaking) to (?:a few|two|three|several) (?:vendors|others|companies),?"
+    r" (?:like|including)"
+    r"|other (?:vendors|options|tools|providers) (?:like|such as|including))"
+    rf" (?P<names>{_VENDOR}(?:(?:,| and| or|, and) {_VENDOR})*)",
+    _I,
+)
+IN_HOUSE = re.compile(
+    r"\b(?:build(?:ing)? (?:it|this|something|one|our own|a tool|a \w+)(?: \w+)? "
+    r"(?:ourselves|in-?house|internally)|in-?house (?:build|tool|solution|option|team could)"
+    r"|(?:our|the) (?:own )?(?:dev|developers|engineers|engineering team|IT team) (?:could|can|"
+    r"want to|might) (?:build|write|do) (?:it|this|something)|build (?:vs\.?|versus|or) buy"
+    r"|build it ourselves|build our own)\b",
+    _I,
+)
+DO_NOTHING = re.compile(
+    r"\b(?:do nothing(?! but)|doing nothing(?! but)|status quo"
+    r"|stay(?:ing)? (?:with|on) (?:our |the )?"
+    r"(?:spreadsheets?|Excel|current (?:setup|process|system|tool)|existing (?:setup|process"
+    r"|system|tool)|what we have|how things are)|keep (?:doing|using) (?:it |things )?"
+    r"(?:the way we (?:do|are)|as (?:is|it is)|(?:our |the )?(?:spreadsheets?|Excel))"
+    r"|(?:just )?live with it|not (?:change|changing) anything)\b",
+    _I,
+)
+COMPETITION_CUE = re.compile(
+    r"\b(?:competitors?(?! (?:websites?|sites?|prices?|pricing|rates?|data))|other vendors"
+    r"|other (?:options|solutions|providers|tools)"
+    r"|alternatives|shortlist\w*|a few vendors|several vendors|bake-?off|RFP)\b",
+    _I,
+)
+# "We're only talking to you", "no other vendors": the prospect says there is no competition.
+NO_COMPETITION = re.compile(
+    r"\b(?:only|just|exclusively) (?:talking|speaking) (?:to|with) (?:you|your team)"
+    r"|\b(?:not|aren't|are not|isn't) (?:talking to|looking at|evaluating|considering) "
+    r"(?:anyone|anybody|any other|other)"
+    r"|\bno (?:other )?(?:vendors?|competitors?|alternatives|one else)\b"
+    r"|\b(?:nobody|no one|none) else\b|\b(?:just|only) (?:you|yours)\b"
+    r"|\byou(?:'re| are) the only (?:one|vendor|option)",
+    _I,
+)
+
 # --- the rep's question sets the topic of the prospect's next turn ----------------------------
 TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
     "need": re.compile(
@@ -324,7 +387,8 @@ TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
         r"\b(when|timeline|timing|time ?frame|deadline|by when|how soon|go[- ]live|date)\b", _I
     ),
     "authority": re.compile(
-        r"\b(who (?:decides|makes|signs|approves|else|is involved|'s involved|owns)|decision"
+        r"\b(who (?:decides|makes|signs|approves|is involved|'s involved|owns"
+        r"|else(?! (?:are you|is) (?:looking|talking|considering|evaluating)))|decision"
         r"|sign(?:s|-)? ?off|approv\w*)\b",
         _I,
     ),
@@ -341,6 +405,18 @@ TOPIC_QUESTIONS: dict[str, re.Pattern[str]] = {
     "metrics": re.compile(
         r"\b(how (?:big|much|many|often|long|bad)|what does (?:that|it) cost|measure|impact"
         r"|success look)\b",
+        _I,
+    ),
+    "paper_process": re.compile(
+        r"\b(legal|procurement|paperwork|security review|contract (?:process|review)|MSA"
+        r"|sign(?:ing|ature) (?:process|order)|get (?:the|a) contract signed)\b",
+        _I,
+    ),
+    "competition": re.compile(
+        r"\b(who else (?:are you|is) (?:looking at|talking to|considering|evaluating"
+        r"|in the running)"
+        r"|other (?:vendors|options|solutions|tools)|alternatives|competitors?|shortlist"
+        r"|(?:looking at|talking to|considering) anyone else|in-?house)\b",
         _I,
     ),
 }
@@ -395,39 +471,20 @@ NEGOTIATING = re.compile(
     _I,
 )
 
-BANT = ("budget", "authority", "need", "timeline")
-MEDDIC = (
+# The dimensions the rules ask about first while they are unknown (the questions' wording is
+# the dimension table's); the others follow in the table's order.
+ASKING_ORDER = (
+    "need",
+    "budget",
+    "authority",
+    "timeline",
+    "identify_pain",
+    "decision_process",
+    "decision_criteria",
     "metrics",
     "economic_buyer",
-    "decision_criteria",
-    "decision_process",
-    "identify_pain",
     "champion",
 )
-LABELS = {
-    "budget": "Budget",
-    "authority": "Authority",
-    "need": "Need",
-    "timeline": "Timeline",
-    "metrics": "Metrics",
-    "economic_buyer": "Economic buyer",
-    "identify_pain": "Pain",
-    "decision_criteria": "Decision criteria",
-    "decision_process": "Decision process",
-    "champion": "Champion",
-}
-QUESTIONS = {
-    "need": "What problem are you hoping to solve, and why now?",
-    "budget": "Is there a budget set aside for this, and roughly what range?",
-    "authority": "Who besides you is involved in making this decision?",
-    "timeline": "When do you need a solution in place?",
-    "identify_pain": "What does the current process cost you today?",
-    "decision_process": "What steps does a purchase like this go through on your side?",
-    "decision_criteria": "What will you compare vendors on?",
-    "metrics": "How will you measure success?",
-    "economic_buyer": "Who signs off on the budget?",
-    "champion": "Who else on your team would benefit most from this?",
-}
 # Forward only, one step, on the evidence each stage needs: the default exit criteria of
 # CONTRACT.md section 4 (worker.qualify.criteria), accumulated over the pipeline. Used when the
 # caller gives no gap report; with one, its `missing` list decides. Discovery has no criteria,

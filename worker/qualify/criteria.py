@@ -56,14 +56,19 @@ class StageCriteria:
         return tuple(dict.fromkeys(ordered))
 
 
+def _dimensions(*names: str) -> tuple[Dimension, ...]:
+    return tuple(Dimension(name) for name in names)
+
+
+# Paper process and competition (v3) are known but required by no stage unless configured.
 DEFAULT_CRITERIA = StageCriteria(
     own=(
         (DealStage.DISCOVERY, ()),
-        (DealStage.QUALIFICATION, (Dimension.NEED, Dimension.IDENTIFY_PAIN)),
-        (DealStage.EVALUATION, (Dimension.BUDGET, Dimension.AUTHORITY, Dimension.TIMELINE)),
+        (DealStage.QUALIFICATION, _dimensions("need", "identify_pain")),
+        (DealStage.EVALUATION, _dimensions("budget", "authority", "timeline")),
         (
             DealStage.NEGOTIATION,
-            (Dimension.ECONOMIC_BUYER, Dimension.DECISION_CRITERIA, Dimension.DECISION_PROCESS),
+            _dimensions("economic_buyer", "decision_criteria", "decision_process"),
         ),
         (DealStage.CLOSED_WON, ()),
     )

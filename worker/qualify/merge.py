@@ -3,119 +3,38 @@
 Pure and deterministic: no I/O, no clock (the caller passes `now`). Merging the same extraction
 twice changes nothing more, so a redelivered batch cannot drift the state.
 
-Each BANT/MEDDIC dimension is described once, in `BANT_DIMENSIONS` and `MEDDIC_DIMENSIONS`; the
-merge and `changed_fields` are driven by those tables. The tables are checked against the models
-at import, so a field added to the schema cannot be silently dropped by the merge.
+Each dimension is described once, in the dimension table (schemas.dimensions), and the models
+are built from it: the merge and `changed_fields` go through the rows of the models they are
+given, so a dimension added to the table is merged with no change here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from schemas import BANTSignals, MEDDICSignals, QualificationSignals, QualificationState
+from schemas.dimensions import DimensionSpec, Group, ValueKind
+from schemas.qualification import GroupSignals, signals_of
 
-_Signals = TypeVar("_Signals", BANTSignals, MEDDICSignals)
+_Signals = TypeVar("_Signals", bound=GroupSignals)
 
-
-@dataclass(frozen=True, kw_only=True)
-class Dimension:
-    """One dimension of a flat signals model and how each of its fields merges.
-
-    `{name}_confidence` and `{name}_evidence` always exist; `{name}_identified` exists when
-    `flagged` (decision_criteria has no flag: a non-empty list means identified).
-    """
-
-    name: str
-    # Taken as a group from the winning side, so a budget and its range never come from two
-    # different extractions.
-    values: tuple[str, ...] = ()
-    # Taken with the group, except that a null never replaces a known contact.
-    contacts: tuple[str, ...] = ()
-    # Always extended with the new unique items, whichever side wins.
-    lists: tuple[str, ...] = ()
-    flagged: bool = True
-
-    @property
-    def identified_field(self) -> str | None:
-        return f"{self.name}_identified" if self.flagged else None
-
-    @property
-    def confidence_field(self) -> str:
-        return f"{self.name}_confidence"
-
-    @property
-    def evidence_field(self) -> str:
-        return f"{self.name}_evidence"
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Every model field this dimension owns."""
-        flag = (self.identified_field,) if self.identified_field else ()
-        own = (self.confidence_field, self.evidence_field)
-        return flag + own + self.values + self.contacts + self.lists
-
-    def is_identified(self, signals: BaseModel) -> bool:
-        if self.identified_field is not None:
-            return bool(getattr(signals, self.identified_field))
-        return any(getattr(signals, field) for field in self.lists)
-
-    def confidence(self, signals: BaseModel) -> float:
-        return float(getattr(signals, self.confidence_field))
-
-
-def _checked(model: type[BaseModel], dimensions: tuple[Dimension, ...]) -> tuple[Dimension, ...]:
-    """The table must own every field of the model exactly once (fail fast, at import)."""
-    owned = sorted(field for dimension in dimensions for field in dimension.fields)
-    if owned != sorted(model.model_fields):
-        raise TypeError(f"merge table for {model.__name__} does not match its fields: {owned}")
-    return dimensions
-
-
-BANT_DIMENSIONS = _checked(
-    BANTSignals,
-    (
-        Dimension(name="budget", values=("budget_range",)),
-        Dimension(name="authority", values=("authority_role",), contacts=("authority_contact",)),
-        Dimension(name="need", values=("need_description",)),
-        Dimension(name="timeline", values=("timeline_description",)),
-    ),
-)
-
-MEDDIC_DIMENSIONS = _checked(
-    MEDDICSignals,
-    (
-        Dimension(name="metrics", values=("metrics_description",)),
-        Dimension(name="economic_buyer", contacts=("economic_buyer_contact",)),
-        Dimension(name="decision_criteria", lists=("decision_criteria",), flagged=False),
-        Dimension(name="decision_process", values=("decision_process_description",)),
-        Dimension(name="identify_pain", values=("pain_description",)),
-        Dimension(name="champion", contacts=("champion_contact",)),
-    ),
-)
-
-_GROUPS: tuple[tuple[str, tuple[Dimension, ...]], ...] = (
-    ("bant", BANT_DIMENSIONS),
-    ("meddic", MEDDIC_DIMENSIONS),
-)
+_GROUPS = tuple(group.value for group in Group)
 
 # The state-wide fields, read from the model so a new one is reported by `changed_fields` too.
 # `last_updated` belongs to QualificationState only: it changes on every merge, so it is no news.
-_STATE_WIDE = tuple(
-    field for field in QualificationSignals.model_fields if field not in dict(_GROUPS)
-)
+_STATE_WIDE = tuple(field for field in QualificationSignals.model_fields if field not in _GROUPS)
 
 
 def merge_bant_signals(existing: BANTSignals, new: BANTSignals) -> BANTSignals:
-    return _merge_signals(existing, new, BANT_DIMENSIONS)
+    return _merge_signals(existing, new)
 
 
 def merge_meddic_signals(existing: MEDDICSignals, new: MEDDICSignals) -> MEDDICSignals:
-    return _merge_signals(existing, new, MEDDIC_DIMENSIONS)
+    return _merge_signals(existing, new)
 
 
 def merge_qualification_signals(
@@ -127,9 +46,9 @@ def merge_qualification_signals(
     the old questions: an extraction that found nothing to ask must not wipe what is still open,
     and merging the same extraction twice stays idempotent either way.
     """
-    return QualificationState(
-        bant=merge_bant_signals(existing.bant, new.bant),
-        meddic=merge_meddic_signals(existing.meddic, new.meddic),
+    return type(existing)(
+        bant=_merge_signals(existing.bant, new.bant),
+        meddic=_merge_signals(existing.meddic, new.meddic),
         overall_confidence=max(existing.overall_confidence, new.overall_confidence),
         key_insights=_union(existing.key_insights, new.key_insights),
         recommended_next_questions=(
@@ -145,25 +64,26 @@ def changed_fields(before: QualificationState, after: QualificationState) -> lis
     A dimension counts as changed when any of its fields changed (evidence included).
     """
     paths = [
-        f"{group}.{dimension.name}"
-        for group, dimensions in _GROUPS
-        for dimension in dimensions
-        if _dimension_changed(dimension, getattr(before, group), getattr(after, group))
+        f"{dimension.group.value}.{dimension.name}"
+        for dimension in before.dimension_table()
+        if _dimension_changed(
+            dimension, signals_of(before, dimension.name), signals_of(after, dimension.name)
+        )
     ]
     paths += [field for field in _STATE_WIDE if getattr(before, field) != getattr(after, field)]
     return paths
 
 
-def _merge_signals(
-    existing: _Signals, new: _Signals, dimensions: tuple[Dimension, ...]
-) -> _Signals:
+def _merge_signals(existing: _Signals, new: _Signals) -> _Signals:
     merged: dict[str, Any] = {}
-    for dimension in dimensions:
+    for dimension in type(existing).dimensions:
         merged |= _merge_dimension(dimension, existing, new)
     return type(existing).model_validate(merged)
 
 
-def _merge_dimension(dimension: Dimension, existing: BaseModel, new: BaseModel) -> dict[str, Any]:
+def _merge_dimension(
+    dimension: DimensionSpec, existing: BaseModel, new: BaseModel
+) -> dict[str, Any]:
     winner = new if _new_wins(dimension, existing, new) else existing
     merged: dict[str, Any] = {
         dimension.confidence_field: max(dimension.confidence(existing), dimension.confidence(new)),
@@ -174,13 +94,17 @@ def _merge_dimension(dimension: Dimension, existing: BaseModel, new: BaseModel) 
         merged[dimension.identified_field] = dimension.is_identified(
             existing
         ) or dimension.is_identified(new)
-    merged |= {field: getattr(winner, field) for field in dimension.values}
-    merged |= {field: _contact(field, winner, existing) for field in dimension.contacts}
-    merged |= {field: _union_of(field, existing, new) for field in dimension.lists}
+    merged |= {field: getattr(winner, field) for field in dimension.of_kind(ValueKind.TEXT)}
+    merged |= {
+        field: _contact(field, winner, existing) for field in dimension.of_kind(ValueKind.CONTACT)
+    }
+    merged |= {
+        field: _union_of(field, existing, new) for field in dimension.of_kind(ValueKind.LIST)
+    }
     return merged
 
 
-def _new_wins(dimension: Dimension, existing: BaseModel, new: BaseModel) -> bool:
+def _new_wins(dimension: DimensionSpec, existing: BaseModel, new: BaseModel) -> bool:
     """Identification first, then confidence; a tie goes to the later statement.
 
     The contract (v2) takes the new values when the new side identifies what the stored side
@@ -215,5 +139,5 @@ def _union(first: Iterable[str], then: Iterable[str]) -> list[str]:
     return list(dict.fromkeys([*first, *then]))
 
 
-def _dimension_changed(dimension: Dimension, before: BaseModel, after: BaseModel) -> bool:
+def _dimension_changed(dimension: DimensionSpec, before: BaseModel, after: BaseModel) -> bool:
     return any(getattr(before, field) != getattr(after, field) for field in dimension.fields)

@@ -32,7 +32,6 @@ from datetime import datetime
 from typing import Any
 
 from schemas import (
-    DIMENSION_FIELDS,
     Actor,
     ConversationState,
     Dimension,
@@ -44,7 +43,6 @@ from schemas import (
     VersionSource,
     signals_of,
 )
-from schemas.qualification import group_of
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.merge import changed_fields
 from worker.qualify.stages import stalled_from_after
@@ -131,16 +129,16 @@ def _with_set_values(
 def _with_values(
     qualification: QualificationState, dimension: Dimension, values: DimensionValues
 ) -> QualificationState:
-    model = signals_of(qualification, dimension)
+    spec, model = qualification.spec(dimension), signals_of(qualification, dimension)
     update = values.given_values()
-    update[f"{dimension.value}_confidence"] = values.confidence
+    update[spec.confidence_field] = values.confidence
     flag = values.identified_flag()
-    if flag is not None:
-        update[f"{dimension.value}_identified"] = flag
+    if flag is not None and spec.identified_field is not None:
+        update[spec.identified_field] = flag
         if not flag:
             # Not identified means no value: clear what the person did not give.
-            update = {field: None for field in DIMENSION_FIELDS[dimension]} | update
-    group = group_of(dimension)
+            update = spec.cleared_values() | update
+    group = spec.group.value
     # Validated again, so the state can never hold what the signals model refuses.
     replaced = type(model).model_validate(model.model_dump() | update)
     return qualification.model_copy(update={group: replaced})
@@ -174,8 +172,8 @@ def _changed(before: ConversationState, after: ConversationState) -> list[str]:
         ("suggestions", before.suggestions, after.suggestions),
     ):
         fields += [
-            f"{name}.{dimension.value}"
-            for dimension in Dimension
-            if old.get(dimension.value) != new.get(dimension.value)
+            f"{name}.{dimension}"
+            for dimension in after.qualification.dimension_table().names
+            if old.get(dimension) != new.get(dimension)
         ]
     return fields

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas import (
-    DIMENSION_FIELDS,
-    Dimension,
     Owner,
     QualificationExtraction,
     QualificationSignals,
@@ -21,28 +19,20 @@ from schemas import (
     is_identified,
     signals_of,
 )
-from schemas.qualification import group_of
 
 
-def dimension_fields(dimension: Dimension) -> tuple[str, ...]:
-    """Every field of the flat signals model that belongs to `dimension`."""
-    flag = () if dimension is Dimension.DECISION_CRITERIA else (f"{dimension.value}_identified",)
-    own = (f"{dimension.value}_confidence", f"{dimension.value}_evidence")
-    return flag + own + DIMENSION_FIELDS[dimension]
-
-
-def value_fields_of(signals: QualificationSignals, dimension: Dimension) -> dict[str, Any]:
-    model = signals_of(signals, dimension)
-    return {field: getattr(model, field) for field in DIMENSION_FIELDS[dimension]}
+def value_fields_of(signals: QualificationSignals, dimension: str) -> dict[str, Any]:
+    return signals.spec(dimension).value_fields(signals_of(signals, dimension))
 
 
 def with_dimension_of(
-    target: QualificationState, source: QualificationSignals, dimension: Dimension
+    target: QualificationState, source: QualificationSignals, dimension: str
 ) -> QualificationState:
     """`target` with every field of `dimension` taken from `source`."""
+    spec = target.spec(dimension)
     origin = signals_of(source, dimension)
-    update = {field: getattr(origin, field) for field in dimension_fields(dimension)}
-    group = group_of(dimension)
+    update = {field: getattr(origin, field) for field in spec.fields}
+    group = spec.group.value
     model = getattr(target, group)
     return target.model_copy(update={group: model.model_copy(update=update)})
 
@@ -66,15 +56,14 @@ def protect_owned(
     protected = merged
     suggestions: dict[str, Suggestion] = {}
     changed: list[str] = []
-    for dimension in Dimension:
-        name = dimension.value
+    for name in existing.dimension_table().names:
         previous = previous_suggestions.get(name)
         if name not in owners:
             if previous is not None:
                 changed.append(name)
             continue
-        protected = with_dimension_of(protected, existing, dimension)
-        current = _suggestion(existing, extraction, dimension, version, previous)
+        protected = with_dimension_of(protected, existing, name)
+        current = _suggestion(existing, extraction, name, version, previous)
         if current is not None:
             suggestions[name] = current
         if current != previous:
@@ -85,7 +74,7 @@ def protect_owned(
 def _suggestion(
     owned: QualificationSignals,
     extraction: QualificationExtraction,
-    dimension: Dimension,
+    dimension: str,
     version: int,
     previous: Suggestion | None,
 ) -> Suggestion | None:
@@ -93,17 +82,17 @@ def _suggestion(
         return previous
     if not differs(owned, extraction, dimension):
         return None  # the AI now agrees with the person: nothing left to suggest
-    model = signals_of(extraction, dimension)
+    spec, model = extraction.spec(dimension), signals_of(extraction, dimension)
     return Suggestion(
-        values=value_fields_of(extraction, dimension),
-        identified=is_identified(extraction, dimension),
-        confidence=getattr(model, f"{dimension.value}_confidence"),
-        evidence=list(getattr(model, f"{dimension.value}_evidence")),
+        values=spec.value_fields(model),
+        identified=spec.is_identified(model),
+        confidence=spec.confidence(model),
+        evidence=spec.evidence(model),
         version=version,
     )
 
 
-def says_something(extraction: QualificationSignals, dimension: Dimension) -> bool:
+def says_something(extraction: QualificationSignals, dimension: str) -> bool:
     """An extraction informs a dimension when it identifies it or gives it a value. The lean
     extraction reports only what the new turns tell, so silence is no opinion."""
     return is_identified(extraction, dimension) or any(
@@ -111,15 +100,13 @@ def says_something(extraction: QualificationSignals, dimension: Dimension) -> bo
     )
 
 
-def differs(
-    owned: QualificationSignals, extraction: QualificationSignals, dimension: Dimension
-) -> bool:
+def differs(owned: QualificationSignals, extraction: QualificationSignals, dimension: str) -> bool:
     """Whether the extraction's view disagrees with the owned one: it identifies what the person
     did not, or one of its values is not what the person has.
 
     Values compare without case and surrounding or repeated spaces ("$90K" is "$90k "); a null
-    value of the extraction is no opinion (a known contact stays known). For decision_criteria
-    the extraction differs when it names a criterion the person's list lacks.
+    value of the extraction is no opinion (a known contact stays known). For a list (decision
+    criteria, competitors) the extraction differs when it names an item the person's list lacks.
     """
     if is_identified(extraction, dimension) and not is_identified(owned, dimension):
         return True

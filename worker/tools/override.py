@@ -5,9 +5,10 @@ publishes it to `OVERRIDE_TOPIC` keyed by the conversation. Every bad argument i
 `ConfigurationError` (exit 2) before anything is sent.
 
 `--set DIM.FIELD=VALUE` gives one field of a dimension: a value field (an empty VALUE clears it;
-`decision_criteria.decision_criteria` may be repeated, one criterion each, and an empty VALUE
-clears the list), `DIM.identified=true|false` or `DIM.confidence=0..1`. `--set DIM` alone confirms
-the stored values of DIM (the person takes ownership at confidence 1.0).
+a list field such as `decision_criteria.decision_criteria` or `competition.competitors` may be
+repeated, one item each, and an empty VALUE clears the list), `DIM.identified=true|false` or
+`DIM.confidence=0..1`. `--set DIM` alone confirms the stored values of DIM (the person takes
+ownership at confidence 1.0).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from schemas import Actor, DealStage, Dimension, QualificationOverride
+from schemas.dimensions import DIMENSIONS, ValueKind
 from schemas.override import CONFIDENCE_FIELD, IDENTIFIED_FIELD, VALUES_MODELS
 from worker.errors import ConfigurationError
 from worker.ingest.decoding import describe
@@ -112,15 +114,17 @@ def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
                 f"--set {item!r}: expected {dimension.value}.FIELD=VALUE with FIELD one of "
                 f"{', '.join(accepted)}"
             )
-        _set_field(values, field, text, item)
+        _set_field(
+            values, field, field in DIMENSIONS.spec(dimension).of_kind(ValueKind.LIST), text, item
+        )
     return dimensions
 
 
-def _set_field(values: dict[str, Any], field: str, text: str, item: str) -> None:
-    if field == Dimension.DECISION_CRITERIA.value:
-        criteria = values.setdefault(field, [])
+def _set_field(values: dict[str, Any], field: str, is_list: bool, text: str, item: str) -> None:
+    if is_list:  # given once per item: `--set competition.competitors=Acme --set ...`
+        items = values.setdefault(field, [])
         if text:
-            criteria.append(text)
+            items.append(text)
         return
     if field in values:
         raise ConfigurationError(f"--set {item!r}: {field} is given twice")

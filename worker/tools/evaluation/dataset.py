@@ -18,12 +18,8 @@ from worker.errors import ConfigurationError
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
-# CONTRACT.md section 8 (v3): every conversation labels these twelve. paper_process and
-# competition are named here too, so that a dataset labelling them is read whether or not
-# `schemas.Dimension` has them; the scorer scores the ones it has (`Expectations.dimensions`).
-LABELLED_DIMENSIONS: tuple[str, ...] = tuple(
-    dict.fromkeys([*(d.value for d in Dimension), "paper_process", "competition"])
-)
+# CONTRACT.md section 8 (v3): every conversation labels every dimension of the table (twelve).
+LABELLED_DIMENSIONS: tuple[str, ...] = tuple(d.value for d in Dimension)
 EXAMPLES = Path("examples/eval")
 HELD_OUT = EXAMPLES / "held_out.jsonl"
 DEVELOPMENT = EXAMPLES / "development.jsonl"
@@ -75,7 +71,7 @@ class Expectations(BaseModel):
 
     @property
     def dimensions(self) -> dict[Dimension, ExpectedDimension]:
-        """The labels of the dimensions `schemas.Dimension` has: the ones the scorer scores."""
+        """The labels by dimension, as the scorer reads them."""
         return {dimension: self.labels[dimension.value] for dimension in Dimension}
 
 

@@ -1,9 +1,9 @@
 """How a final state compares with a conversation's labels (CONTRACT.md section 8). Pure.
 
-Per dimension: identification as a binary classification over the labelled true/false cases
-(null is not scored), the labelled mentions found in the dimension's value fields or evidence,
-and stale values still shown as the current value. Per conversation: whether the final stage
-is one of the acceptable ones.
+Per dimension of the table (schemas.dimensions): identification as a binary classification
+over the labelled true/false cases (null is not scored), the labelled mentions found in the
+dimension's value fields or evidence, and stale values still shown as the current value. Per
+conversation: whether the final stage is one of the acceptable ones.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from schemas import (
-    DIMENSION_FIELDS,
     ConversationState,
     DealStage,
     Dimension,
@@ -144,12 +143,10 @@ def score_dimension(
     )
 
 
-def value_texts(signals: QualificationSignals, dimension: Dimension) -> list[str]:
+def value_texts(signals: QualificationSignals, dimension: str) -> list[str]:
     """The dimension's value fields as text (list fields item by item), nulls left out."""
-    model = signals_of(signals, dimension)
     texts: list[str] = []
-    for name in DIMENSION_FIELDS[dimension]:
-        value = getattr(model, name)
+    for value in signals.spec(dimension).value_fields(signals_of(signals, dimension)).values():
         if isinstance(value, list):
             texts += [str(item) for item in value]
         elif value is not None:
@@ -157,9 +154,8 @@ def value_texts(signals: QualificationSignals, dimension: Dimension) -> list[str
     return texts
 
 
-def evidence_texts(signals: QualificationSignals, dimension: Dimension) -> list[str]:
-    quotes: list[str] = getattr(signals_of(signals, dimension), f"{dimension.value}_evidence")
-    return quotes
+def evidence_texts(signals: QualificationSignals, dimension: str) -> list[str]:
+    return signals.spec(dimension).evidence(signals_of(signals, dimension))
 
 
 def contains(texts: Iterable[str], needle: str) -> bool:
