@@ -105,7 +105,7 @@ async def stack(args: argparse.Namespace) -> int:
     root = Path(".stack")
     if args.action == "up":
         settings = load_settings()
-        topics = [settings.turn_topic, settings.update_topic, settings.dlq_topic]
+        topics = [settings.turn_topic, settings.override_topic, settings.update_topic, settings.dlq_topic]
         info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_database)
         print(info.export_lines(), end="")
         print(f"# written to {root / 'env.sh'}: run `source {root / 'env.sh'}`", file=sys.stderr)

@@ -1,0 +1,132 @@
+"""Co-partitioning of the two input topics against the real broker: the worker's assignors give
+partition i of `conversation.turn` and of `qualification.override` to one group member, and the
+start-up check refuses topics of different partition counts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+
+from tests.waiting import eventually
+from worker.errors import ConfigurationError
+from worker.ingest.consumer import ASSIGNORS, require_co_partitioned
+from worker.tools.stack import create_topics
+
+# Not a multiple of the members: aiokafka's default round-robin, dealing the partitions of both
+# topics out in turn, then gives partition i of the two topics to different members.
+PARTITIONS = 5
+
+
+@pytest_asyncio.fixture
+async def input_topics(kafka_bootstrap_servers: str) -> AsyncIterator[tuple[str, str]]:
+    suffix = uuid.uuid4().hex[:10]
+    turns, overrides = f"turns-{suffix}", f"overrides-{suffix}"
+    await create_topics(kafka_bootstrap_servers, [turns, overrides], partitions=PARTITIONS)
+    yield turns, overrides
+
+
+async def members_of_one_group(
+    stack: AsyncExitStack,
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    *,
+    count: int,
+    assignors: Sequence[type[AbstractPartitionAssignor]],
+) -> list[AIOKafkaConsumer]:
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    members = []
+    for _ in range(count):
+        member = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            partition_assignment_strategy=tuple(assignors),
+            session_timeout_ms=3000,
+            heartbeat_interval_ms=500,
+        )
+        await member.start()
+        stack.push_async_callback(member.stop)
+        members.append(member)
+    return members
+
+
+async def settled_assignments(
+    members: Sequence[AIOKafkaConsumer], total: int
+) -> list[dict[str, set[int]]]:
+    """Each member's partition numbers per topic, once every partition has an owner."""
+
+    async def assignments() -> list[dict[str, set[int]]]:
+        result = []
+        for member in members:
+            owned: dict[str, set[int]] = {}
+            for tp in member.assignment():
+                owned.setdefault(tp.topic, set()).add(tp.partition)
+            result.append(owned)
+        return result
+
+    def complete(found: list[dict[str, set[int]]]) -> bool:
+        return sum(len(p) for owned in found for p in owned.values()) == total and all(found)
+
+    return await eventually(assignments, complete, within_s=60, what="a settled assignment")
+
+
+async def test_three_members_get_partition_i_of_both_topics_together(
+    kafka_bootstrap_servers: str, input_topics: tuple[str, str]
+) -> None:
+    turns, overrides = input_topics
+    async with AsyncExitStack() as stack:
+        members = await members_of_one_group(
+            stack, kafka_bootstrap_servers, input_topics, count=3, assignors=ASSIGNORS
+        )
+        found = await settled_assignments(members, total=2 * PARTITIONS)
+    assert [owned[turns] for owned in found] == [owned[overrides] for owned in found]
+    assert sorted(p for owned in found for p in owned[turns]) == list(range(PARTITIONS))
+
+
+async def test_equal_partition_counts_pass_the_start_up_check(
+    kafka_bootstrap_servers: str, input_topics: tuple[str, str]
+) -> None:
+    turns, overrides = input_topics
+    count = await require_co_partitioned(
+        kafka_bootstrap_servers, turn_topic=turns, override_topic=overrides
+    )
+    assert count == PARTITIONS
+
+
+async def test_different_partition_counts_are_refused_naming_both_topics(
+    kafka_bootstrap_servers: str, input_topics: tuple[str, str]
+) -> None:
+    turns, _ = input_topics
+    fewer = f"overrides-{uuid.uuid4().hex[:10]}"
+    await create_topics(kafka_bootstrap_servers, [fewer], partitions=2)
+    with pytest.raises(ConfigurationError) as refused:
+        await require_co_partitioned(
+            kafka_bootstrap_servers, turn_topic=turns, override_topic=fewer
+        )
+    assert str(refused.value).startswith(
+        f"TURN_TOPIC {turns} has 5 partitions and OVERRIDE_TOPIC {fewer} has 2 partitions: "
+    )
+
+
+async def test_a_missing_topic_is_refused_and_not_created(
+    kafka_bootstrap_servers: str, input_topics: tuple[str, str]
+) -> None:
+    turns, _ = input_topics
+    missing = f"overrides-{uuid.uuid4().hex[:10]}"
+    with pytest.raises(ConfigurationError, match=f"OVERRIDE_TOPIC {missing} does not exist"):
+        await require_co_partitioned(
+            kafka_bootstrap_servers, turn_topic=turns, override_topic=missing
+        )
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap_servers)
+    await probe.start()
+    try:
+        assert missing not in await probe.topics()
+    finally:
+        await probe.stop()
