@@ -4,6 +4,8 @@ start-up check refuses topics of different partition counts."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
@@ -13,6 +15,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 
+from tests.harness import REPO_ROOT, Topics, worker_env
 from tests.waiting import eventually
 from worker.errors import ConfigurationError
 from worker.ingest.consumer import ASSIGNORS, require_co_partitioned
@@ -130,3 +133,38 @@ async def test_a_missing_topic_is_refused_and_not_created(
         assert missing not in await probe.topics()
     finally:
         await probe.stop()
+
+
+async def test_the_worker_refuses_to_start_in_one_line_with_exit_2(
+    kafka_bootstrap_servers: str, database_url: str
+) -> None:
+    topics = Topics.unique()
+    await topics.create(kafka_bootstrap_servers, partitions=PARTITIONS)
+    await create_topics(
+        kafka_bootstrap_servers, [fewer := f"fewer-{topics.overrides}"], partitions=2
+    )
+    env = worker_env(
+        database_url=database_url,
+        bootstrap_servers=kafka_bootstrap_servers,
+        topics=topics,
+        llm_base_url="http://127.0.0.1:9/v1",  # never called: the worker stops before any call
+        OVERRIDE_TOPIC=fewer,
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        "run",
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 2
+    assert stdout == b""
+    assert stderr.decode().splitlines() == [
+        f"error: TURN_TOPIC {topics.turns} has 5 partitions and OVERRIDE_TOPIC {fewer} has "
+        "2 partitions: the two need the same partition count, so that partition i of both goes "
+        "to one worker (create the missing topic, or add partitions to the smaller one)"
+    ]
