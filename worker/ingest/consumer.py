@@ -206,9 +206,7 @@ def _described(setting: str, topic: str, partitions: int | None) -> str:
     return f"{setting} {topic} has {partitions} partition{'s' if partitions != 1 else ''}"
 
 
-async def _partition_counts(
-    bootstrap_servers: str, topics: Sequence[str]
-) -> dict[str, int | None]:
+async def _partition_counts(bootstrap_servers: str, topics: Sequence[str]) -> dict[str, int | None]:
     """Partition counts from the cluster's metadata for all topics (what `bootstrap` reads): a
     request for all topics creates none, unlike one naming them, which a broker that
     auto-creates topics answers by creating them."""

@@ -46,10 +46,16 @@ async def pipeline(args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.workers > 1:
+        from worker.tools.processes import check_before_start, supervise
+
+        await check_before_start(settings, args.workers)
+        supervise(args.workers)  # blocks this idle event loop until SIGTERM/SIGINT
+        return 0
     from worker.app import create_app  # imports litellm: only for the commands that need it
     from worker.ops.http import serve
 
-    settings = load_settings()
     await serve(create_app(settings), host=settings.http_host, port=settings.http_port)
     return 0
 
@@ -105,7 +111,12 @@ async def stack(args: argparse.Namespace) -> int:
     root = Path(".stack")
     if args.action == "up":
         settings = load_settings()
-        topics = [settings.turn_topic, settings.override_topic, settings.update_topic, settings.dlq_topic]
+        topics = [
+            settings.turn_topic,
+            settings.override_topic,
+            settings.update_topic,
+            settings.dlq_topic,
+        ]
         info = await embedded.stack_up_async(root, topics=topics, migrate=migrate_database)
         print(info.export_lines(), end="")
         print(f"# written to {root / 'env.sh'}: run `source {root / 'env.sh'}`", file=sys.stderr)

@@ -34,7 +34,12 @@ async def run_demo(settings: Settings, *, examples: Path = EXAMPLES) -> int:
     was_running = (status := stack_status(STACK_ROOT)) is not None and status.all_running
     info = await stack_up_async(
         STACK_ROOT,
-        topics=[settings.turn_topic, settings.override_topic, settings.update_topic, settings.dlq_topic],
+        topics=[
+            settings.turn_topic,
+            settings.override_topic,
+            settings.update_topic,
+            settings.dlq_topic,
+        ],
         migrate=migrate_database,
     )
     print(f"stack: PostgreSQL on {info.database_url}, broker on {info.kafka_bootstrap_servers}")
