@@ -100,9 +100,10 @@ async def test_three_workers_apply_each_override_between_the_turns_around_it(
     conversations. Each override is published once the turns of its round are applied, and the
     next round's turns right after it (without waiting): whoever reads the override also reads
     those turns and must apply the override first. Two workers start; a third joins after
-    round 1 (rebalance); one of the first two is SIGKILLed after round 3's overrides, with an
-    extraction in flight (rebalance, redelivery). Then: every override's version lies between
-    the versions of the turns before and after it, and the crash test's end-state check holds."""
+    round 1 (rebalance); one of the first two is SIGKILLed once round 4's turns (which follow
+    round 3's overrides) are out, with an extraction in flight (rebalance, redelivery). Then:
+    every override's version lies between the versions of the turns before and after it, and
+    the crash test's end-state check holds."""
     workload = Workload.generate(conversations=CONVERSATIONS, turns_per_conversation=ROUNDS)
     llm.latency_s = 0.05
     sent: list[tuple[JsonObject, int]] = []
