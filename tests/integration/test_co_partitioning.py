@@ -135,9 +135,12 @@ async def test_a_missing_topic_is_refused_and_not_created(
         await probe.stop()
 
 
+@pytest.mark.parametrize("args", [(), ("--workers", "2")], ids=["one process", "two processes"])
 async def test_the_worker_refuses_to_start_in_one_line_with_exit_2(
-    kafka_bootstrap_servers: str, database_url: str
+    kafka_bootstrap_servers: str, database_url: str, args: tuple[str, ...]
 ) -> None:
+    """With `--workers`, the parent checks before it spawns: no child is started, and none is
+    replaced again and again."""
     topics = Topics.unique()
     await topics.create(kafka_bootstrap_servers, partitions=PARTITIONS)
     await create_topics(
@@ -155,6 +158,7 @@ async def test_the_worker_refuses_to_start_in_one_line_with_exit_2(
         "-m",
         "worker",
         "run",
+        *args,
         cwd=REPO_ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
