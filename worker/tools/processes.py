@@ -71,6 +71,7 @@ def supervise(workers: int) -> None:
     supervisor_log.handlers.clear()
     supervisor_log.propagate = True
     supervisor_log.setLevel(logging.WARNING)
+    # RunArgs.app is FastStream's (the app it would import); run_child builds ours itself.
     _Supervisor(target=run_child, args=RunArgs(app="worker.app:create_app"), workers=workers).run()
 
 
@@ -87,6 +88,8 @@ def run_child(args: RunArgs) -> None:
     except WorkerError as error:  # one line, as `run` reports it; the supervisor starts another
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:  # Ctrl+C reaches every process of the group, even one starting
+        return
     log.info("worker_process_stopped", pid=os.getpid())
 
 
