@@ -14,12 +14,15 @@ from tests.reliability.support import (
     QuotingLLM,
     Workers,
     Workload,
+    assigned_partitions,
     describe_problems,
     settle,
     stop_worker,
     verify_end_state,
 )
 from tests.waiting import eventually
+from worker.tools.stack import free_port
+from worker.tools.stack.processes import port_is_free
 
 SETTINGS = {"BATCH_MAX_RECORDS": "40", "LLM_CONCURRENCY": "8"}
 
@@ -41,6 +44,13 @@ def pid_of(children: Sequence[JsonObject], number: int) -> int:
     return int([c for c in children if c["worker_process"] == number][-1]["pid"])
 
 
+def two_free_ports() -> int:
+    """A port p with p + 1 free too (child i serves HTTP on HTTP_PORT + i)."""
+    while not port_is_free((port := free_port()) + 1):
+        continue
+    return port
+
+
 def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -57,9 +67,10 @@ async def test_two_processes_apply_every_turn_once_and_a_killed_child_is_replace
     kafka_bootstrap_servers: str,
     topics: Topics,
 ) -> None:
-    """960 turns of 120 conversations on 6 partitions. Both children must commit batches (so
-    both own partitions); once half the turns are applied, child 1 is SIGKILLed while an
-    extraction call is in flight. The supervisor starts a new child 1; its partitions' batches
+    """960 turns of 120 conversations on 6 partitions per topic. Both children must commit
+    batches and report 6 of the 12 input partitions on their own /ready (HTTP_PORT and
+    HTTP_PORT + 1); once half the turns are applied, child 1 is SIGKILLed while an extraction
+    call is in flight. The supervisor starts a new child 1; its partitions' batches
     are redelivered; the end state is the crash test's check: each turn applied exactly once,
     versions without gap, every version's event read back. SIGTERM to the parent then stops
     both children cleanly (each logs `worker_process_stopped`) and the parent exits 0."""
@@ -70,7 +81,8 @@ async def test_two_processes_apply_every_turn_once_and_a_killed_child_is_replace
     async with TopicReader(
         bootstrap_servers=kafka_bootstrap_servers, topic=topics.updates
     ) as updates:
-        parent = workers.start("--workers", "2", **SETTINGS)
+        port = two_free_ports()
+        parent = workers.start("--workers", "2", **SETTINGS, HTTP_PORT=str(port))
         for number in (0, 1, 2):
             await produce(kafka_bootstrap_servers, topics.turns, workload.rounds[number])
 
@@ -80,6 +92,8 @@ async def test_two_processes_apply_every_turn_once_and_a_killed_child_is_replace
         await eventually(
             both_committed, lambda n: set(n) == {0, 1}, within_s=90, what="a batch of each child"
         )
+        # Each child answers on its own port and owns half of the 2 x 6 input partitions.
+        assert [await assigned_partitions(p) for p in (port, port + 1)] == [6, 6]
         for number in range(3, 8):
             await produce(kafka_bootstrap_servers, topics.turns, workload.rounds[number])
         await eventually(probe.applied, lambda n: n >= total // 2, within_s=90, what="halfway")
