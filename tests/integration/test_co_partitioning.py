@@ -172,3 +172,12 @@ async def test_the_worker_refuses_to_start_in_one_line_with_exit_2(
         "2 partitions: the two need the same partition count, so that partition i of both goes "
         "to one worker (create the missing topic, or add partitions to the smaller one)"
     ]
+
+
+async def test_an_unreachable_broker_is_one_line_naming_the_setting() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        await require_co_partitioned("127.0.0.1:1", turn_topic="turns", override_topic="overrides")
+    assert str(refused.value) == (
+        "KAFKA_BOOTSTRAP_SERVERS 127.0.0.1:1: cannot read the topics' metadata "
+        "(KafkaConnectionError)"
+    )
