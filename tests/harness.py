@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,16 +93,17 @@ def worker_env(
 
 @dataclass(kw_only=True)
 class WorkerProcess:
-    """`python -m worker run` with its output in a log file (read it on failure)."""
+    """`python -m worker run [args]` with its output in a log file (read it on failure)."""
 
     env: Mapping[str, str]
     log_path: Path
+    args: Sequence[str] = ()
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"],
+            [sys.executable, "-m", "worker", "run", *self.args],
             cwd=REPO_ROOT,
             env=dict(self.env),
             stdout=log,

@@ -33,10 +33,25 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m worker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="consume turns until SIGTERM/SIGINT").set_defaults(fn=cli.run)
+    run = sub.add_parser("run", help="consume turns until SIGTERM/SIGINT")
+    run.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="N worker processes, each a member of the consumer group; a dead one is replaced "
+        "(default: %(default)s)",
+    )
+    run.set_defaults(fn=cli.run)
     sub.add_parser("migrate", help="apply sql/migrations").set_defaults(fn=cli.migrate)
     stack = sub.add_parser("stack", help="the embedded local stack (PostgreSQL + broker)")
     stack.add_argument("action", choices=["up", "down", "status"])

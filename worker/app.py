@@ -24,7 +24,12 @@ from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
 from worker.bootstrap import bootstrap
-from worker.ingest.consumer import BATCH_HANDLER, BatchHandler, register_consumer
+from worker.ingest.consumer import (
+    BATCH_HANDLER,
+    BatchHandler,
+    register_consumer,
+    require_co_partitioned,
+)
 from worker.ops import tracing
 from worker.ops.asyncapi import contract_settings, declare_publishers, specification
 from worker.ops.http import operational_routes
@@ -96,6 +101,11 @@ async def _open(
     progress: ConsumerProgress,
 ) -> None:
     """Everything the worker runs with, in order; the stack closes it in reverse."""
+    await require_co_partitioned(
+        settings.kafka_bootstrap_servers,
+        turn_topic=settings.turn_topic,
+        override_topic=settings.override_topic,
+    )
     tracing.configure_tracing()
     stack.callback(tracing.shutdown_tracing)
     progress.started_at = progress.clock()

@@ -313,7 +313,8 @@ class Workers:
     def group(self) -> str:
         return f"group-{self.topics.turns}"
 
-    def start(self, **extra_env: str) -> WorkerProcess:
+    def start(self, *args: str, **extra_env: str) -> WorkerProcess:
+        """`python -m worker run *args` with the suite's environment and `extra_env`."""
         env = worker_env(
             database_url=self.database_url,
             bootstrap_servers=self.bootstrap_servers,
@@ -321,7 +322,9 @@ class Workers:
             llm_base_url=self.llm_base_url,
             **{**self.env, **extra_env},
         )
-        process = WorkerProcess(env=env, log_path=self.log_dir / f"worker-{len(self.started)}.log")
+        process = WorkerProcess(
+            env=env, log_path=self.log_dir / f"worker-{len(self.started)}.log", args=args
+        )
         self.started.append(process.start())
         return process
 

@@ -1,8 +1,10 @@
-"""The FastStream subscriber on `conversation.turn`, and the only place that decides between
-committing offsets and asking for redelivery.
+"""The FastStream subscriber on `conversation.turn` and `qualification.override`, and the only
+place that decides between committing offsets and asking for redelivery.
 
 Records are decoded one by one (a bad record is dead-lettered, never fails its batch); offsets
-are committed only after every conversation of the batch is stored in PostgreSQL.
+are committed only after every conversation of the batch is stored in PostgreSQL. The two topics
+are co-partitioned: partition *i* of both goes to one group member (range assignment, equal
+partition counts checked at start-up), so a conversation's turns and overrides meet in one worker.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Annotated, Any, Protocol
 
 import structlog
 from aiokafka import TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -24,6 +28,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from schemas import ConversationTurn, DeadLetter, QualificationOverride
+from worker.errors import ConfigurationError
 from worker.ingest.decoding import DecodedBatch, Record, decode_batch
 from worker.ops import metrics, tracing
 from worker.qualify.outcomes import BatchOutcome, Event
@@ -31,6 +36,13 @@ from worker.qualify.outcomes import BatchOutcome, Event
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_S = 30.0
+
+# Range assignment gives partition i of every subscribed topic to the same member when the topics
+# have equal partition counts (`require_co_partitioned`), so a conversation's turns and overrides
+# meet in one worker; aiokafka's default, round-robin, splits them. Range only: the embedded
+# broker refuses a group whose members offer different strategy lists (InconsistentGroupProtocol),
+# so a fallback offered for rolling upgrades would not help there (README "Scaling").
+ASSIGNORS = (RangePartitionAssignor,)
 
 
 class ProcessBatch(Protocol):
@@ -169,6 +181,52 @@ class BatchHandler:
         metrics.observe_dead_letters(letter.error for letter, _ in dead)
 
 
+async def require_co_partitioned(
+    bootstrap_servers: str, *, turn_topic: str, override_topic: str
+) -> int:
+    """The two input topics' common partition count; ConfigurationError (one line naming both
+    topics and their counts) when they differ or one does not exist. A topic that does not
+    exist is not created here: a broker that auto-creates it on subscription would give it
+    its default count, not the other topic's."""
+    counts = await _partition_counts(bootstrap_servers, (turn_topic, override_topic))
+    turns, overrides = counts[turn_topic], counts[override_topic]
+    if turns is None or overrides is None or turns != overrides:
+        raise ConfigurationError(
+            f"{_described('TURN_TOPIC', turn_topic, turns)} and "
+            f"{_described('OVERRIDE_TOPIC', override_topic, overrides)}: the two need the same "
+            "partition count, so that partition i of both goes to one worker (create the "
+            "missing topic, or add partitions to the smaller one)"
+        )
+    return turns
+
+
+def _described(setting: str, topic: str, partitions: int | None) -> str:
+    if partitions is None:
+        return f"{setting} {topic} does not exist"
+    return f"{setting} {topic} has {partitions} partition{'s' if partitions != 1 else ''}"
+
+
+async def _partition_counts(bootstrap_servers: str, topics: Sequence[str]) -> dict[str, int | None]:
+    """Partition counts from the cluster's metadata for all topics (what `bootstrap` reads): a
+    request for all topics creates none, unlike one naming them, which a broker that
+    auto-creates topics answers by creating them."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, client_id="co-partitioning")
+    try:
+        await client.bootstrap()
+    except KafkaError as error:
+        raise ConfigurationError(
+            f"KAFKA_BOOTSTRAP_SERVERS {bootstrap_servers}: cannot read the topics' metadata "
+            f"({type(error).__name__})"
+        ) from None
+    finally:
+        await client.close()
+    counts: dict[str, int | None] = {}
+    for topic in topics:
+        partitions = client.cluster.partitions_for_topic(topic)
+        counts[topic] = len(partitions) if partitions else None
+    return counts
+
+
 async def _pass_through(message: Any) -> None:
     """FastStream's default decoder JSON-parses the whole batch and fails it on one bad
     record; the handler decodes each record itself instead."""
@@ -189,8 +247,9 @@ def register_consumer(
 ) -> None:
     """Subscribe with manual acks: FastStream never commits; BatchHandler does.
 
-    One subscriber for both input topics, so a batch holds a conversation's turns and overrides
-    together and its unit of work applies them in conversation order."""
+    One subscriber for both input topics, co-partitioned (`ASSIGNORS`), so the member that
+    reads a conversation's turns also reads its overrides, and a batch that holds both applies
+    them in conversation order."""
 
     @broker.subscriber(
         turn_topic,
@@ -203,6 +262,7 @@ def register_consumer(
         heartbeat_interval_ms=heartbeat_interval_ms,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
         ack_policy=AckPolicy.MANUAL,
+        partition_assignment_strategy=ASSIGNORS,
         auto_offset_reset="earliest",
         decoder=_pass_through,
         title="conversation.turn + qualification.override consumer",

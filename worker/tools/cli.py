@@ -41,6 +41,12 @@ async def pipeline(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers > 1:
+        from worker.tools.processes import check_before_start, supervise
+
+        await check_before_start(settings, args.workers)
+        supervise(args.workers)  # blocks this idle event loop until SIGTERM/SIGINT
+        return 0
     from worker.app import create_app  # imports litellm: only for the commands that need it
     from worker.ops.http import serve
 
