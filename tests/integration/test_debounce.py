@@ -214,8 +214,10 @@ async def test_an_override_is_applied_after_the_turns_deferred_before_it(
 
 
 async def test_a_crashed_claimants_conversation_is_taken_over_when_its_lease_runs_out(
-    database: Database, fake_llm: FakeLLMServer
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
 ) -> None:
+    """Leases run by the database's clock: a worker whose clock is far ahead does not take a
+    conversation over while the lease runs; once it ran out (in the database), it does."""
     clock = Clock()
     service = debounced_service(database, fake_llm, clock)
     scheduler = scheduler_for(service, clock)
@@ -234,10 +236,21 @@ async def test_a_crashed_claimants_conversation_is_taken_over_when_its_lease_run
     assert dead == [turns[0].key]
     assert await scheduler.run_once() == []  # someone else's, while the lease runs
 
-    clock.advance(seconds=scheduler.lease.total_seconds() + 1)
+    clock.advance(seconds=scheduler.lease.total_seconds() + 1)  # this worker's clock runs ahead
+    assert await scheduler.run_once() == [], "a worker's clock must not end a lease"
+
+    await expire_leases(owner_pool)
     outcomes = await scheduler.run_once()
     assert [(o.applied, o.version) for o in outcomes] == [(4, 1)]
     assert await count_turns(database, turns[0].key) == (4, 0)
+
+
+async def expire_leases(owner_pool: asyncpg.Pool) -> None:
+    """What the database's clock passing the leases looks like to the schedulers."""
+    await owner_pool.execute(
+        "UPDATE tenant.extraction_due SET claimed_until = now() - interval '1 second'"
+        " WHERE claim IS NOT NULL"
+    )
 
 
 async def test_a_crash_after_the_version_but_before_the_release_only_releases(
