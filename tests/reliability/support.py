@@ -794,7 +794,8 @@ async def partial_state_problems(database_url: str) -> list[str]:
             FROM tenant.conversation_states s
             """
         )
-        outbox = await conn.fetch("SELECT payload FROM tenant.outbox")
+        # Update events only: dead letters of deferred turns ride the outbox too.
+        outbox = await conn.fetch("SELECT payload FROM tenant.outbox WHERE payload ? 'version'")
         override_rows = await conn.fetch(
             "SELECT event_id, tenant_id, account_id, contact_id, actor, version"
             " FROM tenant.overrides"
@@ -930,7 +931,9 @@ async def verify_end_state(
         turn_rows = await conn.fetch(
             "SELECT event_id, tenant_id, account_id, contact_id FROM tenant.conversation_turns"
         )
-        outbox = await conn.fetch("SELECT event_id, payload FROM tenant.outbox ORDER BY id")
+        outbox = await conn.fetch(
+            "SELECT event_id, payload FROM tenant.outbox WHERE payload ? 'version' ORDER BY id"
+        )
         override_rows = await conn.fetch(
             "SELECT event_id, tenant_id, account_id, contact_id, version FROM tenant.overrides"
         )
