@@ -590,17 +590,22 @@ class Killer:
         )
 
     async def _aim_extraction(self, within_s: float) -> Witness:
-        # Requests are held `llm.latency_s`: a request seen arriving is still in flight when
-        # the kill lands, so the kill interrupts an extraction of this very worker.
+        # The fake holds every reply (its gate) from now until the kill has landed: a request
+        # seen arriving is still in flight then, however slow the machine, so the kill
+        # interrupts an extraction of this very worker.
         since = max(self.llm.received, self._received_at_start)
-        await self.llm.call_in_flight(since=since, within_s=within_s)
         abandoned_before = self.llm.abandoned
+        self.llm.gate = asyncio.Event()
+        await self.llm.call_in_flight(since=since, within_s=within_s)
 
         async def abandoned_mid_call() -> str:
             async def abandoned() -> int:
                 return self.llm.abandoned
 
-            try:  # the fake answers `latency_s` after receipt, and only then sees the hang-up
+            assert self.llm.gate is not None
+            self.llm.gate.set()  # the held replies go out to a worker that is gone
+            self.llm.gate = None
+            try:  # the fake sees the hang-up only when it answers
                 await eventually(abandoned, lambda n: n > abandoned_before, within_s=10)
             except AssertionError:
                 return ""
