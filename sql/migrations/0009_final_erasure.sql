@@ -6,15 +6,15 @@
 -- on (README "event_id"), so a conversation created again never reuses the erased one's ids.
 ALTER TABLE tenant.conversation_states ADD COLUMN incarnation integer NOT NULL DEFAULT 1;
 
--- What the worker may know of a key's erasures: how many, and the last one's time. The worker
--- role has no grant on tenant.erasures (0005); as with 0003's listing, the owner reads it and
--- returns only these two values, for the tenant the connection declared.
+-- What the worker may know of a key's erasures: how many. The worker role has no grant on
+-- tenant.erasures (0005); as with 0003's listing, the owner reads it and returns only that
+-- number, for the tenant the connection declared.
 CREATE FUNCTION tenant.conversation_erasures(conversation_hash text)
-RETURNS TABLE (erasures integer, last_erased_at timestamptz)
+RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(*)::integer, max(e.erased_at)
+    SELECT count(*)::integer
     FROM tenant.erasures AS e
     WHERE e.tenant_id = tenant.current_tenant() AND e.conversation_hash = $1
 $$;

@@ -85,4 +85,4 @@ SELECT pg_advisory_xact_lock_shared(7302, hashtext($1::text));
 -- How many times the conversation ($1: the key's hash) was erased, in the connection's tenant
 -- (migration 0009). A statement of its own after lock_conversation_for_writing, so that it
 -- sees a forget that committed while the lock was awaited.
-SELECT erasures FROM tenant.conversation_erasures($1::text);
+SELECT tenant.conversation_erasures($1::text);

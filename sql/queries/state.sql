@@ -47,8 +47,7 @@ FOR UPDATE;
 -- A key erased n times before ($5: its hash) starts its incarnation n + 1 (migration 0009).
 INSERT INTO tenant.conversation_states
     (tenant_id, account_id, contact_id, contact_email, incarnation)
-SELECT $1::uuid, $2::text, $3::text, $4::text, e.erasures + 1
-FROM tenant.conversation_erasures($5::text) AS e
+VALUES ($1::uuid, $2::text, $3::text, $4::text, tenant.conversation_erasures($5::text) + 1)
 ON CONFLICT (tenant_id, account_id, contact_id) DO NOTHING
 RETURNING *;
 

@@ -127,7 +127,7 @@ def build_service(settings: Settings, database: Database) -> QualificationServic
         concurrency=settings.llm_concurrency,
         criteria=settings.stage_criteria,
         debounce=debounce_of(settings),
-        deferred=DeferredTopics(
+        deferred=DeferredTurnSettings(
             turn_topic=settings.turn_topic,
             dlq_topic=settings.dlq_topic,
             max_turn_chars=settings.max_turn_chars,
@@ -146,7 +146,7 @@ def debounce_of(settings: Settings) -> Debounce | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeferredTopics:
+class DeferredTurnSettings:
     """How deferred turns are read back (as the consumer read them) and where those that
     cannot be applied any more are dead-lettered."""
 
@@ -165,7 +165,7 @@ class QualificationService:
     # With a debounce, a batch only stores its turns as deferred; the scheduler
     # (worker/qualify/debounce.py) extracts each conversation once it is due.
     debounce: Debounce | None = None
-    deferred: DeferredTopics = DeferredTopics()
+    deferred: DeferredTurnSettings = DeferredTurnSettings()
     clock: Callable[[], datetime] = utc_now
     _slots: asyncio.Semaphore = field(init=False)
 
