@@ -26,8 +26,10 @@ from schemas.ownership import Actor, NextStage, Owner, Suggestion
 from schemas.qualification import QualificationState
 
 DEFAULT_MAX_TURN_CHARS = 20_000
-# `QualificationUpdated.event_id` is uuid5(UPDATE_EVENT_NAMESPACE, "{conversation key}:{version}"),
-# so any consumer can recompute it, and a republished version carries the same id.
+# `QualificationUpdated.event_id` is uuid5(UPDATE_EVENT_NAMESPACE, "{conversation key}:{version}")
+# for a conversation's first incarnation, and "{conversation key}:{version}:{incarnation}" for one
+# created again after n erasures (incarnation n + 1): a republished version carries the same id,
+# and a conversation created again never reuses the erased one's ids.
 UPDATE_EVENT_NAMESPACE = UUID("6f1d8a52-3c1e-5b8e-9a57-2d5c7c0e4b11")
 MAX_METADATA_BYTES = 16 * 1024
 # Deeper metadata is refused before it is serialized: Python's json encoder overflows its stack
@@ -175,8 +177,10 @@ def _key_part(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
 
 
-def update_event_id(key: ConversationKey, version: int) -> UUID:
-    return uuid5(UPDATE_EVENT_NAMESPACE, f"{key}:{version}")
+def update_event_id(key: ConversationKey, version: int, incarnation: int = 1) -> UUID:
+    # The key holds exactly two ':' (ids escape theirs), so the two forms never meet.
+    name = f"{key}:{version}" if incarnation == 1 else f"{key}:{version}:{incarnation}"
+    return uuid5(UPDATE_EVENT_NAMESPACE, name)
 
 
 class StageChange(BaseModel):

@@ -51,3 +51,5 @@ class ConversationState(BaseModel):
     # v2: human-owned dimensions and the AI's differing views of them (CONTRACT.md section 3).
     owners: dict[str, Owner] = Field(default_factory=dict)
     suggestions: dict[str, Suggestion] = Field(default_factory=dict)
+    # v3: which life of its key this row is: n + 1 after n erasures (migration 0009).
+    incarnation: Annotated[int, Field(ge=1)] = 1

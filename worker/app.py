@@ -35,7 +35,7 @@ from worker.ops.asyncapi import contract_settings, declare_publishers, specifica
 from worker.ops.http import operational_routes
 from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
-from worker.qualify.debounce import ExtractionScheduler
+from worker.qualify.debounce import LEFTOVERS, ExtractionScheduler
 from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import PendingSweeper
@@ -150,7 +150,9 @@ async def _start_sweepers(
 ) -> None:
     """The background tasks the settings turn on. The sweepers are cancelled, not awaited, at
     the end: each round is short transactions, and a pending sweep mid-extraction would
-    otherwise wait out the LLM's retry budget. The debounced-extraction scheduler drains itself.
+    otherwise wait out the LLM's retry budget. The debounced-extraction scheduler drains itself;
+    it runs whatever EXTRACT_DEBOUNCE_MS says, so turns deferred before it was set back to 0
+    are extracted too.
     """
     if settings.pending_sweep_interval_s > 0:
         pending = PendingSweeper(
@@ -176,18 +178,16 @@ async def _start_sweepers(
             interval_s=settings.turn_text_retention_interval_s,
         )
         await stack.enter_async_context(_running(retention.run, "text-retention", cancel=True))
-    if service.debounce is not None:
-        scheduler = ExtractionScheduler(
-            database=database,
-            extract=service.extract_deferred,
-            debounce=service.debounce,
-            concurrency=settings.llm_concurrency,
-            poll_interval_s=settings.extract_poll_interval_ms / 1000,
-        )
-        # Not cancelled: it drains itself (in-flight extractions finish or release their claims).
-        await stack.enter_async_context(
-            _running(scheduler.run, "extraction-scheduler", cancel=False)
-        )
+    # Always on: with EXTRACT_DEBOUNCE_MS set back to 0 it drains the turns deferred before.
+    scheduler = ExtractionScheduler(
+        database=database,
+        extract=service.extract_deferred,
+        debounce=service.debounce or LEFTOVERS,
+        concurrency=settings.llm_concurrency,
+        poll_interval_s=settings.extract_poll_interval_ms / 1000,
+    )
+    # Not cancelled: it drains itself (in-flight extractions finish or release their claims).
+    await stack.enter_async_context(_running(scheduler.run, "extraction-scheduler", cancel=False))
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,11 @@ class DatabaseUnavailable(TransientError):
     pass
 
 
+class DeferredExtractionBusy(TransientError):
+    """An override must wait: another worker is extracting the conversation's deferred turns
+    (its claim's lease runs); the batch comes again after the back-off."""
+
+
 class PermanentError(WorkerError):
     """Retrying will not help: bad configuration, bad input, an edited migration."""
 
@@ -34,3 +39,9 @@ class RejectedByDatabase(PermanentError):
 
 class ConversationNotFound(PermanentError):
     """The conversation has no state (yet, or any more)."""
+
+
+class ConversationErased(WorkerError):
+    """The conversation was erased (`forget`) after an extraction read it: what it read must
+    not be written back. Neither retried nor dead-lettered (a dead letter would copy the
+    erased text): the extraction's turns are dropped."""

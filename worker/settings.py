@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     # 0: every batch extracts its conversations at once.
     extract_debounce_ms: int = Field(default=0, ge=0)
     extract_max_wait_ms: int = Field(default=10_000, ge=0)
-    # How often the extraction scheduler looks for due conversations (with a debounce only).
+    # How often the extraction scheduler looks for due conversations (it also runs with no
+    # debounce, to extract the turns deferred while one was set).
     extract_poll_interval_ms: int = Field(default=200, ge=10)
 
     # A backlog interleaves many conversations, so a batch holds only a few turns of each, and

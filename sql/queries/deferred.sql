@@ -24,7 +24,7 @@ RETURNING event_id;
 
 -- name: read_deferred_turns
 -- The conversation's deferred turns in arrival order (the service orders them as a batch).
-SELECT turn FROM tenant.deferred_turns
+SELECT event_id, turn FROM tenant.deferred_turns
 WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
 ORDER BY received_at, event_id
 LIMIT $4::int;
@@ -60,10 +60,34 @@ WHERE d.tenant_id = $1::uuid AND d.account_id = $2::text AND d.contact_id = $3::
                   WHERE t.tenant_id = $1::uuid AND t.account_id = $2::text
                     AND t.contact_id = $3::text);
 
+-- name: claim_deferred_conversation
+-- One conversation's deferred turns, due or not, claimed as $4 until the database's now() plus
+-- $5, unless another claim's lease still runs (by the database's clock, as every lease: the
+-- workers' clocks may disagree). The row lock is the one schedule_extraction and the
+-- schedulers' claims take. No row: nothing is deferred for the conversation.
+WITH due AS (
+    SELECT d.tenant_id, d.account_id, d.contact_id,
+           (d.claimed_until IS NULL OR d.claimed_until < now()) AS free
+    FROM tenant.extraction_due AS d
+    WHERE d.tenant_id = $1::uuid AND d.account_id = $2::text AND d.contact_id = $3::text
+    FOR UPDATE
+), claimed AS (
+    UPDATE tenant.extraction_due AS d
+    SET claim = $4::uuid, claimed_until = now() + $5::interval
+    FROM due
+    WHERE due.free AND d.tenant_id = due.tenant_id AND d.account_id = due.account_id
+      AND d.contact_id = due.contact_id
+    RETURNING 1
+)
+SELECT due.free AS claimed FROM due;
+
 -- name: claim_due_extractions
+-- The leases ($3) are set and compared by the database's clock (migration 0009's version of the
+-- function); $1, the claiming worker's time, only decides which conversations are due.
 SELECT tenant_id, account_id, contact_id
-FROM tenant.claim_due_extractions(
-    $1::timestamptz, $2::interval, $3::interval, $4::interval, $5::uuid, $6::int);
+FROM tenant.claim_due_extractions($1::timestamptz, $2::interval, $3::interval, $4::interval,
+                                  $5::uuid, $6::int);
 
 -- name: renew_extraction_claims
-SELECT tenant.renew_extraction_claims($1::uuid[], $2::timestamptz);
+-- Extended to the database's now() plus the lease ($2).
+SELECT tenant.renew_extraction_claims($1::uuid[], $2::interval);

@@ -7,6 +7,11 @@
 -- commits, so the tombstone published after the commit follows the conversation's last event.
 SELECT pg_advisory_xact_lock(7301, hashtext($1::text));
 
+-- name: lock_conversation_writers
+-- Exclusive here, shared by every writer of an extraction (lock_conversation_for_writing): an
+-- extraction that read the conversation before this erasure writes after it, or not at all.
+SELECT pg_advisory_xact_lock(7302, hashtext($1::text));
+
 -- name: lock_erased_state
 -- The row lock every writer of the conversation holds while it writes a version (lock_state):
 -- a version in progress commits before the erasure starts, and none is written until it ends.
@@ -69,3 +74,15 @@ RETURNING erased_at;
 -- again instead of answering "no such conversation".
 SELECT max(erased_at) FROM tenant.erasures
 WHERE tenant_id = $1::uuid AND conversation_hash = $2::text;
+
+-- name: lock_conversation_for_writing
+-- Shared: writers of one conversation do not wait for each other here (the state's row lock
+-- orders them), only for a `forget` of it in progress (lock_conversation_writers), and such a
+-- forget waits for them. Taken before the state's row lock, in the order forget takes both.
+SELECT pg_advisory_xact_lock_shared(7302, hashtext($1::text));
+
+-- name: count_erasures
+-- How many times the conversation ($1: the key's hash) was erased, in the connection's tenant
+-- (migration 0009). A statement of its own after lock_conversation_for_writing, so that it
+-- sees a forget that committed while the lock was awaited.
+SELECT tenant.conversation_erasures($1::text);

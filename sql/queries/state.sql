@@ -44,8 +44,10 @@ FOR UPDATE;
 -- name: insert_empty_state
 -- First turn of a conversation: create the row so it can be locked. ON CONFLICT DO NOTHING
 -- because a concurrent writer may create it first; the caller then locks that row instead.
-INSERT INTO tenant.conversation_states (tenant_id, account_id, contact_id, contact_email)
-VALUES ($1::uuid, $2::text, $3::text, $4::text)
+-- A key erased n times before ($5: its hash) starts its incarnation n + 1 (migration 0009).
+INSERT INTO tenant.conversation_states
+    (tenant_id, account_id, contact_id, contact_email, incarnation)
+VALUES ($1::uuid, $2::text, $3::text, $4::text, tenant.conversation_erasures($5::text) + 1)
 ON CONFLICT (tenant_id, account_id, contact_id) DO NOTHING
 RETURNING *;
 

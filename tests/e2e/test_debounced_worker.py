@@ -12,7 +12,7 @@ from collections.abc import Callable
 from tests.e2e.test_worker_flow import committed_to_end
 from tests.fakes.llm_server import FakeLLMServer, echo_extraction, request_text
 from tests.harness import TopicReader, Topics, WorkerProcess, fetch, produce, turn
-from tests.reliability.support import partial_state_problems
+from tests.reliability.support import partial_state_problems, stop_worker
 from tests.waiting import eventually
 
 StartWorker = Callable[..., WorkerProcess]
@@ -98,6 +98,43 @@ async def test_a_worker_killed_between_ingest_and_extraction_loses_no_turn(
     outbox = await fetch(database_url, "SELECT payload FROM tenant.outbox")
     named = [t for r in outbox for t in json.loads(r["payload"])["turn_event_ids"]]
     assert sorted(named) == sorted(t["event_id"] for t in sent)
+
+
+async def test_turns_deferred_before_the_debounce_was_set_back_to_0_are_extracted(
+    start_worker: StartWorker,
+    kafka_bootstrap_servers: str,
+    topics: Topics,
+    database_url: str,
+    fake_llm: FakeLLMServer,
+) -> None:
+    """An operator turns debouncing off (EXTRACT_DEBOUNCE_MS=0) while turns still wait: the
+    restarted worker's scheduler drains them, though its batches extract at once."""
+    fake_llm.reply_builder = echo_extraction
+    tenant = uuid.uuid4()
+    sent = [
+        turn(tenant, "acme", f"c{c}", n, f"Conversation {c} needs item {n}.")
+        for c in range(3)
+        for n in range(2)
+    ]
+    first = start_worker(EXTRACT_DEBOUNCE_MS="3600000", EXTRACT_MAX_WAIT_MS="3600000")
+    await produce(kafka_bootstrap_servers, topics.turns, sent)
+    await eventually(
+        lambda: deferred_count(database_url), lambda n: n == len(sent), within_s=60, what="deferred"
+    )
+    assert await stop_worker(first) == 0
+    assert fake_llm.received == 0
+
+    start_worker(EXTRACT_DEBOUNCE_MS="0")
+    await eventually(
+        lambda: deferred_count(database_url), lambda n: n == 0, within_s=60, what="drained"
+    )
+    states = await fetch(
+        database_url,
+        "SELECT interaction_count, version FROM tenant.conversation_states WHERE tenant_id = $1",
+        tenant,
+    )
+    assert sorted((r["interaction_count"], r["version"]) for r in states) == [(2, 1)] * 3
+    assert await partial_state_problems(database_url) == []
 
 
 def conversation_named(body: dict[str, object]) -> str | None:

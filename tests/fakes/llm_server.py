@@ -296,6 +296,9 @@ class FakeLLMServer:
     headers: deque[Mapping[str, str]] = field(init=False)
     paths: deque[str] = field(init=False)  # the path of each recorded request
     mode: JsonObject = field(default_factory=lambda: {"mode": "ok"})
+    # When set (in-process only), every reply is held until the test sets this event: what
+    # happens while an extraction is in flight (a `forget`, a kill) is then up to the test.
+    gate: asyncio.Event | None = None
     received: int = 0  # all requests, also those trimmed from `requests` by record_limit
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -400,6 +403,8 @@ class FakeLLMServer:
         try:
             reply = self._next_reply(body)
             await self._wait(self.latency_s + getattr(reply, "delay_s", 0.0))
+            if self.gate is not None:
+                await self._held(self.gate)
             return await self._respond(reply, body, anthropic=anthropic)
         finally:
             if name is not None:
@@ -440,6 +445,16 @@ class FakeLLMServer:
                 await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
             except TimeoutError:
                 pass
+
+    async def _held(self, gate: asyncio.Event) -> None:
+        """Until the gate opens, or the server stops."""
+        opened = asyncio.ensure_future(gate.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({opened, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opened.cancel()
+            stopping.cancel()
 
     async def _respond(
         self, reply: Reply, body: JsonObject, *, anthropic: bool

@@ -12,14 +12,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
+import pytest
 from prometheus_client import REGISTRY
 
-from schemas import ConversationKey, ConversationTurn
+from schemas import ConversationKey, ConversationTurn, QualificationOverride
 from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, request_text
 from tests.harness import turn
 from tests.state_store import count_turns
 from tests.waiting import eventually
-from worker.qualify.debounce import ExtractionScheduler
+from worker.errors import DeferredExtractionBusy
+from worker.qualify.debounce import LEASE, ExtractionScheduler
 from worker.qualify.service import QualificationService, build_service
 from worker.settings import Settings
 from worker.store.unit_of_work import Database
@@ -51,9 +54,7 @@ def debounced_service(
         llm_api_key="test-key",
         llm_timeout_s=5,
         update_topic="updates",
-        extract_debounce_ms=DEBOUNCE_MS,
-        extract_max_wait_ms=MAX_WAIT_MS,
-        **overrides,
+        **({"extract_debounce_ms": DEBOUNCE_MS, "extract_max_wait_ms": MAX_WAIT_MS} | overrides),
     )
     service = build_service(settings, database)
     service.clock = clock
@@ -210,8 +211,6 @@ async def test_an_override_is_applied_after_the_turns_deferred_before_it(
 ) -> None:
     """An override of a conversation whose turns still wait: they are extracted first, so the
     conversation is known and the override follows what was said before it."""
-    from schemas import QualificationOverride
-
     clock = Clock()
     service = debounced_service(database, fake_llm, clock)
     turns = conversation_turns(uuid.uuid4(), "jane", 3)
@@ -237,8 +236,10 @@ async def test_an_override_is_applied_after_the_turns_deferred_before_it(
 
 
 async def test_a_crashed_claimants_conversation_is_taken_over_when_its_lease_runs_out(
-    database: Database, fake_llm: FakeLLMServer
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
 ) -> None:
+    """Leases run by the database's clock: a worker whose clock is far ahead does not take a
+    conversation over while the lease runs; once it ran out (in the database), it does."""
     clock = Clock()
     service = debounced_service(database, fake_llm, clock)
     scheduler = scheduler_for(service, clock)
@@ -257,10 +258,21 @@ async def test_a_crashed_claimants_conversation_is_taken_over_when_its_lease_run
     assert dead == [turns[0].key]
     assert await scheduler.run_once() == []  # someone else's, while the lease runs
 
-    clock.advance(seconds=scheduler.lease.total_seconds() + 1)
+    clock.advance(seconds=scheduler.lease.total_seconds() + 1)  # this worker's clock runs ahead
+    assert await scheduler.run_once() == [], "a worker's clock must not end a lease"
+
+    await expire_leases(owner_pool)
     outcomes = await scheduler.run_once()
     assert [(o.applied, o.version) for o in outcomes] == [(4, 1)]
     assert await count_turns(database, turns[0].key) == (4, 0)
+
+
+async def expire_leases(owner_pool: asyncpg.Pool) -> None:
+    """What the database's clock passing the leases looks like to the schedulers."""
+    await owner_pool.execute(
+        "UPDATE tenant.extraction_due SET claimed_until = now() - interval '1 second'"
+        " WHERE claim IS NOT NULL"
+    )
 
 
 async def test_a_crash_after_the_version_but_before_the_release_only_releases(
@@ -395,3 +407,162 @@ async def test_an_extraction_cancelled_by_the_drain_releases_its_claim_at_once(
 
 async def answered(llm: FakeLLMServer) -> int:
     return llm.received
+
+
+def override_of(key: ConversationKey, *, after: ConversationTurn) -> QualificationOverride:
+    return QualificationOverride.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "tenant_id": str(key.tenant_id),
+            "account_id": key.account_id,
+            "contact_id": key.contact_id,
+            "actor": {"type": "user", "id": "rep-1"},
+            "stage": {"to": "discovery", "reason": "call went well"},
+            "occurred_at": (after.occurred_at + timedelta(seconds=1)).isoformat(),
+        }
+    )
+
+
+async def test_an_override_alone_first_extracts_the_conversations_deferred_turns(
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
+) -> None:
+    """Every turn of the conversation still waits (no state row yet): the override is not an
+    `unknown_conversation`, and the turns said before it make the version before its own."""
+    clock = Clock()
+    service = debounced_service(database, fake_llm, clock)
+    scheduler = scheduler_for(service, clock)
+    turns = conversation_turns(uuid.uuid4(), "jane", 3)
+    key = turns[0].key
+    await service.process_batch(turns)
+    outcome = await service.process_batch([override_of(key, after=turns[-1])])
+
+    assert outcome.dead_letters() == {}
+    assert (outcome.applied, outcome.overrides_applied) == (3, 1)
+    events = await outbox_events(owner_pool, key)
+    assert [(e["source"], e["version"]) for e in events] == [("turns", 1), ("override", 2)]
+    assert len(events[0]["turn_event_ids"]) == 3
+    assert events[1]["deal_stage"] == "discovery"
+    assert await deferred_rows(owner_pool) == 0
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    assert await scheduler.run_once() == []  # released: nothing left on the schedule
+
+
+async def test_an_override_waits_while_a_scheduler_extracts_the_deferred_turns(
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
+) -> None:
+    """Another worker's scheduler holds the conversation: the override's batch comes again
+    (a transient error) rather than overtake the turns; once the claim ends, it applies."""
+    clock = Clock()
+    service = debounced_service(database, fake_llm, clock)
+    turns = conversation_turns(uuid.uuid4(), "jane", 2)
+    key = turns[0].key
+    await service.process_batch(turns)
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    assert service.debounce is not None
+    await database.claim_due_extractions(
+        now=clock(), debounce=service.debounce, lease=LEASE, claim=uuid.uuid4(), limit=1
+    )
+    override = override_of(key, after=turns[-1])
+    with pytest.raises(DeferredExtractionBusy):
+        await service.process_batch([override])
+    assert await outbox_events(owner_pool, key) == []
+
+    await expire_leases(owner_pool)  # that worker died
+    outcome = await service.process_batch([override])
+    assert (outcome.applied, outcome.overrides_applied) == (2, 1)
+    events = await outbox_events(owner_pool, key)
+    assert [e["source"] for e in events] == ["turns", "override"]
+
+
+async def test_deferred_turns_are_read_back_with_the_workers_max_turn_chars(
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
+) -> None:
+    """A 25,000-character turn accepted with MAX_TURN_CHARS=50000 is extracted, not re-claimed
+    lease after lease; after MAX_TURN_CHARS is lowered below it, the row is dead-lettered from
+    its stored form and leaves the schedule."""
+    clock = Clock()
+    service = debounced_service(database, fake_llm, clock, max_turn_chars=50_000)
+    long_text = "We need SSO for our agents. " * 900  # 25,200 characters
+    first, second = (
+        ConversationTurn.model_validate(
+            turn(uuid.uuid4(), "acme", "jane", 0, long_text), context={"max_turn_chars": 50_000}
+        )
+        for _ in range(2)
+    )
+    await service.process_batch([first])
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    outcomes = await scheduler_for(service, clock).run_once()
+    assert [(o.applied, o.version) for o in outcomes] == [(1, 1)]
+
+    await service.process_batch([second])
+    lowered = debounced_service(database, fake_llm, clock, max_turn_chars=20_000)
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    assert [o.applied for o in await scheduler_for(lowered, clock).run_once()] == [0]
+    [letter] = await dead_letters_in_outbox(owner_pool)
+    assert letter["error"] == "invalid_event" and "no longer valid" in letter["detail"]
+    assert letter["topic"] == "conversation.turn" and letter["offset"] == -1
+    assert (
+        ConversationTurn.model_validate_json(letter["value"], context={"max_turn_chars": 50_000})
+        == second
+    )
+    assert await deferred_rows(owner_pool) == 0
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    assert await scheduler_for(lowered, clock).run_once() == []  # not claimed again
+
+
+async def test_deferred_turns_the_database_refuses_are_dead_lettered_and_the_rest_extracted(
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
+) -> None:
+    await owner_pool.execute(
+        "ALTER TABLE tenant.conversation_turns"
+        " ADD CONSTRAINT test_refuses CHECK (text <> 'refused')"
+    )
+    clock = Clock()
+    service = debounced_service(database, fake_llm, clock)
+    tenant = uuid.uuid4()
+    turns = [
+        ConversationTurn.model_validate(turn(tenant, "acme", "jane", i, text))
+        for i, text in enumerate(["We need SSO.", "refused", "Budget is 50k."])
+    ]
+    await service.process_batch(turns)
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    [outcome] = await scheduler_for(service, clock).run_once()
+
+    assert (outcome.applied, outcome.version) == (2, 1)
+    [letter] = await dead_letters_in_outbox(owner_pool)
+    assert letter["error"] == "invalid_event"
+    assert letter["detail"].startswith("rejected by PostgreSQL: CheckViolationError")
+    assert orjson.loads(letter["value"])["event_id"] == str(turns[1].event_id)
+    assert await count_turns(database, turns[0].key) == (2, 0)
+    assert await deferred_rows(owner_pool) == 0
+
+
+async def test_a_conflict_found_when_deferred_turns_are_stored_is_dead_lettered(
+    database: Database, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
+) -> None:
+    """The id of a deferred turn is stored meanwhile with other content (here by a worker with
+    no debounce): at the scheduler's insert it is a `conflict` dead letter, the rest applied."""
+    clock = Clock()
+    service = debounced_service(database, fake_llm, clock)
+    turns = conversation_turns(uuid.uuid4(), "jane", 2)
+    await service.process_batch(turns)
+    other = ConversationTurn.model_validate(
+        turns[1].model_dump(mode="json") | {"contact_id": "john", "text": "Other words."}
+    )
+    immediate = debounced_service(database, fake_llm, clock, extract_debounce_ms=0)
+    assert (await immediate.process_batch([other])).applied == 1
+    clock.advance(milliseconds=DEBOUNCE_MS)
+    [outcome] = await scheduler_for(service, clock).run_once()
+
+    assert outcome.applied == 1
+    [letter] = await dead_letters_in_outbox(owner_pool)
+    assert letter["error"] == "conflict"
+    assert orjson.loads(letter["value"])["text"] == turns[1].text
+    assert await deferred_rows(owner_pool) == 0
+
+
+async def dead_letters_in_outbox(owner_pool: asyncpg.Pool) -> list[JsonObject]:
+    rows = await owner_pool.fetch(
+        "SELECT payload FROM tenant.outbox WHERE topic = 'conversation.turn.dlq' ORDER BY id"
+    )
+    return [dict(r["payload"]) for r in rows]

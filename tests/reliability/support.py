@@ -434,6 +434,10 @@ class DatabaseProbe:
     async def applied_overrides(self) -> int:
         return int(await self.value("SELECT count(*) FROM tenant.overrides"))
 
+    async def deferred(self) -> int:
+        """Turns waiting for a debounced extraction."""
+        return int(await self.value("SELECT count(*) FROM tenant.deferred_turns"))
+
     async def pending(self) -> int:
         sql = "SELECT count(*) FROM tenant.conversation_turns WHERE extracted_at IS NULL"
         return int(await self.value(sql))
@@ -482,9 +486,11 @@ class DatabaseProbe:
 
 
 # What pg_stat_activity shows of the statements the pause triggers hold: the write
-# transaction's outbox insert, and the relay's mark of the rows it published.
+# transaction's outbox insert, the relay's mark of the rows it published, and (debounced
+# extraction) the release of deferred turns after their version.
 WRITE_STATEMENT = "INSERT INTO tenant.outbox"
 MARK_STATEMENT = "UPDATE tenant.outbox SET published_at"
+RELEASE_STATEMENT = "DELETE FROM tenant.deferred_turns"
 
 
 async def widen_write_transaction(database_url: str, seconds: float) -> None:
@@ -514,6 +520,7 @@ KILL_MOMENTS = (
     "write_transaction",
     "after_state_commit",
     "between_publish_and_mark",
+    "before_release",
     "random",
 )
 
@@ -541,6 +548,9 @@ class Killer:
       (`stored_above_committed`, given by the test: it knows the records sent);
     - `between_publish_and_mark`: the relay's mark of rows it had published rolled back, so
       they are published again (a pause trigger on the mark is set for this kill only);
+    - `before_release` (debounced extraction): the deletion of deferred turns whose version
+      committed rolled back, so the next claimant finds them stored (a pause trigger on that
+      deletion is set for this kill only);
     - `random`: the worker had sent the randomly chosen number of LLM requests.
 
     Call `started()` right before starting the worker a kill is meant for: requests and
@@ -583,17 +593,22 @@ class Killer:
         )
 
     async def _aim_extraction(self, within_s: float) -> Witness:
-        # Requests are held `llm.latency_s`: a request seen arriving is still in flight when
-        # the kill lands, so the kill interrupts an extraction of this very worker.
+        # The fake holds every reply (its gate) from now until the kill has landed: a request
+        # seen arriving is still in flight then, however slow the machine, so the kill
+        # interrupts an extraction of this very worker.
         since = max(self.llm.received, self._received_at_start)
-        await self.llm.call_in_flight(since=since, within_s=within_s)
         abandoned_before = self.llm.abandoned
+        self.llm.gate = asyncio.Event()
+        await self.llm.call_in_flight(since=since, within_s=within_s)
 
         async def abandoned_mid_call() -> str:
             async def abandoned() -> int:
                 return self.llm.abandoned
 
-            try:  # the fake answers `latency_s` after receipt, and only then sees the hang-up
+            assert self.llm.gate is not None
+            self.llm.gate.set()  # the held replies go out to a worker that is gone
+            self.llm.gate = None
+            try:  # the fake sees the hang-up only when it answers
                 await eventually(abandoned, lambda n: n > abandoned_before, within_s=10)
             except AssertionError:
                 return ""
@@ -633,29 +648,47 @@ class Killer:
         return stored_not_committed
 
     async def _aim_between_publish_and_mark(self, within_s: float) -> Witness:
+        return await self._aim_paused_statement(
+            "UPDATE ON tenant.outbox", MARK_STATEMENT, "mark(s) of published rows", within_s
+        )
+
+    async def _aim_before_release(self, within_s: float) -> Witness:
+        return await self._aim_paused_statement(
+            "DELETE ON tenant.deferred_turns",
+            RELEASE_STATEMENT,
+            "release(s) of extracted deferred turns",
+            within_s,
+        )
+
+    async def _aim_paused_statement(
+        self, event_on_table: str, statement: str, what: str, within_s: float
+    ) -> Witness:
+        """A pause trigger on `event_on_table` for this kill only; the kill lands while a
+        worker's `statement` is seen paused, and the proof is its rollback."""
+        table = event_on_table.split(" ON ")[1]
         await self.probe.conn.execute(
             f"""
-            CREATE FUNCTION tenant.reliability_mark_pause() RETURNS trigger LANGUAGE plpgsql
+            CREATE FUNCTION tenant.reliability_kill_pause() RETURNS trigger LANGUAGE plpgsql
             AS $$ BEGIN PERFORM pg_sleep({self.mark_pause_s:.3f}); RETURN NULL; END $$;
-            CREATE TRIGGER reliability_mark_pause BEFORE UPDATE ON tenant.outbox
-            FOR EACH STATEMENT EXECUTE FUNCTION tenant.reliability_mark_pause();
+            CREATE TRIGGER reliability_kill_pause BEFORE {event_on_table}
+            FOR EACH STATEMENT EXECUTE FUNCTION tenant.reliability_kill_pause();
             """
         )
 
-        async def marks() -> list[str]:
-            return await self.probe.paused_transactions(MARK_STATEMENT, since=self._since)
+        async def paused_now() -> list[str]:
+            return await self.probe.paused_transactions(statement, since=self._since)
 
         paused = await eventually(
-            marks, bool, within_s=within_s, interval=0.002, what="a relay marking rows"
+            paused_now, bool, within_s=within_s, interval=0.002, what=f"a paused {statement}"
         )
-        rolled_back = self._rolled_back(paused, MARK_STATEMENT, "mark(s) of published rows")
+        rolled_back = self._rolled_back(paused, statement, what)
 
         async def without_the_pause() -> str:
-            # Dropped only after the kill: the DROP waits for the paused mark to end, and
-            # before the kill it would end in a COMMIT. The next worker marks at once.
+            # Dropped only after the kill: the DROP waits for the paused statement to end, and
+            # before the kill it would end in a COMMIT. The next worker goes on at once.
             await self.probe.conn.execute(
-                "DROP TRIGGER reliability_mark_pause ON tenant.outbox;"
-                " DROP FUNCTION tenant.reliability_mark_pause();"
+                f"DROP TRIGGER reliability_kill_pause ON {table};"
+                " DROP FUNCTION tenant.reliability_kill_pause();"
             )
             return await rolled_back()
 
@@ -733,7 +766,7 @@ async def produce_tracked(
     return [Sent(p, m.partition, m.offset) for p, m in zip(payloads, metadata, strict=True)]
 
 
-StoredIn = Literal["tenant.conversation_turns", "tenant.overrides"]
+StoredIn = Literal["tenant.conversation_turns", "tenant.overrides", "tenant.deferred_turns"]
 
 
 async def unstored_below_committed(
@@ -743,16 +776,15 @@ async def unstored_below_committed(
     topic: str,
     sent: Sequence[Sent],
     *,
-    stored_in: StoredIn = "tenant.conversation_turns",
+    stored_in: Sequence[StoredIn] = ("tenant.conversation_turns",),
 ) -> list[Sent]:
     """Records the group has committed past although their turn (or, with `stored_in`
-    tenant.overrides, their override) is not stored: each one is lost for good. Must be empty
-    at every moment, whatever happened to the workers."""
+    tenant.overrides, their override; with tenant.deferred_turns too, a turn waiting for its
+    debounced extraction) is not stored: each one is lost for good. Must be empty at every
+    moment, whatever happened to the workers."""
     committed = await committed_offsets(bootstrap_servers, group, topic)
-    stored = {
-        str(row["event_id"])
-        for row in await fetch(database_url, f"SELECT event_id FROM {stored_in}")
-    }
+    union = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in stored_in)
+    stored = {str(row["event_id"]) for row in await fetch(database_url, union)}
     return [
         s
         for s in sent
@@ -797,7 +829,8 @@ async def partial_state_problems(database_url: str) -> list[str]:
             FROM tenant.conversation_states s
             """
         )
-        outbox = await conn.fetch("SELECT payload FROM tenant.outbox")
+        # Update events only: dead letters of deferred turns ride the outbox too.
+        outbox = await conn.fetch("SELECT payload FROM tenant.outbox WHERE payload ? 'version'")
         override_rows = await conn.fetch(
             "SELECT event_id, tenant_id, account_id, contact_id, actor, version"
             " FROM tenant.overrides"
@@ -933,7 +966,9 @@ async def verify_end_state(
         turn_rows = await conn.fetch(
             "SELECT event_id, tenant_id, account_id, contact_id FROM tenant.conversation_turns"
         )
-        outbox = await conn.fetch("SELECT event_id, payload FROM tenant.outbox ORDER BY id")
+        outbox = await conn.fetch(
+            "SELECT event_id, payload FROM tenant.outbox WHERE payload ? 'version' ORDER BY id"
+        )
         override_rows = await conn.fetch(
             "SELECT event_id, tenant_id, account_id, contact_id, version FROM tenant.overrides"
         )

@@ -218,7 +218,7 @@ async def test_an_override_committed_past_but_not_applied_is_reported(
             group,
             topics.overrides,
             sent,
-            stored_in="tenant.overrides",
+            stored_in=("tenant.overrides",),
         )
 
     await commit_offsets(kafka_bootstrap_servers, group, topics.overrides, applied)

@@ -132,7 +132,7 @@ async def test_sigkill_at_any_moment_applies_every_turn_and_override_exactly_onc
                     workers.group,
                     topics.overrides,
                     sent_overrides,
-                    stored_in="tenant.overrides",
+                    stored_in=("tenant.overrides",),
                 )
                 assert lost == [], f"{len(lost)} overrides committed past but not applied"
                 assert (partial := await partial_state_problems(database_url)) == [], partial
@@ -179,4 +179,132 @@ async def test_sigkill_at_any_moment_applies_every_turn_and_override_exactly_onc
     assert any(b["turns"] and b["overrides"] for b in batches), "no batch mixed the two topics"
     redelivered = sum(line.get("duplicates", 0) for line in batches)
     assert redelivered > 0, "no kill landed between a state commit and its offset commit"
+    assert workers.secrets_in_logs(workload.turns, "sk-test-not-a-real-key") == []
+
+
+# Debounced extraction: where the kills are aimed, one after each of the first rounds.
+DEBOUNCED_KILL_PLAN = ["extraction", "write_transaction", "before_release", "random", "extraction"]
+
+
+async def test_sigkill_in_debounce_mode_applies_every_turn_and_override_exactly_once(
+    workers: Workers,
+    llm: QuotingLLM,
+    probe: DatabaseProbe,
+    database_url: str,
+    kafka_bootstrap_servers: str,
+    topics: Topics,
+) -> None:
+    """EXTRACT_DEBOUNCE_MS=200: batches only defer turns and commit; the extraction scheduler
+    extracts them. 360 turns over 60 conversations in 6 live rounds; after each of the first 5
+    the worker is SIGKILLed and restarted, aimed as in the turn-path test, plus
+    `before_release`: the kill lands while the deletion of deferred turns whose version has
+    committed is paused (their next claimant must find them stored: duplicates). A killed
+    worker's claims are taken over when their lease runs out (30 s, by the database's clock).
+    People correct every 7th conversation meanwhile (overrides flush the deferred turns
+    first), the first three overrides published twice.
+
+    Right after each kill, no committed offset may cover a turn neither stored nor deferred, or
+    an unapplied override, and the stored state must be consistent; the end state must hold
+    every invariant (exact counts, every version's event read back, each override once) and
+    nothing may be dead-lettered."""
+    workload = Workload.generate(conversations=60, turns_per_conversation=6)
+    schedule = OverrideSchedule(workload=workload, due=(1, 3, 5))
+    await widen_write_transaction(database_url, 0.05)
+    llm.latency_s = 0.15
+    sent: list[Sent] = []
+    sent_overrides: list[Sent] = []
+
+    async def stored_not_committed_past() -> int:
+        stored = await stored_above_committed(
+            database_url, kafka_bootstrap_servers, workers.group, topics.turns, sent
+        )
+        return len(stored)
+
+    killer = Killer(
+        llm=llm,
+        probe=probe,
+        rng=random.Random(SEED),
+        stored_above_committed=stored_not_committed_past,
+        max_warm_up_versions=20,
+    )
+    settings = {
+        "BATCH_MAX_RECORDS": "50",
+        "EXTRACT_DEBOUNCE_MS": "200",
+        "EXTRACT_MAX_WAIT_MS": "1000",
+    }
+
+    async def publish_overrides_due(after_round: int) -> None:
+        stored = await conversations_with_state(database_url)
+        due = schedule.due_after(after_round, stored)
+        sent_overrides.extend(await produce_tracked(kafka_bootstrap_servers, topics.overrides, due))
+
+    async with (
+        TopicReader(bootstrap_servers=kafka_bootstrap_servers, topic=topics.updates) as updates,
+        TopicReader(bootstrap_servers=kafka_bootstrap_servers, topic=topics.dlq) as dlq,
+    ):
+        await killer.started()
+        worker = workers.start(**settings)
+        for number, round_turns in enumerate(workload.rounds):
+            sent += await produce_tracked(kafka_bootstrap_servers, topics.turns, round_turns)
+            await publish_overrides_due(number)
+            if number < len(DEBOUNCED_KILL_PLAN):
+                await killer.kill_during(DEBOUNCED_KILL_PLAN[number], worker, within_s=90)
+                lost = await unstored_below_committed(
+                    database_url,
+                    kafka_bootstrap_servers,
+                    workers.group,
+                    topics.turns,
+                    sent,
+                    stored_in=("tenant.conversation_turns", "tenant.deferred_turns"),
+                )
+                assert lost == [], (
+                    f"{len(lost)} turns committed past but neither stored nor deferred"
+                )
+                lost = await unstored_below_committed(
+                    database_url,
+                    kafka_bootstrap_servers,
+                    workers.group,
+                    topics.overrides,
+                    sent_overrides,
+                    stored_in=("tenant.overrides",),
+                )
+                assert lost == [], f"{len(lost)} overrides committed past but not applied"
+                assert (partial := await partial_state_problems(database_url)) == [], partial
+                await killer.started()
+                worker = workers.start(**settings)
+            if number == len(DEBOUNCED_KILL_PLAN) - 1:  # the kills are done: full speed
+                llm.latency_s = 0.0
+                await probe.value("DROP TRIGGER reliability_pause ON tenant.outbox")
+        await eventually(
+            lambda: conversations_with_state(database_url),
+            lambda stored: stored >= set(schedule.corrected),
+            within_s=120,
+            what="every corrected conversation stored",
+        )
+        await publish_overrides_due(len(workload.rounds))
+        assert schedule.unpublished == []
+        await settle(
+            probe,
+            updates,
+            expected_turns=len(workload.turns),
+            expected_overrides=len(schedule.overrides),
+            within_s=240,
+        )
+        await eventually(probe.deferred, lambda n: n == 0, within_s=120, what="nothing deferred")
+        problems = await verify_end_state(
+            database_url,
+            workload.turns,
+            updates,
+            expected_quotes=workload.expected_quotes(),
+            overrides=schedule.overrides,
+        )
+        problems += await partial_state_problems(database_url)
+        dead_letters = dlq.json_values()
+
+    print("\n".join(f"{landing.moment}: {landing.proof}" for landing in killer.landings))
+    assert [landing.moment for landing in killer.landings] == DEBOUNCED_KILL_PLAN
+    assert killer.missed() == [], f"kills that left no proof of their moment: {killer.landings}"
+    assert problems == [], describe_problems(problems)
+    assert dead_letters == [], dead_letters
+    assert len(sent_overrides) == len(schedule.overrides) + schedule.redelivered
     assert workers.secrets_in_logs(workload.turns, "sk-test-not-a-real-key") == []

@@ -98,7 +98,12 @@ async def test_worker_logs_carry_no_turn_text_email_or_api_key(
 
     logs = workers.all_logs()
     # The run did go down the paths that could leak (so the search below can fail).
-    for event in ("extraction_failed", "evidence_dropped", "batch_committed"):
+    for event in (
+        "extraction_failed",
+        "evidence_dropped",
+        "batch_committed",
+        "state_version_committed",
+    ):
         assert f'"event": "{event}"' in logs, f"no {event} line: the scenario did not run"
     assert "dead.letter@pii.example" in dlq.records[0][1].decode(), "the DLQ keeps the record"
 
@@ -108,3 +113,9 @@ async def test_worker_logs_carry_no_turn_text_email_or_api_key(
     for payload in payloads:  # no fragment of a turn either, down to its unique secret
         secret = payload["contact_name"].split()[-1]
         assert secret not in logs, f"a fragment of {payload['contact_id']}'s turn was logged"
+    # Nor the conversation key (account and contact ids): logs outlive `forget`. Lines name a
+    # conversation by the key's hash, as tenant.erasures does.
+    for payload in payloads:
+        ids = f"{payload['account_id']}:{payload['contact_id']}"
+        assert ids not in logs, f"the conversation key {ids} was logged"
+    assert '"conversation_hash": ' in logs

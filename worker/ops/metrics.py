@@ -51,6 +51,10 @@ TURNS_APPLIED = Counter(f"{P}turns_applied", "Turns stored and counted in a stat
 TURNS_DEFERRED = Counter(
     f"{P}turns_deferred", "Turns stored for a debounced extraction (EXTRACT_DEBOUNCE_MS)"
 )
+DEFERRED_DEAD_LETTERS = Counter(
+    f"{P}deferred_dead_letters",
+    "Deferred turns dead-lettered from their stored form (unreadable, refused, conflicts)",
+)
 DEFERRED_EXTRACTIONS = Counter(
     f"{P}deferred_extractions",
     "Due conversations the extraction scheduler processed",

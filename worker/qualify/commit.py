@@ -8,6 +8,7 @@ import structlog
 from schemas import ConversationState
 from worker.ops import metrics
 from worker.qualify.versioning import NextVersion, update_event
+from worker.store.erasure import conversation_hash
 from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ def log_version(
     log.info(
         "state_version_committed",
         tenant_id=str(version.key.tenant_id),
-        conversation=str(version.key),
+        conversation_hash=conversation_hash(version.key),
         version=version.state.version,
         source=version.source,
         turns_applied=turns_applied,

@@ -31,6 +31,7 @@ from schemas import ConversationKey
 from worker.ops import metrics
 from worker.qualify.outcomes import ConversationOutcome
 from worker.store.deferred import Debounce
+from worker.store.erasure import conversation_hash
 from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,9 @@ log = structlog.get_logger(__name__)
 LEASE = timedelta(seconds=30)
 RENEW_EVERY_S = 10.0
 DRAIN_S = 10.0  # on stop: how long extractions in flight may take before they are cancelled
+# With EXTRACT_DEBOUNCE_MS=0 the scheduler still runs: the turns deferred while a debounce was
+# set are all due at once.
+LEFTOVERS = Debounce(quiet=timedelta(0), max_wait=timedelta(0))
 
 
 class ExtractDeferred(Protocol):
@@ -127,7 +131,9 @@ class ExtractionScheduler:
         except Exception as error:  # its lease runs out and the conversation is claimed again
             metrics.DEFERRED_EXTRACTIONS.labels(outcome="failed").inc()
             log.warning(
-                "deferred_extraction_failed", conversation=str(key), error=type(error).__name__
+                "deferred_extraction_failed",
+                conversation_hash=conversation_hash(key),
+                error=type(error).__name__,
             )
             return ConversationOutcome(key=key)
         metrics.DEFERRED_EXTRACTIONS.labels(
@@ -145,5 +151,5 @@ class ExtractionScheduler:
         if not self._claims or time.monotonic() - self._renewed < self.renew_every_s:
             return
         claims = sorted({claim for _key, claim in self._claims.values()})
-        await self.database.renew_extraction_claims(claims, until=self.clock() + self.lease)
+        await self.database.renew_extraction_claims(claims, lease=self.lease)
         self._renewed = time.monotonic()

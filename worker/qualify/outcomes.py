@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
-from uuid import UUID
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID, uuid5
 
-from schemas import ConversationKey, ConversationTurn, QualificationOverride
+import orjson
+
+from schemas import ConversationKey, ConversationTurn, DeadLetter, QualificationOverride
 from worker.errors import PermanentError
 from worker.qualify.versioning import order_turns
 
@@ -26,6 +29,11 @@ UNKNOWN_CONVERSATION_DETAIL = (
     "no such conversation: an override applies to a conversation the worker has a turn of"
 )
 
+# The outbox ids of dead letters written from a deferred turn's stored form: one per turn.
+STORED_DEAD_LETTER_NAMESPACE = UUID("0b6c1f0e-7d4e-5a53-8c2f-3e1d9a4b7c60")
+# A deferred turn's offset was committed long before: its position is no longer known.
+UNKNOWN_POSITION = -1
+
 
 def event_ref(event: Event) -> EventRef:
     return event.event_id, event.fingerprint()
@@ -35,6 +43,49 @@ def event_ref(event: Event) -> EventRef:
 class DeadLetterDecision:
     reason: Literal["conflict", "invalid_event", "unknown_conversation"]
     detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredLetter:
+    """A deferred turn to dead-letter from its stored form: its offset is committed, so the
+    consumer can no longer dead-letter the record itself."""
+
+    event_id: UUID
+    stored: Mapping[str, Any]  # the turn as tenant.deferred_turns holds it
+    decision: DeadLetterDecision
+
+    @classmethod
+    def of(cls, turn: ConversationTurn, decision: DeadLetterDecision) -> StoredLetter:
+        return cls(event_id=turn.event_id, stored=turn.model_dump(mode="json"), decision=decision)
+
+    @property
+    def outbox_id(self) -> UUID:
+        return uuid5(STORED_DEAD_LETTER_NAMESPACE, str(self.event_id))
+
+    def dead_letter(self, *, topic: str, key: ConversationKey, now: datetime) -> DeadLetter:
+        """Partition and offset are -1: the record's position is no longer known."""
+        return DeadLetter(
+            error=self.decision.reason,
+            detail=f"{self.decision.detail} (a deferred turn, from its stored form)",
+            topic=topic,
+            partition=UNKNOWN_POSITION,
+            offset=UNKNOWN_POSITION,
+            key=str(key),
+            value=orjson.dumps(self.stored).decode(),
+            failed_at=now,
+        )
+
+
+def conflict_letter(turn: ConversationTurn) -> StoredLetter:
+    return StoredLetter.of(turn, DeadLetterDecision("conflict", CONFLICT_DETAIL))
+
+
+def refused_letter(turn: ConversationTurn, error: PermanentError) -> StoredLetter:
+    return StoredLetter.of(turn, DeadLetterDecision("invalid_event", refused_detail(error)))
+
+
+def refused_detail(error: PermanentError) -> str:
+    return f"rejected by PostgreSQL: {error}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +134,7 @@ class ConversationOutcome:
     extraction_status: str | None = None
     conflicts: tuple[Event, ...] = ()  # reused event_ids with other content
     overrides_applied: int = 0
+    erased: int = 0  # turns dropped: their conversation was erased while they were extracted
     unknown: tuple[QualificationOverride, ...] = ()  # overrides of a conversation with no state
     # PostgreSQL refused this conversation's data: its events are dead-lettered.
     rejected: PermanentError | None = None
@@ -99,6 +151,7 @@ class ConversationOutcome:
             extraction_status=later.extraction_status or self.extraction_status,
             conflicts=(*self.conflicts, *later.conflicts),
             overrides_applied=self.overrides_applied + later.overrides_applied,
+            erased=self.erased + later.erased,
             unknown=(*self.unknown, *later.unknown),
         )
 
@@ -135,9 +188,7 @@ class BatchOutcome:
             unknown = DeadLetterDecision("unknown_conversation", UNKNOWN_CONVERSATION_DETAIL)
             decisions.update((event_ref(o), unknown) for o in outcome.unknown)
             if outcome.rejected is not None:
-                refused = DeadLetterDecision(
-                    "invalid_event", f"rejected by PostgreSQL: {outcome.rejected}"
-                )
+                refused = DeadLetterDecision("invalid_event", refused_detail(outcome.rejected))
                 decisions.update((event_ref(e), refused) for e in outcome.events)
         return decisions
 

@@ -8,7 +8,9 @@ recognised by event_id and cost neither an LLM call nor a count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,13 +20,19 @@ from uuid import UUID
 import structlog
 
 from schemas import (
+    DEFAULT_MAX_TURN_CHARS,
     ConversationKey,
     ConversationState,
     ConversationTurn,
     DealStage,
     QualificationOverride,
 )
-from worker.errors import ConversationNotFound, PermanentError
+from worker.errors import (
+    ConversationErased,
+    ConversationNotFound,
+    DeferredExtractionBusy,
+    PermanentError,
+)
 from worker.extract.factory import build_extractor
 from worker.extract.port import CONTEXT_WINDOW_EXCEEDED, ExtractionResult, Extractor, TurnText
 from worker.ops import metrics, tracing
@@ -33,9 +41,13 @@ from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.outcomes import (
     BatchOutcome,
     ConversationOutcome,
+    DeadLetterDecision,
     Event,
+    StoredLetter,
     StoredTurns,
+    conflict_letter,
     group_by_conversation,
+    refused_letter,
     steps,
 )
 from worker.qualify.overrides import apply_override
@@ -47,7 +59,8 @@ from worker.qualify.versioning import (
     version_from_turns,
 )
 from worker.settings import Settings
-from worker.store.deferred import Debounce
+from worker.store.deferred import Debounce, DeferredRead
+from worker.store.erasure import conversation_hash
 from worker.store.unit_of_work import Database, TenantTransaction
 
 log = structlog.get_logger(__name__)
@@ -56,10 +69,25 @@ log = structlog.get_logger(__name__)
 MAX_PENDING_TURNS = 100
 # Deferred turns one scheduled extraction takes (in prompts that fit); the rest stay due.
 MAX_DEFERRED_TURNS = 500
+# An override's flush of deferred turns is not renewed: a claim a crash left behind runs out
+# after this, and a scheduler takes the turns over.
+OVERRIDE_FLUSH_LEASE = timedelta(seconds=60)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def unreadable_letters(read: DeferredRead) -> list[StoredLetter]:
+    """Deferred rows that no longer validate (MAX_TURN_CHARS lowered since): dead letters."""
+    return [
+        StoredLetter(
+            event_id=u.event_id,
+            stored=u.stored,
+            decision=DeadLetterDecision("invalid_event", f"no longer valid: {u.detail}"),
+        )
+        for u in read.unreadable
+    ]
 
 
 def as_turn_text(turn: ConversationTurn) -> TurnText:
@@ -79,6 +107,7 @@ class _Snapshot:
     state: ConversationState | None
     turns: StoredTurns
     pending: list[TurnText]
+    erasures: int = 0  # of the conversation's key, counted before the read
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +127,11 @@ def build_service(settings: Settings, database: Database) -> QualificationServic
         concurrency=settings.llm_concurrency,
         criteria=settings.stage_criteria,
         debounce=debounce_of(settings),
+        deferred=DeferredTurnSettings(
+            turn_topic=settings.turn_topic,
+            dlq_topic=settings.dlq_topic,
+            max_turn_chars=settings.max_turn_chars,
+        ),
     )
 
 
@@ -111,6 +145,16 @@ def debounce_of(settings: Settings) -> Debounce | None:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeferredTurnSettings:
+    """How deferred turns are read back (as the consumer read them) and where those that
+    cannot be applied any more are dead-lettered."""
+
+    turn_topic: str = "conversation.turn"
+    dlq_topic: str = "conversation.turn.dlq"
+    max_turn_chars: int = DEFAULT_MAX_TURN_CHARS
+
+
 @dataclass(kw_only=True)
 class QualificationService:
     database: Database
@@ -121,6 +165,7 @@ class QualificationService:
     # With a debounce, a batch only stores its turns as deferred; the scheduler
     # (worker/qualify/debounce.py) extracts each conversation once it is due.
     debounce: Debounce | None = None
+    deferred: DeferredTurnSettings = DeferredTurnSettings()
     clock: Callable[[], datetime] = utc_now
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -144,12 +189,18 @@ class QualificationService:
     async def _bounded(self, key: ConversationKey, events: list[Event]) -> ConversationOutcome:
         async with self._slots:
             try:
-                with tracing.span("conversation", conversation=str(key), events=len(events)):
+                with tracing.span(
+                    "conversation", conversation_hash=conversation_hash(key), events=len(events)
+                ):
                     return await self._conversation_steps(key, events)
             except PermanentError as error:
                 # Retrying cannot help and would stall the partition: the consumer
                 # dead-letters these events instead.
-                log.error("conversation_rejected", conversation=str(key), error=str(error)[:200])
+                log.error(
+                    "conversation_rejected",
+                    conversation_hash=conversation_hash(key),
+                    error=str(error)[:200],
+                )
                 return ConversationOutcome(key=key, rejected=error, events=tuple(events))
 
     async def _conversation_steps(
@@ -162,12 +213,15 @@ class QualificationService:
         planned = steps(events)
         for index, step in enumerate(planned):
             if isinstance(step, QualificationOverride):
+                if index == 0:  # else the turns or the override before it flushed them
+                    outcome += await self._extract_with_deferred(key, [])
                 outcome += await self.apply_override(key, step)
+            elif any(isinstance(later, QualificationOverride) for later in planned[index:]):
+                # An override applies to what was said before it, deferred turns included
+                # (whatever EXTRACT_DEBOUNCE_MS says now): extract that first.
+                outcome += await self._extract_with_deferred(key, step)
             elif self.debounce is None:
                 outcome += await self.process_conversation(key, step)
-            elif any(isinstance(later, QualificationOverride) for later in planned[index:]):
-                # An override applies to what was said before it: extract that now.
-                outcome += await self._extract_with_deferred(key, step)
             else:
                 outcome += await self.defer_turns(key, step)
         return outcome
@@ -211,54 +265,134 @@ class QualificationService:
         (and any pending ones) in one extraction per prompt that fits, one version each,
         through the same write path as a batch; then the deferred rows go and the claim ends.
         A crash before the release leaves the rows; the next claimant finds them stored
-        (duplicates by event_id) and only releases."""
-        assert self.debounce is not None, "deferred turns exist only with a debounce"
-        async with self.database.reading(key.tenant_id) as tx:
-            deferred = await tx.deferred.read(key, limit=MAX_DEFERRED_TURNS)
-        outcome = ConversationOutcome(key=key)
-        if deferred:
+        (duplicates by event_id) and only releases. Rows that cannot be applied any more
+        (unreadable, refused by PostgreSQL, conflicts) are dead-lettered from their stored form
+        in the release's transaction."""
+        read = await self._read_deferred(key)
+        outcome, letters = ConversationOutcome(key=key), unreadable_letters(read)
+        if read.turns:
             async with self._slots:
-                outcome = await self._extract_stored_later(key, deferred)
-        async with self.database.for_tenant(key.tenant_id) as tx:
-            await tx.deferred.release(
-                key,
-                claim=claim,
-                extracted=[t.event_id for t in deferred],
-            )
+                outcome, refused = await self._extract_stored_later(key, read.turns)
+            letters += refused
+        await self._release(key, claim=claim, read=read, letters=letters)
         return outcome
+
+    async def _read_deferred(self, key: ConversationKey) -> DeferredRead:
+        async with self.database.reading(key.tenant_id) as tx:
+            return await tx.deferred.read(
+                key, limit=MAX_DEFERRED_TURNS, max_turn_chars=self.deferred.max_turn_chars
+            )
+
+    async def _release(
+        self,
+        key: ConversationKey,
+        *,
+        claim: UUID,
+        read: DeferredRead,
+        letters: Sequence[StoredLetter],
+    ) -> None:
+        """Ends the claim: the rows read go (dead letters first, in the same transaction)."""
+        now = self.clock()
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            for letter in letters:
+                await tx.outbox.insert_dead_letter(
+                    self.deferred.dlq_topic,
+                    letter.outbox_id,
+                    key.tenant_id,
+                    str(key),
+                    letter.dead_letter(topic=self.deferred.turn_topic, key=key, now=now),
+                )
+            await tx.deferred.release(key, claim=claim, extracted=read.event_ids)
+        if letters:
+            metrics.DEFERRED_DEAD_LETTERS.inc(len(letters))
+            log.warning(
+                "deferred_turns_dead_lettered",
+                conversation_hash=conversation_hash(key),
+                reasons=sorted({letter.decision.reason for letter in letters}),
+                turns=len(letters),
+            )
 
     async def _extract_with_deferred(
         self, key: ConversationKey, turns: list[ConversationTurn]
     ) -> ConversationOutcome:
-        """The batch's turns together with the conversation's deferred ones, at once (a
-        scheduler extracting them meanwhile finds them stored: event_ids make that safe)."""
-        async with self.database.reading(key.tenant_id) as tx:
-            deferred = await tx.deferred.read(key, limit=MAX_DEFERRED_TURNS)
-        sent = {t.event_id for t in turns}
-        earlier = [t for t in deferred if t.event_id not in sent]
-        outcome = await self.process_conversation(key, order_turns([*earlier, *turns]))
+        """Before an override: the conversation's deferred turns, with the batch's turns that
+        precede the override, at once, under a claim of the scheduler's kind (so no scheduler
+        extracts them meanwhile). A scheduler's claim whose lease still runs makes the batch
+        come again later (DeferredExtractionBusy): the override must not overtake them."""
+        claim = uuid.uuid4()
         async with self.database.for_tenant(key.tenant_id) as tx:
-            await tx.deferred.release(key, claim=None, extracted=[t.event_id for t in deferred])
-        # The batch's own turns are what the consumer counts as duplicates.
-        duplicates = len(turns) - (outcome.applied - len(earlier)) - len(outcome.conflicts)
-        return replace(outcome, duplicates=max(duplicates, 0))
+            held = await tx.deferred.claim(key, claim=claim, lease=OVERRIDE_FLUSH_LEASE)
+        if held == "busy":
+            raise DeferredExtractionBusy("deferred turns of the conversation are being extracted")
+        if held == "none":
+            return (
+                await self.process_conversation(key, turns)
+                if turns
+                else ConversationOutcome(key=key)
+            )
+        read = await self._read_deferred(key)
+        sent = {t.event_id for t in turns}
+        earlier = [t for t in read.turns if t.event_id not in sent]
+        try:
+            outcome = await self.process_conversation(key, order_turns([*earlier, *turns]))
+        except Exception:
+            # The scheduler takes the deferred turns over at once (or when the lease ends).
+            with contextlib.suppress(Exception):
+                await self._release(key, claim=claim, read=DeferredRead(), letters=[])
+            raise
+        letters = unreadable_letters(read) + [
+            conflict_letter(t)
+            for t in outcome.conflicts
+            if isinstance(t, ConversationTurn) and t.event_id not in sent
+        ]
+        await self._release(key, claim=claim, read=read, letters=letters)
+        # The batch's own turns are what the consumer counts as duplicates and conflicts.
+        conflicts = tuple(t for t in outcome.conflicts if t.event_id in sent)
+        duplicates = len(turns) - (outcome.applied - len(earlier)) - len(conflicts)
+        return replace(outcome, duplicates=max(duplicates, 0), conflicts=conflicts)
 
     async def _extract_stored_later(
         self, key: ConversationKey, deferred: list[ConversationTurn]
-    ) -> ConversationOutcome:
-        with tracing.span("deferred_conversation", conversation=str(key), turns=len(deferred)):
+    ) -> tuple[ConversationOutcome, list[StoredLetter]]:
+        """Their offsets are committed, so what cannot be applied is dead-lettered here: the
+        turns PostgreSQL refuses on their own and conflicts; the rest are extracted."""
+        with tracing.span(
+            "deferred_conversation", conversation_hash=conversation_hash(key), turns=len(deferred)
+        ):
             try:
                 outcome = await self.process_conversation(key, order_turns(deferred))
             except PermanentError as error:
-                # Their offsets are committed: nothing can dead-letter them any more. Logged
-                # (without text) and dropped, as retrying cannot help.
-                log.error("deferred_turns_rejected", conversation=str(key), error=str(error)[:200])
-                return ConversationOutcome(key=key, rejected=error)
-        if outcome.conflicts:
-            log.warning(
-                "deferred_turn_conflicts", conversation=str(key), turns=len(outcome.conflicts)
-            )
-        return outcome
+                outcome, letters = await self._without_refused(key, deferred, error)
+            else:
+                letters = []
+        letters += [
+            conflict_letter(t) for t in outcome.conflicts if isinstance(t, ConversationTurn)
+        ]
+        return replace(outcome, conflicts=()), letters
+
+    async def _without_refused(
+        self, key: ConversationKey, deferred: list[ConversationTurn], error: PermanentError
+    ) -> tuple[ConversationOutcome, list[StoredLetter]]:
+        """PostgreSQL refused the conversation's deferred turns: those it refuses on their own
+        are dead-lettered and the others extracted (all of them dead-lettered when none is
+        refused alone, or when the others are refused again)."""
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            refused = await tx.turns.refused_turns(key, deferred)
+        rest = [t for t in deferred if t not in refused] if refused else []
+        letters = [refused_letter(t, error) for t in (refused or deferred)]
+        outcome = ConversationOutcome(key=key, rejected=error)
+        if rest:
+            try:
+                outcome += await self.process_conversation(key, order_turns(rest))
+            except PermanentError as again:
+                letters += [refused_letter(t, again) for t in rest]
+        log.error(
+            "deferred_turns_rejected",
+            conversation_hash=conversation_hash(key),
+            refused=len(letters),
+            error=str(error)[:200],
+        )
+        return replace(outcome, rejected=error), letters
 
     async def apply_override(
         self, key: ConversationKey, override: QualificationOverride
@@ -299,7 +433,13 @@ class QualificationService:
             contact_id=key.contact_id,
             contact_email=new[-1].contact_email,
         )
-        outcome = await self._extract_and_write(key, new, snapshot.pending, known)
+        try:
+            outcome = await self._extract_and_write(
+                key, new, snapshot.pending, known, erasures=snapshot.erasures
+            )
+        except ConversationErased:
+            log.info("extraction_discarded_after_erasure", conversation_hash=conversation_hash(key))
+            return ConversationOutcome(key=key, erased=len(new))
         outcome += ConversationOutcome(key=key, conflicts=tuple(snapshot.turns.conflicts))
         duplicates = len(turns) - outcome.applied - len(outcome.conflicts)
         return replace(outcome, duplicates=duplicates)
@@ -310,9 +450,12 @@ class QualificationService:
         new: list[ConversationTurn],
         pending: list[TurnText],
         known: ConversationState,
+        *,
+        erasures: int,
     ) -> ConversationOutcome:
         """Pending then new turns, in prompts that fit the model (almost always one): one
-        extraction and one version each."""
+        extraction and one version each. Raises ConversationErased when the conversation was
+        erased since the read (`erasures` counted before it)."""
         outcome = ConversationOutcome(key=key)
         to_extract = pending + [as_turn_text(t) for t in new]
         queue = deque((chunk, False) for chunk in self._plan(to_extract, known, shrink=1))
@@ -329,7 +472,9 @@ class QualificationService:
             chunk_new = [t for t in new if t.event_id in ids]
             chunk_pending = [t for t in pending if t.event_id in ids]
             with tracing.span("write_transaction", turns=len(ids)):
-                written = await self._write_turns(key, chunk_new, chunk_pending, result)
+                written = await self._write_turns(
+                    key, chunk_new, chunk_pending, result, erasures=erasures
+                )
             known = written.state or known
             outcome += ConversationOutcome(
                 key=key,
@@ -358,8 +503,9 @@ class QualificationService:
             compared = StoredTurns.compare(turns, stored)
             if not compared.new:
                 return _Snapshot(state=None, turns=compared, pending=[])
+            erasures = await tx.erasures.erasures(key)  # before the read it guards
             state, pending = await tx.states.read_snapshot(key, pending_limit=MAX_PENDING_TURNS)
-        return _Snapshot(state=state, turns=compared, pending=pending)
+        return _Snapshot(state=state, turns=compared, pending=pending, erasures=erasures)
 
     async def _extract(self, turns: list[TurnText], known: ConversationState) -> ExtractionResult:
         """The one extractor call, with no connection held: timed, counted and traced. The
@@ -385,6 +531,8 @@ class QualificationService:
         new: list[ConversationTurn],
         pending: list[TurnText],
         result: ExtractionResult,
+        *,
+        erasures: int,
     ) -> _Written:
         """One version: `new` turns stored and counted, `pending` ones marked extracted when
         the extraction worked. Nothing is written when no turn was new after all, or when only
@@ -394,7 +542,9 @@ class QualificationService:
             return _Written(applied=0, version=None, raced=StoredTurns.none())
         try:
             async with self.database.for_tenant(key.tenant_id) as tx:
-                written, version = await self._turns_version(tx, key, new, pending, result)
+                written, version = await self._turns_version(
+                    tx, key, new, pending, result, erasures=erasures
+                )
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
             return _Written(applied=0, version=None, raced=nothing.raced)
         log_version(
@@ -412,8 +562,11 @@ class QualificationService:
         new: list[ConversationTurn],
         pending: list[TurnText],
         result: ExtractionResult,
+        *,
+        erasures: int,
     ) -> tuple[_Written, NextVersion]:
         """Inside the write transaction, under the state's row lock."""
+        await self._refuse_if_erased(tx, key, erasures)
         now = self.clock()
         extracted_at = now if result.status == "ok" else None
         if new:
@@ -442,6 +595,15 @@ class QualificationService:
         return written, version
 
     @staticmethod
+    async def _refuse_if_erased(tx: TenantTransaction, key: ConversationKey, erasures: int) -> None:
+        """Before the row lock: a `forget` since the extraction's read (another erasure count)
+        means what it read is erased and must not be written back, in a new row or not."""
+        if await tx.erasures.lock_for_writing(key) != erasures:
+            raise ConversationErased(
+                f"conversation {conversation_hash(key)} erased during its extraction"
+            )
+
+    @staticmethod
     async def _stalled_by_inactivity(tx: TenantTransaction, state: ConversationState) -> bool:
         """One more statement, for stalled deals only: did the inactivity sweeper stall it?
         Then a new turn resumes it before the extraction's proposal is judged."""
@@ -454,7 +616,7 @@ class QualificationService:
     async def _locked(tx: TenantTransaction, key: ConversationKey) -> ConversationState:
         state = await tx.states.lock_state(key)
         if state is None:
-            raise ConversationNotFound(f"no conversation state for {key}")
+            raise ConversationNotFound(f"no conversation state for {conversation_hash(key)}")
         return state
 
     @staticmethod
@@ -477,6 +639,7 @@ class QualificationService:
         version each). A failed extraction writes nothing and ends the round.
         """
         async with self.database.reading(key.tenant_id) as tx:
+            erasures = await tx.erasures.erasures(key)  # before the read it guards
             state = await tx.states.read_state(key)
             read = tx.turns.recent_turns if stored_turns else tx.turns.pending_turns
             turns = await read(key, limit=MAX_PENDING_TURNS)
@@ -488,18 +651,31 @@ class QualificationService:
             if result.status != "ok":
                 return outcome + ConversationOutcome(key=key, extraction_status=result.status)
             with tracing.span("write_transaction", turns=0):
-                state = await self._write_reextraction(key, chunk, result)
+                try:
+                    state = await self._write_reextraction(key, chunk, result, erasures=erasures)
+                except ConversationErased:
+                    log.info(
+                        "extraction_discarded_after_erasure",
+                        conversation_hash=conversation_hash(key),
+                    )
+                    return outcome
             outcome += ConversationOutcome(
                 key=key, version=state.version, extraction_status=result.status
             )
         return outcome
 
     async def _write_reextraction(
-        self, key: ConversationKey, turns: list[TurnText], result: ExtractionResult
+        self,
+        key: ConversationKey,
+        turns: list[TurnText],
+        result: ExtractionResult,
+        *,
+        erasures: int,
     ) -> ConversationState:
         started = time.perf_counter()
         now = self.clock()
         async with self.database.for_tenant(key.tenant_id) as tx:
+            await self._refuse_if_erased(tx, key, erasures)
             state = await self._locked(tx, key)
             await tx.turns.mark_turns_extracted(key.tenant_id, [t.event_id for t in turns], now)
             # Merged against the locked state, not the one the extraction was shown.

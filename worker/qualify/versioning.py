@@ -336,7 +336,7 @@ def update_event(version: NextVersion) -> QualificationUpdated:
     key = version.key
     assert state.updated_at is not None, "a new version carries the time it was made"
     return QualificationUpdated(
-        event_id=update_event_id(key, state.version),
+        event_id=update_event_id(key, state.version, state.incarnation),
         tenant_id=key.tenant_id,
         account_id=key.account_id,
         contact_id=key.contact_id,

@@ -57,7 +57,7 @@ CONNECT_TIMEOUT_S = 10.0
 
 # Errors that say "this data cannot be stored", not "the database is not there": retrying the
 # same records would fail the same way and stall their partition.
-_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+REFUSED_BY_DATABASE = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 _UNAVAILABLE = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -70,7 +70,7 @@ _UNAVAILABLE = (
 def translated_errors() -> Iterator[None]:
     try:
         yield
-    except _REFUSED as error:
+    except REFUSED_BY_DATABASE as error:
         raise RejectedByDatabase(f"{type(error).__name__}: {error}") from error
     except _UNAVAILABLE as error:
         raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error

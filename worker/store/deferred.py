@@ -8,11 +8,13 @@ claims cross tenants through the owner's functions, like the pending sweeper's l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
+from pydantic import ValidationError
 
 from schemas import ConversationKey, ConversationTurn
 from worker.store.database import queries
@@ -25,6 +27,30 @@ class Debounce:
 
     quiet: timedelta
     max_wait: timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnreadableTurn:
+    """A deferred row that no longer validates (e.g. MAX_TURN_CHARS was lowered since)."""
+
+    event_id: UUID
+    stored: dict[str, Any]  # the turn as stored
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeferredRead:
+    turns: list[ConversationTurn] = field(default_factory=list)
+    unreadable: list[UnreadableTurn] = field(default_factory=list)
+
+    @property
+    def event_ids(self) -> list[UUID]:
+        return [t.event_id for t in self.turns] + [u.event_id for u in self.unreadable]
+
+
+# A claim of one conversation's deferred turns: taken, held by another live lease, or nothing
+# is deferred for the conversation.
+ClaimResult = Literal["claimed", "busy", "none"]
 
 
 @dataclass(frozen=True)
@@ -57,9 +83,32 @@ class DeferredTurns:
         )
         return {row["event_id"] for row in rows}
 
-    async def read(self, key: ConversationKey, *, limit: int) -> list[ConversationTurn]:
+    async def read(self, key: ConversationKey, *, limit: int, max_turn_chars: int) -> DeferredRead:
+        """Validated as the consumer validated them (the worker's MAX_TURN_CHARS); a row that
+        no longer validates comes back as unreadable, never as an error."""
         rows = await self.conn.fetch(queries()["read_deferred_turns"], *key, limit)
-        return [ConversationTurn.model_validate(row["turn"]) for row in rows]
+        read = DeferredRead()
+        context = {"max_turn_chars": max_turn_chars}
+        for row in rows:
+            try:
+                read.turns.append(ConversationTurn.model_validate(row["turn"], context=context))
+            except ValidationError as error:
+                detail = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+                    for e in error.errors()
+                )
+                read.unreadable.append(
+                    UnreadableTurn(event_id=row["event_id"], stored=row["turn"], detail=detail)
+                )
+        return read
+
+    async def claim(self, key: ConversationKey, *, claim: UUID, lease: timedelta) -> ClaimResult:
+        """Claims the conversation's deferred turns whether due or not (an override flushes
+        them before it applies), unless another claim's lease still runs."""
+        row = await self.conn.fetchrow(queries()["claim_deferred_conversation"], *key, claim, lease)
+        if row is None:
+            return "none"
+        return "claimed" if row["claimed"] else "busy"
 
     async def delete(self, tenant_id: UUID, event_ids: Sequence[UUID]) -> None:
         if event_ids:

@@ -28,6 +28,25 @@ def conversation_hash(key: ConversationKey) -> str:
     return hashlib.sha256(str(key).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class ErasureGuard:
+    """On a tenant's unit of work: what an extraction checks so that it never writes back a
+    conversation erased after it read it. It counts the key's erasures before reading, and
+    again under the writers' lock before writing; a `forget` in between changes the count."""
+
+    conn: asyncpg.Connection
+
+    async def erasures(self, key: ConversationKey) -> int:
+        count: int = await self.conn.fetchval(queries()["count_erasures"], conversation_hash(key))
+        return count
+
+    async def lock_for_writing(self, key: ConversationKey) -> int:
+        """Waits for a `forget` of the conversation in progress (and keeps one from starting
+        until the transaction ends), then counts its erasures."""
+        await self.conn.execute(queries()["lock_conversation_for_writing"], str(key))
+        return await self.erasures(key)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Erasure:
     """`rows_deleted` is empty when there was nothing to delete; `erased_at` is then the
@@ -62,6 +81,7 @@ async def erase_conversation(database_url: str, key: ConversationKey, *, erased_
 async def _erase(conn: asyncpg.Connection, key: ConversationKey, erased_by: str) -> Erasure:
     digest = conversation_hash(key)
     await conn.execute(queries()["lock_conversation_outbox"], str(key))
+    await conn.execute(queries()["lock_conversation_writers"], str(key))
     await conn.fetchrow(queries()["lock_erased_state"], *key)
     counts = await conn.fetchrow(queries()["erase_conversation"], *key, str(key))
     deleted = {table: count for table, count in dict(counts).items() if count}

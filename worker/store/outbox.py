@@ -9,12 +9,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import asyncpg
 import orjson
 import structlog
 
-from schemas import QualificationUpdated, conversation_key
+from schemas import DeadLetter, QualificationUpdated, conversation_key
 from worker.ops import metrics
 from worker.store.database import connect, queries
 
@@ -40,6 +41,17 @@ class OutboxRepository:
         # Also NOTIFYs the relays (delivered at commit, not before).
         await self.conn.execute(
             queries()["insert_outbox"], event.event_id, event.tenant_id, topic, key, payload
+        )
+
+    async def insert_dead_letter(
+        self, topic: str, event_id: UUID, tenant_id: UUID, key: str, letter: DeadLetter
+    ) -> None:
+        """A dead letter the worker decides after the record's offset was committed (a deferred
+        turn): published by the relay, keyed by the conversation, in the transaction that
+        deletes the turn, so it is neither lost nor erased later than the conversation."""
+        payload = letter.model_dump(mode="json")
+        await self.conn.execute(
+            queries()["insert_outbox"], event_id, tenant_id, topic, key, payload
         )
 
 

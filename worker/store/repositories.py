@@ -30,7 +30,12 @@ from schemas import (
     Suggestion,
 )
 from worker.extract.port import TurnText
-from worker.store.database import queries
+from worker.store.database import REFUSED_BY_DATABASE, queries
+from worker.store.erasure import conversation_hash
+
+
+class _TriedOnly(Exception):
+    """Rolls a trial insert's savepoint back."""
 
 
 def state_from_row(row: asyncpg.Record) -> ConversationState:
@@ -61,6 +66,7 @@ def state_from_row(row: asyncpg.Record) -> ConversationState:
         suggestions={
             d: Suggestion.model_validate(s) for d, s in (row["suggestions"] or {}).items()
         },
+        incarnation=row["incarnation"],
     )
 
 
@@ -150,7 +156,9 @@ class StateRepository:
         state = await self.lock_state(key)
         if state is not None:
             return state
-        row = await self.conn.fetchrow(queries()["insert_empty_state"], *key, contact_email)
+        row = await self.conn.fetchrow(
+            queries()["insert_empty_state"], *key, contact_email, conversation_hash(key)
+        )
         if row is not None:
             return state_from_row(row)  # our insert: the row is ours until commit
         # Someone else created it between our two statements; their commit lets us lock it.
@@ -211,6 +219,23 @@ class TurnRepository:
             [extracted_at] * len(turns),
         )
         return {row["event_id"] for row in rows}
+
+    async def refused_turns(
+        self, key: ConversationKey, turns: Sequence[ConversationTurn]
+    ) -> list[ConversationTurn]:
+        """The turns PostgreSQL refuses to store, each tried on its own in a savepoint that is
+        always rolled back: when it refused a conversation's turns together, which ones."""
+        refused = []
+        for turn in turns:
+            try:
+                async with self.conn.transaction():  # a savepoint inside the caller's transaction
+                    await self.insert_turns(key, [turn], extracted_at=None)
+                    raise _TriedOnly
+            except _TriedOnly:
+                pass
+            except REFUSED_BY_DATABASE:
+                refused.append(turn)
+        return refused
 
     async def mark_turns_extracted(
         self, tenant_id: UUID, event_ids: Sequence[UUID], when: datetime

@@ -25,6 +25,7 @@ from schemas import ConversationKey
 from worker.errors import ConfigurationError
 from worker.store.database import create_pool, load_migrations, queries, translated_errors
 from worker.store.deferred import Debounce, DeferredTurns
+from worker.store.erasure import ErasureGuard
 from worker.store.outbox import OutboxRepository
 from worker.store.repositories import (
     OverrideRepository,
@@ -46,6 +47,7 @@ class TenantTransaction:
     outbox: OutboxRepository = field(init=False)
     overrides: OverrideRepository = field(init=False)
     deferred: DeferredTurns = field(init=False)
+    erasures: ErasureGuard = field(init=False)
 
     def __post_init__(self) -> None:
         # Frozen: the repositories are fixed at construction, all on this one connection.
@@ -55,6 +57,7 @@ class TenantTransaction:
         object.__setattr__(self, "outbox", OutboxRepository(self.conn))
         object.__setattr__(self, "overrides", OverrideRepository(self.conn))
         object.__setattr__(self, "deferred", DeferredTurns(self.conn))
+        object.__setattr__(self, "erasures", ErasureGuard(self.conn))
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ class Database:
         limit: int,
     ) -> list[ConversationKey]:
         """Up to `limit` conversations of any tenant due at `now` by `debounce`, oldest first,
-        claimed as `claim` until `now + lease`."""
+        claimed as `claim` for `lease` from the database's now() (leases never depend on the
+        workers' clocks)."""
         with translated_errors():
             rows = await self.pool.fetch(
                 queries()["claim_due_extractions"],
@@ -137,12 +141,13 @@ class Database:
             )
         return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
 
-    async def renew_extraction_claims(self, claims: Sequence[UUID], *, until: datetime) -> int:
+    async def renew_extraction_claims(self, claims: Sequence[UUID], *, lease: timedelta) -> int:
+        """Extends the claims to the database's now() plus `lease`."""
         if not claims:
             return 0
         with translated_errors():
             renewed: int = await self.pool.fetchval(
-                queries()["renew_extraction_claims"], list(claims), until
+                queries()["renew_extraction_claims"], list(claims), lease
             )
         return renewed
 
