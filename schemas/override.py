@@ -22,12 +22,16 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from schemas.bounds import OVERRIDE_LIST_ITEM_CHARS, OVERRIDE_LIST_ITEMS
 from schemas.enums import DealStage, Dimension
 from schemas.events import ConversationKey
 from schemas.ownership import Actor
 from schemas.qualification import DIMENSION_FIELDS, Confidence, ShortText
 
 # Fields every dimension accepts besides its value fields.
+# (v3) A list value field's items, as a person gives them: bounded like the state that keeps them.
+ListItem = Annotated[str, Field(min_length=1, max_length=OVERRIDE_LIST_ITEM_CHARS)]
+
 CONFIDENCE_FIELD = "confidence"
 IDENTIFIED_FIELD = "identified"  # not for decision_criteria: a non-empty list means identified
 
@@ -157,8 +161,11 @@ class DecisionCriteriaValues(DimensionValues):
     """No `identified`: a non-empty list means identified (CONTRACT.md section 2)."""
 
     dimension: ClassVar[Dimension] = Dimension.DECISION_CRITERIA
-    decision_criteria: list[ShortText] = Field(
-        default_factory=list, description="Replaces the stored list; [] clears it"
+    decision_criteria: list[ListItem] = Field(
+        default_factory=list,
+        max_length=OVERRIDE_LIST_ITEMS,
+        description=f"Replaces the stored list; [] clears it. At most {OVERRIDE_LIST_ITEMS} "
+        f"items of at most {OVERRIDE_LIST_ITEM_CHARS} characters",
     )
 
 
@@ -277,11 +284,16 @@ class QualificationOverride(BaseModel):
     set: DimensionSet | None = Field(
         default=None, description="Dimension -> its values; setting a dimension locks it"
     )
+    # Bounded by the number of dimensions: a longer list only repeats names.
     lock: list[Dimension] | None = Field(
-        default=None, description="Take ownership without changing values"
+        default=None,
+        max_length=len(Dimension),
+        description="Take ownership without changing values",
     )
     unlock: list[Dimension] | None = Field(
-        default=None, description="Give ownership back to the AI without changing values"
+        default=None,
+        max_length=len(Dimension),
+        description="Give ownership back to the AI without changing values",
     )
     stage: StageSetting | None = None
 
