@@ -77,7 +77,7 @@ async def test_records_near_the_size_limit_are_dead_lettered_and_the_turns_behin
     assert problems == [], describe_problems(problems)
     assert len(dlq.records) == 2
     for (key, raw_letter, _), letter in zip(dlq.records, dlq.json_values(), strict=True):
-        assert len(raw_letter) < 64 * 1024, "a head, not the whole record"
+        assert len(raw_letter) < 16 * 1024, "a head, not the whole record"
         original = bad[key or b""]
         head = (
             base64.b64decode(letter["value"])

@@ -150,4 +150,5 @@ def test_the_largest_event_the_bounds_allow_fits_one_mebibyte() -> None:
     print(f"largest update event: {len(published)} bytes")
     assert len(published) + len(key) + 1024 < MIB
     assert len(kept.key_insights) == KEY_INSIGHTS.items
+    assert [q[:3] for q in kept.recommended_next_questions] == [f"b{n}" + WORST for n in range(10)]
     assert len(kept.meddic.decision_criteria) == LIST_VALUES.items

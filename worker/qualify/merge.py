@@ -138,7 +138,10 @@ def merge_qualification_signals(
     the old questions: an extraction that found nothing to ask must not wipe what is still open,
     and merging the same extraction twice stays idempotent either way.
     """
-    questions = new.recommended_next_questions or existing.recommended_next_questions
+    # The first ones: a model lists the most pressing question first.
+    questions = (new.recommended_next_questions or existing.recommended_next_questions)[
+        : RECOMMENDED_QUESTIONS.items
+    ]
     return QualificationState(
         bant=merge_bant_signals(existing.bant, new.bant),
         meddic=merge_meddic_signals(existing.meddic, new.meddic),
@@ -252,7 +255,9 @@ def bounded(extraction: QualificationExtraction) -> QualificationExtraction:
             "meddic": _bounded_signals(extraction.meddic, MEDDIC_DIMENSIONS),
             "key_insights": newest_within((), extraction.key_insights, KEY_INSIGHTS),
             "recommended_next_questions": newest_within(
-                (), extraction.recommended_next_questions, RECOMMENDED_QUESTIONS
+                (),
+                extraction.recommended_next_questions[: RECOMMENDED_QUESTIONS.items],
+                RECOMMENDED_QUESTIONS,
             ),
         }
     )
