@@ -101,9 +101,13 @@ class BatchHandler:
         )
         try:
             outcome = await self.process_batch(decoded.events)
-            dead_letters = [*decoded.dead_letters, *decoded.decided(outcome.dead_letters())]
-            for letter, key in dead_letters:
-                await self._publish_dead_letter(letter, key)
+            letters = [*decoded.dead_letters, *decoded.decided(outcome.dead_letters())]
+            # Those the broker took: what the batch's log line and metrics count.
+            dead_letters = [
+                (letter, key)
+                for letter, key in letters
+                if await self._publish_dead_letter(letter, key)
+            ]
         except Exception as error:  # transient or not, redelivery loses nothing
             await self._redeliver_later(records, consumer, error)
             return False
@@ -114,15 +118,17 @@ class BatchHandler:
         await self.on_committed(consumer)
         return True
 
-    async def _publish_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
-        """Publish the letter fitted to the request limit. A refusal that no retry can change
-        (a broker whose own limit is lower, a key too long to fit) is logged with the record's
-        position, never its content, and the batch goes on; anything else (the broker is
-        unreachable) raises, and the batch is redelivered."""
+    async def _publish_dead_letter(self, letter: DeadLetter, key: bytes | None) -> bool:
+        """Publish the letter fitted to the request limit; False when the broker refused it.
+
+        A refusal that no retry can change (a broker whose own limit is lower, a key too long
+        to fit) is logged with the record's position, never its content, and the batch goes
+        on; anything else (the broker is unreachable) raises, and the batch is redelivered."""
         try:
             await self.publish_dead_letter(
                 fitted(letter, key, max_request_bytes=self.max_request_bytes), key
             )
+            return True
         except REFUSED_FOR_GOOD as error:
             log.error(
                 "dead_letter_not_published",
@@ -133,6 +139,7 @@ class BatchHandler:
                 error=type(error).__name__,
             )
             metrics.DEAD_LETTERS_UNPUBLISHED.labels(reason=letter.error).inc()
+            return False
 
     async def _redeliver_later(
         self, records: Sequence[Record], consumer: Any, error: Exception
