@@ -3,7 +3,7 @@ publishes them to `qualification.updated` (at least once, in version order per c
 
 A row the broker refuses does not hold up the others: the rest of the claim is published and
 marked, and the refused row is set aside for a growing delay (migration 0008), logged and
-counted. Only when nothing of a claim got through (the broker is down) is the claim rolled back
+counted; its conversation's later versions may then reach the topic before it. Only when nothing of a claim got through (the broker is down) is the claim rolled back
 and tried again whole.
 """
 
@@ -113,8 +113,8 @@ class OutboxRelay:
     async def _set_aside(
         self, conn: asyncpg.Connection, refused: Sequence[tuple[asyncpg.Record, NotPublished]]
     ) -> None:
-        """Rows the broker refused while it took others: tried again after a delay, so they
-        are never claimed ahead of the rows behind them in a loop."""
+        """Rows the broker refused (for their size, or while it took the others): tried again
+        after a delay, so they are never claimed ahead of the rows behind them in a loop."""
         if not refused:
             return
         await conn.execute(
