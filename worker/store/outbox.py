@@ -3,8 +3,9 @@ publishes them to `qualification.updated` (at least once, in version order per c
 
 A row the broker refuses does not hold up the others: the rest of the claim is published and
 marked, and the refused row is set aside for a growing delay (migration 0008), logged and
-counted; its conversation's later versions may then reach the topic before it. Only when nothing of a claim got through (the broker is down) is the claim rolled back
-and tried again whole.
+counted; its conversation's later versions may then reach the topic before it. Only when
+nothing of a claim got through (the broker is down) is the claim rolled back and tried again
+whole.
 """
 
 from __future__ import annotations
