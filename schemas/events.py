@@ -267,7 +267,11 @@ DeadLetterReason = Literal[
 
 
 class DeadLetter(BaseModel):
-    """A record the worker could not accept, with why and where it came from."""
+    """A record the worker could not accept, with why and where it came from.
+
+    (v3) It always fits the producer's request limit (`KAFKA_MAX_REQUEST_BYTES`): when the whole
+    original would not, `value` holds its head only, and `value_size` and `value_sha256` say
+    what the original was."""
 
     error: DeadLetterReason
     detail: str
@@ -277,4 +281,13 @@ class DeadLetter(BaseModel):
     key: str | None = None
     value: str
     value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    value_truncated: bool = Field(
+        default=False, description="True when `value` holds the original's head only"
+    )
+    value_size: int | None = Field(
+        default=None, description="Bytes of the original value, when `value` is truncated"
+    )
+    value_sha256: str | None = Field(
+        default=None, description="Hex sha256 of the original value, when `value` is truncated"
+    )
     failed_at: datetime

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from schemas.bounds import OVERRIDE_LIST_ITEM_CHARS, OVERRIDE_LIST_ITEMS
 from schemas.dimensions import DIMENSIONS, DimensionSpec, ValueKind
 from schemas.enums import DealStage, Dimension
 from schemas.events import ConversationKey
@@ -37,6 +38,9 @@ from schemas.ownership import Actor
 from schemas.qualification import DIMENSION_FIELDS, Confidence, ShortText
 
 # Fields every dimension accepts besides its value fields.
+# (v3) A list value field's items, as a person gives them: bounded like the state that keeps them.
+ListItem = Annotated[str, Field(min_length=1, max_length=OVERRIDE_LIST_ITEM_CHARS)]
+
 CONFIDENCE_FIELD = "confidence"
 IDENTIFIED_FIELD = "identified"  # not for unflagged ones: a non-empty list means identified
 
@@ -137,9 +141,12 @@ def values_model(row: DimensionSpec) -> type[DimensionValues]:
     for value in row.values:
         if value.kind is ValueKind.LIST:
             described: Any = Field(
-                default_factory=list, description="Replaces the stored list; [] clears it"
+                default_factory=list,
+                max_length=OVERRIDE_LIST_ITEMS,
+                description=f"Replaces the stored list; [] clears it. At most "
+                f"{OVERRIDE_LIST_ITEMS} items of at most {OVERRIDE_LIST_ITEM_CHARS} characters",
             )
-            fields[value.name] = (list[ShortText], described)
+            fields[value.name] = (list[ListItem], described)
         else:
             fields[value.name] = (ShortText | None, None)
     name = "".join(part.capitalize() for part in row.name.split("_")) + "Values"
@@ -243,11 +250,16 @@ class QualificationOverride(BaseModel):
     set: DimensionSet | None = Field(
         default=None, description="Dimension -> its values; setting a dimension locks it"
     )
+    # Bounded by the number of dimensions: a longer list only repeats names.
     lock: list[Dimension] | None = Field(
-        default=None, description="Take ownership without changing values"
+        default=None,
+        max_length=len(Dimension),
+        description="Take ownership without changing values",
     )
     unlock: list[Dimension] | None = Field(
-        default=None, description="Give ownership back to the AI without changing values"
+        default=None,
+        max_length=len(Dimension),
+        description="Give ownership back to the AI without changing values",
     )
     stage: StageSetting | None = None
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faststream import ContextRepo
 from faststream.asgi import AsgiFastStream, AsyncAPIRoute
 from faststream.kafka import KafkaBroker
@@ -24,6 +25,7 @@ from prometheus_client import REGISTRY
 
 from schemas import DeadLetter
 from worker.bootstrap import bootstrap
+from worker.ingest.broker_limits import REFUSED_FOR_GOOD, check_request_limit
 from worker.ingest.consumer import (
     BATCH_HANDLER,
     BatchHandler,
@@ -40,7 +42,7 @@ from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
-from worker.store.outbox import Message, OutboxRelay
+from worker.store.outbox import Message, NotPublished, OutboxRelay, PublishMany
 from worker.store.retention import TurnTextRetention
 from worker.store.unit_of_work import Database
 
@@ -54,6 +56,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         enable_idempotence=settings.kafka_enable_idempotence,
+        # The dead letters' producer: BatchHandler fits every letter to this limit.
+        max_request_size=settings.kafka_max_request_bytes,
         # FastStream's per-message "Received/Processed" lines would double our batch log line.
         log_level=logging.DEBUG,
         # Through the root handler (worker/ops/logs.py): its warnings are JSON lines on stderr.
@@ -112,6 +116,11 @@ async def _open(
     components = await stack.enter_async_context(bootstrap(settings))
     database = components.database
     await database.require_migrated()
+    await check_request_limit(
+        settings.kafka_bootstrap_servers,
+        [settings.update_topic, settings.dlq_topic],
+        settings.kafka_max_request_bytes,
+    )
     service = components.service()
     broker.context.set_global(DATABASE, database)
     broker.context.set_global(BATCH_HANDLER, _batch_handler(settings, broker, service, progress))
@@ -119,7 +128,7 @@ async def _open(
     relay = OutboxRelay(
         pool=database.pool,
         database_url=settings.database_url,
-        publish_many=_publisher(producer),
+        publish_many=kafka_publisher(producer),
         poll_interval_s=settings.outbox_poll_interval_s,
     )
     await stack.enter_async_context(_running(relay.run, "outbox-relay", cancel=False))
@@ -137,6 +146,7 @@ def _batch_handler(
         publish_dead_letter=_dead_letter_publisher(broker, settings.dlq_topic),
         max_turn_chars=settings.max_turn_chars,
         override_topic=settings.override_topic,
+        max_request_bytes=settings.kafka_max_request_bytes,
         backoff_s=settings.redelivery_backoff_s,
         on_committed=progress.committed,
     )
@@ -198,6 +208,7 @@ async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         enable_idempotence=settings.kafka_enable_idempotence,
         acks="all",
         linger_ms=5,
+        max_request_size=settings.kafka_max_request_bytes,
     )
     await producer.start()
     try:
@@ -224,15 +235,39 @@ async def _running(
             await task
 
 
-def _publisher(producer: AIOKafkaProducer) -> Callable[[Sequence[Message]], Awaitable[None]]:
-    async def publish_many(messages: Sequence[Message]) -> None:
-        futures = [
-            await producer.send(topic, value=value, key=key, headers=headers)
-            for topic, key, value, headers in messages
-        ]
-        await asyncio.gather(*futures)
+def kafka_publisher(producer: AIOKafkaProducer) -> PublishMany:
+    """The relay's publish: every message sent in order, each one's outcome reported on its
+    own, so one the broker refuses does not hide that the others went out."""
+
+    async def publish_many(messages: Sequence[Message]) -> list[NotPublished | None]:
+        sent: list[asyncio.Future[Any]] = []
+        for topic, key, value, headers in messages:
+            try:
+                sent.append(await producer.send(topic, value=value, key=key, headers=headers))
+            except REFUSED_FOR_GOOD as error:  # over max_request_size: it never left
+                sent.append(_failed(error))
+            # Any other error here (no metadata: the broker is unreachable) is raised, and the
+            # relay tries the whole claim again later rather than wait on each message.
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
+        return [_not_published(outcome) for outcome in outcomes]
 
     return publish_many
+
+
+def _failed(error: Exception) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
+
+
+def _not_published(outcome: object) -> NotPublished | None:
+    if not isinstance(outcome, BaseException):
+        return None
+    if not isinstance(outcome, KafkaError):
+        raise outcome  # not the broker's answer: a bug, never a row's fate
+    return NotPublished(
+        error=type(outcome).__name__, about_the_message=isinstance(outcome, REFUSED_FOR_GOOD)
+    )
 
 
 def _dead_letter_publisher(

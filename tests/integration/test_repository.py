@@ -20,6 +20,7 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
 )
+from schemas.bounds import EVIDENCE
 from tests.state_store import save_state
 from worker.errors import PermanentError
 from worker.qualify.repository import ConversationStateRepository
@@ -111,15 +112,16 @@ async def test_concurrent_updates_of_one_conversation_lose_nothing(
 ) -> None:
     state = await save_state(repository.database, new_state())
     key = (state.tenant_id, state.account_id, state.contact_id)
+    updates = EVIDENCE.items  # as many quotes as a dimension keeps (schemas/bounds.py)
     await asyncio.gather(
-        *(repository.update_qualification(*key, quote_extraction(i)) for i in range(50))
+        *(repository.update_qualification(*key, quote_extraction(i)) for i in range(updates))
     )
     final = await repository.get_state(*key)
     assert final is not None
     assert sorted(final.qualification.bant.need_evidence) == sorted(
-        f"distinct quote {i}" for i in range(50)
+        f"distinct quote {i}" for i in range(updates)
     )
-    assert final.version == 50
+    assert final.version == updates
 
 
 async def test_concurrent_updates_touch_only_their_own_rows(

@@ -88,6 +88,7 @@ async def test_batch_and_conversation_spans_with_extraction_and_write_children(
         publish_dead_letter=publish_dead_letter,
         max_turn_chars=1000,
         override_topic="overrides",
+        max_request_bytes=1024 * 1024,
         backoff_s=1.0,
         on_committed=committed,
     )

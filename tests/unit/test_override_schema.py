@@ -123,6 +123,19 @@ def test_lock_unlock_or_stage_alone_is_enough() -> None:
         ),
         ({**LOCK, "event_id": "not-a-uuid"}, "event_id: Input should be a valid UUID"),
         ({**LOCK, "account_id": "x" * 101}, "account_id: String should have at most 100"),
+        # v3 bounds: a list value field holds what the state keeps (schemas/bounds.py).
+        (
+            {"set": {"decision_criteria": {"decision_criteria": [f"c{n}" for n in range(31)]}}},
+            "set.decision_criteria.decision_criteria: List should have at most 30 items",
+        ),
+        (
+            {"set": {"decision_criteria": {"decision_criteria": ["SSO", "x" * 201]}}},
+            "set.decision_criteria.decision_criteria.1: String should have at most 200",
+        ),
+        (
+            {"lock": ["budget"] * (len(Dimension) + 1)},
+            f"lock: List should have at most {len(Dimension)} items",
+        ),
     ],
 )
 def test_an_override_that_breaks_a_rule_is_refused_with_its_path(

@@ -72,14 +72,15 @@ def prompt_chars(turn_number: int, state: QualificationState) -> int:
 
 def test_prompt_for_turn_200_costs_what_turn_10_does_plus_the_new_turn() -> None:
     early, late = state_after(10), state_after(200)
-    assert len(late.model_dump_json()) > 5 * len(early.model_dump_json())  # the state grew
+    # The state grew (to the bounds of schemas/bounds.py: the newest quotes are kept).
+    assert len(late.model_dump_json()) > 4 * len(early.model_dump_json())
 
     early_chars, late_chars = prompt_chars(10, early), prompt_chars(200, late)
     new_turn = len(conversation_turn(200).text)
 
     assert len(summarize_state(late)) <= SUMMARY_MAX_CHARS
     assert late_chars <= len(SYSTEM_PROMPT) + SUMMARY_MAX_CHARS + 400 + new_turn
-    # The state grew more than 5x, the prompt may not: at most a fifth more than turn 10's
+    # The state grew more than 4x, the prompt may not: at most a fifth more than turn 10's
     # (measured: 5,068 chars at turn 10, 5,461 at turn 200).
     assert late_chars <= early_chars * 1.2, (
         f"prompt chars: turn 10 = {early_chars}, turn 200 = {late_chars}; state json: "

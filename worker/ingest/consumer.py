@@ -5,6 +5,8 @@ Records are decoded one by one (a bad record is dead-lettered, never fails its b
 are committed only after every conversation of the batch is stored in PostgreSQL. The two topics
 are co-partitioned: partition *i* of both goes to one group member (range assignment, equal
 partition counts checked at start-up), so a conversation's turns and overrides meet in one worker.
+A dead letter the broker refuses for good (too large for it, say) is logged by its position and
+skipped: a bad record never stops the good ones behind it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from pydantic_core import CoreSchema
 
 from schemas import ConversationTurn, DeadLetter, QualificationOverride
 from worker.errors import ConfigurationError
-from worker.ingest.decoding import DecodedBatch, Record, decode_batch
+from worker.ingest.broker_limits import REFUSED_FOR_GOOD
+from worker.ingest.decoding import DecodedBatch, Record, decode_batch, fitted
 from worker.ops import metrics, tracing
 from worker.qualify.outcomes import BatchOutcome, Event
 
@@ -91,6 +94,7 @@ class BatchHandler:
     publish_dead_letter: PublishDeadLetter
     max_turn_chars: int
     override_topic: str
+    max_request_bytes: int  # KAFKA_MAX_REQUEST_BYTES: every dead letter is fitted to it
     backoff_s: float
     on_committed: Callable[[Any], Awaitable[None]]  # given the consumer, after each commit
     _failures_in_a_row: int = field(default=0, init=False)
@@ -109,9 +113,13 @@ class BatchHandler:
         )
         try:
             outcome = await self.process_batch(decoded.events)
-            dead_letters = [*decoded.dead_letters, *decoded.decided(outcome.dead_letters())]
-            for letter, key in dead_letters:
-                await self.publish_dead_letter(letter, key)
+            letters = [*decoded.dead_letters, *decoded.decided(outcome.dead_letters())]
+            # Those the broker took: what the batch's log line and metrics count.
+            dead_letters = [
+                (letter, key)
+                for letter, key in letters
+                if await self._publish_dead_letter(letter, key)
+            ]
         except Exception as error:  # transient or not, redelivery loses nothing
             await self._redeliver_later(records, consumer, error)
             return False
@@ -121,6 +129,29 @@ class BatchHandler:
             return False
         await self.on_committed(consumer)
         return True
+
+    async def _publish_dead_letter(self, letter: DeadLetter, key: bytes | None) -> bool:
+        """Publish the letter fitted to the request limit; False when the broker refused it.
+
+        A refusal that no retry can change (a broker whose own limit is lower, a key too long
+        to fit) is logged with the record's position, never its content, and the batch goes
+        on; anything else (the broker is unreachable) raises, and the batch is redelivered."""
+        try:
+            await self.publish_dead_letter(
+                fitted(letter, key, max_request_bytes=self.max_request_bytes), key
+            )
+            return True
+        except REFUSED_FOR_GOOD as error:
+            log.error(
+                "dead_letter_not_published",
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+                reason=letter.error,
+                error=type(error).__name__,
+            )
+            metrics.DEAD_LETTERS_UNPUBLISHED.labels(reason=letter.error).inc()
+            return False
 
     async def _redeliver_later(
         self, records: Sequence[Record], consumer: Any, error: Exception

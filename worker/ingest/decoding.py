@@ -1,12 +1,14 @@
 """Decoding consumed records one by one: a turn or an override, or a dead letter saying why not.
 
 A bad record never fails its batch: it becomes a `DeadLetter` with its position and original
-value, and the rest of the batch goes on.
+value, and the rest of the batch goes on. A dead letter always fits the producer's request
+limit: when the original value would not, the letter carries its head, size and sha256 only.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +22,12 @@ from schemas.events import TOO_LARGE
 from worker.qualify.outcomes import DeadLetterDecision, Event, EventRef, event_ref
 
 E = TypeVar("E", ConversationTurn, QualificationOverride)
+
+# What a truncated dead letter keeps of the original value: enough to recognise the record.
+DEAD_LETTER_HEAD_BYTES = 4096
+# A produce request's bytes beyond the letter's JSON and key: the record batch's header and
+# the record's own framing (under 100 bytes), the content-type header, with room to spare.
+RECORD_OVERHEAD_BYTES = 1024
 
 
 class Record(Protocol):
@@ -112,6 +120,41 @@ def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
         value_encoding=encoding,
         failed_at=datetime.now(UTC),
     )
+
+
+def fitted(letter: DeadLetter, key: bytes | None, *, max_request_bytes: int) -> DeadLetter:
+    """`letter` as it is when it fits a produce request of `max_request_bytes`; otherwise with
+    `value` cut to the original's first DEAD_LETTER_HEAD_BYTES (on a character boundary for
+    UTF-8; base64 of whole bytes otherwise) and the original's size and sha256.
+
+    The original may be almost as large as the limit and its copy larger: base64 grows it by
+    4/3, JSON escaping of quotes or control characters up to 6 times."""
+    size = len(letter.model_dump_json().encode()) + len(key or b"") + RECORD_OVERHEAD_BYTES
+    if size <= max_request_bytes:
+        return letter
+    raw = original_value(letter)
+    head = raw[:DEAD_LETTER_HEAD_BYTES]
+    value = (
+        base64.b64encode(head).decode("ascii")
+        if letter.value_encoding == "base64"
+        # The original is valid UTF-8: only a character cut in two at the end can be invalid.
+        else head.decode("utf-8", errors="ignore")
+    )
+    return letter.model_copy(
+        update={
+            "value": value,
+            "value_truncated": True,
+            "value_size": len(raw),
+            "value_sha256": hashlib.sha256(raw).hexdigest(),
+        }
+    )
+
+
+def original_value(letter: DeadLetter) -> bytes:
+    """The bytes of the record a (whole) dead letter was made from."""
+    if letter.value_encoding == "base64":
+        return base64.b64decode(letter.value)
+    return letter.value.encode()
 
 
 def decode_batch(

@@ -62,6 +62,11 @@ DEFERRED_EXTRACTIONS = Counter(
 )
 DUPLICATES_SKIPPED = Counter(f"{P}duplicates_skipped", "Turns skipped: event_id already stored")
 DEAD_LETTERED = Counter(f"{P}dead_lettered", "Records sent to the DLQ", ["reason"])
+DEAD_LETTERS_UNPUBLISHED = Counter(
+    f"{P}dead_letters_unpublished",
+    "Dead letters the broker refused for good (logged with the record's position, then skipped)",
+    ["reason"],
+)
 BATCHES = Counter(f"{P}batches", "Consumed batches by outcome", ["outcome"])
 BATCH_SIZE = Histogram(
     f"{P}batch_size_records", "Records per batch", buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000)
@@ -93,6 +98,11 @@ STAGE_PROPOSALS = Counter(
 )
 OUTBOX_BACKLOG = Gauge(f"{P}outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter(f"{P}outbox_published", "Update events published")
+OUTBOX_NOT_PUBLISHED = Counter(
+    f"{P}outbox_not_published",
+    "Outbox rows the broker refused while it took others: set aside and retried later",
+    ["error"],
+)
 OUTBOX_LATENCY = Histogram(
     f"{P}outbox_publish_latency_seconds",
     "From the state version's transaction to the broker's acknowledgement",
@@ -159,6 +169,11 @@ def observe_published(ages_s: Iterable[float]) -> None:
     for age in ages_s:
         OUTBOX_PUBLISHED.inc()
         OUTBOX_LATENCY.observe(max(age, 0.0))
+
+
+def observe_not_published(errors: Iterable[str]) -> None:
+    for error in errors:
+        OUTBOX_NOT_PUBLISHED.labels(error=error).inc()
 
 
 def set_lag(lag: Mapping[tuple[str, int], int], *, previous: Iterable[tuple[str, int]]) -> None:

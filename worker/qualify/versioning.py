@@ -32,7 +32,7 @@ from schemas import (
 )
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, judge_ai_proposal, next_stage
-from worker.qualify.merge import changed_fields, merge_qualification_signals
+from worker.qualify.merge import bounded, changed_fields, merge_qualification_signals
 from worker.qualify.ownership import protect_owned
 from worker.qualify.stages import resume_point
 
@@ -255,6 +255,7 @@ def _merged(
 ) -> tuple[ConversationState, list[str]]:
     """`updated` with the extraction merged into the locked qualification, and what changed.
     A person's dimensions stay as they set them; the AI's differing view is a suggestion."""
+    extraction = bounded(extraction)  # its lists as a state keeps them, suggestions included
     merged = merge_qualification_signals(locked.qualification, extraction, now=now)
     merged, suggestions, suggested = protect_owned(
         locked.qualification,

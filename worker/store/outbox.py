@@ -1,5 +1,11 @@
 """The transactional outbox: rows written with each state version, and the relay that
 publishes them to `qualification.updated` (at least once, in version order per conversation).
+
+A row the broker refuses does not hold up the others: the rest of the claim is published and
+marked, and the refused row is set aside for a growing delay (migration 0008), logged and
+counted; its conversation's later versions may then reach the topic before it. Only when
+nothing of a claim got through (the broker is down) is the claim rolled back and tried again
+whole.
 """
 
 from __future__ import annotations
@@ -23,9 +29,27 @@ NOTIFY_CHANNEL = "tenant_outbox"
 
 log = structlog.get_logger(__name__)
 
-# (topic, key, value, headers); publish_many returns once the broker has acknowledged them all.
+# (topic, key, value, headers).
 Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
-PublishMany = Callable[[Sequence[Message]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class NotPublished:
+    """Why the broker did not take one message."""
+
+    error: str  # the error's name: logged and kept on the row, never the payload
+    # True for a refusal no retry changes (too large for the broker); False for what a broker
+    # outage looks like (timeouts, lost connections).
+    about_the_message: bool
+
+
+# Returns, once the broker answered for every message, None (acknowledged) or why not, in
+# the order of the messages.
+PublishMany = Callable[[Sequence[Message]], Awaitable[Sequence[NotPublished | None]]]
+
+
+class BrokerUnavailable(Exception):
+    """Nothing of a claim got through and nothing says the messages were at fault."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,9 @@ class OutboxRelay:
     publish_many: PublishMany
     poll_interval_s: float = 1.0
     batch_size: int = 500
+    # A refused row is tried again after this delay, doubled with each refusal up to the max.
+    retry_delay_s: float = 2.0
+    max_retry_delay_s: float = 600.0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -78,17 +105,49 @@ class OutboxRelay:
                 await listener
 
     async def publish_pending(self) -> int:
-        """One claim → publish → mark cycle; returns how many rows it published."""
+        """One claim → publish → mark cycle; returns how many rows it claimed (published or
+        set aside), so a drain goes on while claims come back full."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(queries()["claim_outbox"], self.batch_size)
             if not rows:
                 return 0
             started = time.perf_counter()
-            await self.publish_many([_message(row) for row in rows])
-            await conn.execute(queries()["mark_outbox_published"], [row["id"] for row in rows])
+            outcomes = await self.publish_many([_message(row) for row in rows])
+            published = [row for row, why in zip(rows, outcomes, strict=True) if why is None]
+            refused = [(row, why) for row, why in zip(rows, outcomes, strict=True) if why]
+            if refused and not published and not any(why.about_the_message for _, why in refused):
+                raise BrokerUnavailable(refused[0][1].error)  # rolls the claim back
+            await conn.execute(queries()["mark_outbox_published"], [row["id"] for row in published])
+            await self._set_aside(conn, refused)
         waited = time.perf_counter() - started
-        metrics.observe_published(row["age_s"] + waited for row in rows)
+        metrics.observe_published(row["age_s"] + waited for row in published)
         return len(rows)
+
+    async def _set_aside(
+        self, conn: asyncpg.Connection, refused: Sequence[tuple[asyncpg.Record, NotPublished]]
+    ) -> None:
+        """Rows the broker refused (for their size, or while it took the others): tried again
+        after a delay, so they are never claimed ahead of the rows behind them in a loop."""
+        if not refused:
+            return
+        await conn.execute(
+            queries()["defer_outbox_rows"],
+            [row["id"] for row, _ in refused],
+            [why.error for _, why in refused],
+            self.retry_delay_s,
+            self.max_retry_delay_s,
+        )
+        for row, why in refused:
+            log.error(
+                "outbox_row_not_published",
+                outbox_id=row["id"],
+                event_id=str(row["event_id"]),
+                topic=row["topic"],
+                bytes=len(_message(row)[2]),
+                attempts=row["attempts"] + 1,
+                error=why.error,
+            )
+        metrics.observe_not_published(why.error for _, why in refused)
 
     async def _drain_safely(self) -> None:
         try:

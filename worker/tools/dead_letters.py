@@ -126,6 +126,13 @@ def payload(letter: DeadLetter) -> bytes:
     return letter.value.encode()
 
 
+def truncated(letter: DeadLetter) -> str:
+    return (
+        f"holds only the head of a {letter.value_size}-byte record (sha256 "
+        f"{letter.value_sha256}): replay it from its source"
+    )
+
+
 @dataclass(kw_only=True)
 class Replay:
     valid: list[tuple[ConversationTurn, bytes]]
@@ -141,6 +148,9 @@ def revalidate(found: Sequence[Found], *, max_turn_chars: int) -> Replay:
         if origin in seen:
             continue
         seen.add(origin)
+        if f.letter.value_truncated:
+            replay.invalid.append((f, truncated(f.letter)))
+            continue
         raw = payload(f.letter)
         try:
             context = {"max_turn_chars": max_turn_chars}
