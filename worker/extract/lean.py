@@ -67,6 +67,16 @@ class DimensionSignal(BaseModel):
     criteria: list[Text] = Field(default_factory=list, description="decision_criteria only")
 
 
+class WalkStep(BaseModel):
+    """One stage step the new turns show."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stage: DealStage
+    reason: Reason
+    quote: Text = Field(description="Verbatim quote from one turn that shows this step")
+
+
 class ExtractedSignals(BaseModel):
     """Signals in the new turns. List only dimensions they inform."""
 
@@ -76,6 +86,7 @@ class ExtractedSignals(BaseModel):
     overall_confidence: Confidence = 0.0
     key_insights: list[Text] = Field(default_factory=list)
     recommended_next_questions: list[Text] = Field(default_factory=list)
+    stage_walk: list[WalkStep] = Field(default_factory=list)
     suggested_stage: DealStage | None = None
     stage_reason: Reason | None = None
 
@@ -113,6 +124,7 @@ def to_extraction(lean: ExtractedSignals) -> QualificationExtraction:
             "overall_confidence": lean.overall_confidence,
             "key_insights": lean.key_insights,
             "recommended_next_questions": lean.recommended_next_questions,
+            "stage_walk": [step.model_dump() for step in lean.stage_walk],
             "suggested_stage": lean.suggested_stage,
             "stage_reason": lean.stage_reason,
         }
@@ -177,6 +189,10 @@ def from_extraction(extraction: QualificationExtraction) -> ExtractedSignals:
         overall_confidence=extraction.overall_confidence,
         key_insights=extraction.key_insights,
         recommended_next_questions=extraction.recommended_next_questions,
+        stage_walk=[
+            WalkStep(stage=step.stage, reason=step.reason, quote=step.quote or "")
+            for step in extraction.stage_walk
+        ],
         suggested_stage=extraction.suggested_stage,
         stage_reason=extraction.stage_reason,
     )

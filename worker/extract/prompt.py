@@ -20,7 +20,8 @@ from worker.qualify.stages import VALID_TRANSITIONS
 # fixed part (system prompt, then the tool schema) kept first so providers can cache it.
 # v3: the hard cases of the labelled evaluation (examples/eval): revised facts, thresholds and
 # losses that are not budgets, budget owners who are economic buyers.
-PROMPT_VERSION = "extract-v3"
+# v4: stage walks (several quoted steps in one extraction) instead of one suggested stage.
+PROMPT_VERSION = "extract-v4"
 
 # Caps of the known-state summary; together they bound its size (see `SUMMARY_MAX_CHARS`).
 MAX_QUOTES_PER_DIMENSION = 2  # the most recent ones: enough to show what was said
@@ -108,8 +109,15 @@ second-hand; below 0.3 leave {identified} false.
 - overall_confidence: how well qualified the deal is, given the known state and the new turns.
 - key_insights: at most 3 short new insights. recommended_next_questions: at most 3 questions \
 the rep should ask next, aimed at what is still unknown, first what <next_stage> lacks.
-- suggested_stage: a stage from the allowed list when the turns show the deal is in it, else \
-null. Never skip a stage. stage_reason: one sentence.
+- stage_walk: the stage steps the new turns show the deal took, in order, or [] when it stays \
+where it is. The pipeline is prospecting -> discovery -> qualification -> evaluation -> \
+negotiation -> closed_won; a step moves one stage along it (never skip one), or to stalled (on \
+hold) or closed_lost (the prospect will not buy); a stalled deal resumes where it was. The first \
+step starts from the current stage, each next one from the step before, so a whole sales call \
+may walk several steps. Each step: its stage, a one-sentence reason, and a quote copied \
+verbatim from one turn that shows it. Moving forward needs what that stage requires; \
+closed_lost needs the prospect's own words. A step without a verbatim quote is rejected and \
+ends the walk. Leave suggested_stage and stage_reason null.
 - Keep {texts} short (under 200 characters), in the conversation's language.
 """
 
@@ -146,7 +154,7 @@ _MEDDIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
 
 
 def proposable_stages(current: DealStage) -> list[DealStage]:
-    """The stages the model may propose from `current` (staying first), in pipeline order."""
+    """The stages a walk's first step may go to from `current` (staying first), in order."""
     allowed = VALID_TRANSITIONS[current]
     return [current, *(stage for stage in DealStage if stage in allowed and stage is not current)]
 
@@ -202,8 +210,8 @@ def with_cache_marker(messages: list[Message]) -> list[Message]:
 
 
 def render_stage(current: DealStage) -> str:
-    allowed = ", ".join(stage.value for stage in proposable_stages(current))
-    return f"Current stage: {current.value}\nAllowed stages to propose: {allowed}"
+    allowed = ", ".join(stage.value for stage in proposable_stages(current)[1:]) or "none"
+    return f"Current stage: {current.value}\nAllowed first steps: {allowed}"
 
 
 def render_next_stage(next_stage: NextStage) -> str:

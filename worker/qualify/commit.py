@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import structlog
 
-from schemas import ConversationState
+from schemas import ConversationState, StageMove
 from worker.ops import metrics
 from worker.qualify.versioning import NextVersion, update_event
 from worker.store.unit_of_work import TenantTransaction
@@ -19,18 +19,26 @@ async def commit_version(
     """Writes `version` inside `tx` (which holds the state's row lock); the caller's
     transaction commits all three writes or none."""
     stored = await tx.states.upsert_state(version.state)
-    # A resume comes first: the proposal after it was judged from the resumed stage.
-    for change in (version.resumed, version.stage_change):
-        if change is not None:
-            await tx.transitions.insert_stage_transition(
-                version.key,
-                version=version.state.version,
-                change=change,
-                source=version.source,
-                actor=version.actor,
-            )
+    for move in stage_records(version):
+        await tx.transitions.insert_stage_transition(
+            version.key,
+            version=version.state.version,
+            change=move,
+            source=version.source,
+            actor=version.actor,
+        )
     await tx.outbox.insert_outbox(update_topic, update_event(version))
     return stored
+
+
+def stage_records(version: NextVersion) -> list[StageMove]:
+    """The version's rows of tenant.stage_transitions, in the order they happened (ids keep
+    it): a resume first (the proposal after it was judged from the resumed stage), then each
+    judged step of a stage walk, or the one stage set."""
+    records: list[StageMove] = [version.resumed] if version.resumed is not None else []
+    if (change := version.stage_change) is not None:
+        records += change.steps or [change]
+    return records
 
 
 def log_version(

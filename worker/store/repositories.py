@@ -26,7 +26,7 @@ from schemas import (
     QualificationOverride,
     QualificationState,
     Speaker,
-    StageChange,
+    StageMove,
     Suggestion,
 )
 from worker.extract.port import TurnText
@@ -252,7 +252,7 @@ class StageTransitionRepository:
         key: ConversationKey,
         *,
         version: int,
-        change: StageChange,
+        change: StageMove,
         source: str,
         actor: Actor | None,
     ) -> None:
