@@ -167,8 +167,11 @@ def test_walks_up_to_negotiation_and_never_beyond() -> None:
     step at a time up to negotiation in one extraction; closing and stalling need explicit
     words (a win, a loss), and a closed or stalled deal gets no proposal from qualification
     signals alone."""
+    # The rep speaks between the prospect's answers: each answer is an exchange of its own,
+    # and an exchange takes one step at most (what one extraction per exchange would take).
+    call = turns(tuple(line for said in EVERYTHING for line in ((Speaker.REP, "Go on."), said)))
     walks = {
-        stage: [s.stage for s in extract(turns(EVERYTHING), QualificationState(), stage).stage_walk]
+        stage: [s.stage for s in extract(call, QualificationState(), stage).stage_walk]
         for stage in DealStage
     }
     forward = list(DealStage)[1:5]

@@ -507,8 +507,6 @@ def forward_step(
     from `stalled`, back to where the gap report says it stalled. Quoted with the latest
     sentence of this batch that shows a required dimension (else its latest finding). The
     stage machine judges it again."""
-    if not seen:
-        return None
     if current is DealStage.STALLED:
         if next_stage is None:
             return None  # where it stalled from is unknown here: the gap report says
@@ -569,23 +567,27 @@ def stage_walk(
     next_stage: NextStage | None = None,
 ) -> list[StageStep]:
     """Every stage step the turns support, in order, for one extraction: exchange by exchange
-    (a rep's question with its answer), each step the dimensions known by then allow; then
-    the step the prospect's latest words take (lost, won, on hold). Each step is quoted with
-    a prospect's sentence; a deal on hold at the end takes no step forward."""
+    (a rep's question with its answer), at most one step each, when something was found since
+    the last step and the dimensions known by then allow it; then the step the prospect's
+    latest words take (lost, won, on hold). Each step is quoted with a prospect's sentence; a
+    deal on hold at the end takes no step forward. (The same steps one extraction per exchange
+    would take, in one extraction.)"""
     steps: list[StageStep] = []
     known = known_dimensions(existing_state, ())
     hits = find_hits(turns)
     stage, gaps = current_stage, next_stage
     on_hold = pause(turns) is not None
-    said = 0  # turns up to the end of the exchange
+    said = stepped = 0  # turns up to the end of the exchange, and up to the last step
     for exchange in exchanges(turns):
         said += len(exchange)
         seen = [hit for hit in hits if hit.order[0] < said]
         known |= {hit.dimension for hit in seen}
-        terms = haggling(exchange)
-        while not on_hold and (step := forward_step(stage, known, seen, terms, gaps)) is not None:
+        if on_hold or not any(hit.order[0] >= stepped for hit in seen):
+            continue  # a step needs something found since the last one
+        step = forward_step(stage, known, seen, haggling(exchange), gaps)
+        if step is not None:
             steps.append(step)
-            stage, gaps = step.stage, None
+            stage, gaps, stepped = step.stage, None, said
     if (last := closing_step(stage, turns)) is not None:
         steps.append(last)
     return steps
