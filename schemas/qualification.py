@@ -91,15 +91,14 @@ class QualificationState(QualificationSignals):
 
 
 class StageStep(BaseModel):
-    """One step of a stage walk (v3): one legal move, why, and the words that show it."""
+    """One step of a stage walk."""
 
     model_config = ConfigDict(extra="ignore")
 
-    stage: DealStage = Field(description="The stage this step moves the deal to.")
-    reason: Annotated[str, Field(max_length=500)] = Field(description="Why, in one sentence.")
-    quote: ShortText | None = Field(
-        default=None, description="A short quote, copied verbatim from one turn, that shows it."
-    )
+    # v3: one legal move, why, and the words of the turns that show it.
+    stage: DealStage
+    reason: Annotated[str, Field(max_length=500)]
+    quote: ShortText | None = Field(default=None, description="Verbatim from one turn")
     # Who said the quote: set by the evidence check from the turn the quote stands in (whatever
     # a model writes here is replaced), so it is not part of the schema a model is sent.
     speaker: SkipJsonSchema[Speaker | None] = None
@@ -109,11 +108,7 @@ class QualificationExtraction(QualificationSignals):
     """The LLM's response model: the signals found in the new turns, plus a stage proposal:
     a stage walk (v3), or the older single `suggested_stage`."""
 
-    stage_walk: list[StageStep] = Field(
-        default_factory=list,
-        description="The stage steps the new turns show, in order, one stage at a time; "
-        "[] if none.",
-    )
+    stage_walk: list[StageStep] = Field(default_factory=list, description="See the prompt")
     suggested_stage: DealStage | None = Field(
         default=None,
         description="The deal stage the conversation is in now, if the turns show it; else null.",

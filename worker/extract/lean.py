@@ -74,7 +74,7 @@ class WalkStep(BaseModel):
 
     stage: DealStage
     reason: Reason
-    quote: Text = Field(description="Verbatim quote from one turn that shows this step")
+    quote: Text = Field(description="Verbatim from one turn")
 
 
 class ExtractedSignals(BaseModel):

@@ -109,15 +109,12 @@ second-hand; below 0.3 leave {identified} false.
 - overall_confidence: how well qualified the deal is, given the known state and the new turns.
 - key_insights: at most 3 short new insights. recommended_next_questions: at most 3 questions \
 the rep should ask next, aimed at what is still unknown, first what <next_stage> lacks.
-- stage_walk: the stage steps the new turns show the deal took, in order, or [] when it stays \
-where it is. The pipeline is prospecting -> discovery -> qualification -> evaluation -> \
-negotiation -> closed_won; a step moves one stage along it (never skip one), or to stalled (on \
-hold) or closed_lost (the prospect will not buy); a stalled deal resumes where it was. The first \
-step starts from the current stage, each next one from the step before, so a whole sales call \
-may walk several steps. Each step: its stage, a one-sentence reason, and a quote copied \
-verbatim from one turn that shows it. Moving forward needs what that stage requires; \
-closed_lost needs the prospect's own words. A step without a verbatim quote is rejected and \
-ends the walk. Leave suggested_stage and stage_reason null.
+- stage_walk: the stage steps the new turns show, in order, [] if none. Pipeline: prospecting \
+-> discovery -> qualification -> evaluation -> negotiation -> closed_won. Each step goes one \
+stage on from the one before (never skip), or to stalled (on hold) or closed_lost (the \
+prospect will not buy), with a one-sentence reason and a quote copied verbatim from one turn. \
+A step without such a quote ends the walk; closed_lost needs the prospect's own words. Leave \
+suggested_stage and stage_reason null.
 - Keep {texts} short (under 200 characters), in the conversation's language.
 """
 
