@@ -65,8 +65,8 @@ def scripted_model(request: dict[str, Any]) -> dict[str, Any]:
         **EMPTY_EXTRACTION,
         "bant": bant,
         "meddic": meddic,
-        "suggested_stage": stage,
-        "stage_reason": reason,
+        # A walk of one step, quoted with the turn (closing as lost needs the prospect's words).
+        "stage_walk": [{"stage": stage, "reason": reason, "quote": quote}] if stage else [],
     }
 
 
