@@ -67,14 +67,14 @@ class DimensionSignal(BaseModel):
     criteria: list[Text] = Field(default_factory=list, description="decision_criteria only")
 
 
+# One stage step the new turns show (the prompt says what each field holds; no docstring, as
+# it would be sent on every call).
 class WalkStep(BaseModel):
-    """One stage step the new turns show."""
-
     model_config = ConfigDict(extra="ignore")
 
     stage: DealStage
     reason: Reason
-    quote: Text = Field(description="Verbatim from one turn")
+    quote: Text
 
 
 class ExtractedSignals(BaseModel):
