@@ -81,7 +81,8 @@ def step(stage: str, quote: str) -> dict[str, str]:
 
 async def transitions(pool: asyncpg.Pool, key: ConversationKey) -> list[tuple[Any, ...]]:
     rows = await pool.fetch(
-        "SELECT version, from_stage, to_stage, accepted, reason FROM tenant.stage_transitions"
+        "SELECT version, step, from_stage, to_stage, accepted, reason"
+        " FROM tenant.stage_transitions"
         " WHERE tenant_id = $1 AND account_id = $2 AND contact_id = $3 ORDER BY id",
         *key,
     )
@@ -108,10 +109,10 @@ async def test_a_call_in_one_batch_walks_to_negotiation_in_four_quoted_steps(
     assert state is not None
     assert (state.deal_stage, state.version) == (DealStage.NEGOTIATION, 1)
     assert await transitions(owner_pool, turns[0].key) == [
-        (1, "prospecting", "discovery", True, "the call shows discovery"),
-        (1, "discovery", "qualification", True, "the call shows qualification"),
-        (1, "qualification", "evaluation", True, "the call shows evaluation"),
-        (1, "evaluation", "negotiation", True, "the call shows negotiation"),
+        (1, 1, "prospecting", "discovery", True, "the call shows discovery"),
+        (1, 2, "discovery", "qualification", True, "the call shows qualification"),
+        (1, 3, "qualification", "evaluation", True, "the call shows evaluation"),
+        (1, 4, "evaluation", "negotiation", True, "the call shows negotiation"),
     ]
 
 
@@ -132,9 +133,10 @@ async def test_a_walk_stops_at_an_invented_quote_with_the_reason_recorded(
     state = await repository.get_state(*turns[0].key)
     assert state is not None and state.deal_stage is DealStage.DISCOVERY
     assert await transitions(owner_pool, turns[0].key) == [
-        (1, "prospecting", "discovery", True, "the call shows discovery"),
+        (1, 1, "prospecting", "discovery", True, "the call shows discovery"),
         (
             1,
+            2,
             "discovery",
             "qualification",
             False,
@@ -162,6 +164,7 @@ async def test_invented_claims_and_a_rep_only_loss_change_nothing(
     assert not state.qualification.meddic.decision_criteria
     assert await transitions(owner_pool, turns[0].key) == [
         (
+            1,
             1,
             "prospecting",
             "closed_lost",

@@ -153,7 +153,9 @@ def test_a_whole_call_walks_to_negotiation_through_four_quoted_steps_in_one_vers
     ]
     assert [s["reason"] for s in change["steps"]][-1] == "the model says negotiation"
     # One row of tenant.stage_transitions per step, in order.
-    assert [r.to_stage for r in stage_records(version)] == [s.stage for s in TO_NEGOTIATION]
+    assert [(r.to_stage, step) for r, step in stage_records(version)] == [
+        (s.stage, number) for number, s in enumerate(TO_NEGOTIATION, start=1)
+    ]
 
 
 def test_a_walk_stops_at_its_first_unevidenced_step_with_the_reason() -> None:

@@ -19,25 +19,32 @@ async def commit_version(
     """Writes `version` inside `tx` (which holds the state's row lock); the caller's
     transaction commits all three writes or none."""
     stored = await tx.states.upsert_state(version.state)
-    for move in stage_records(version):
+    for move, step in stage_records(version):
         await tx.transitions.insert_stage_transition(
             version.key,
             version=version.state.version,
             change=move,
             source=version.source,
             actor=version.actor,
+            step=step,
         )
     await tx.outbox.insert_outbox(update_topic, update_event(version))
     return stored
 
 
-def stage_records(version: NextVersion) -> list[StageMove]:
-    """The version's rows of tenant.stage_transitions, in the order they happened (ids keep
-    it): a resume first (the proposal after it was judged from the resumed stage), then each
-    judged step of a stage walk, or the one stage set."""
-    records: list[StageMove] = [version.resumed] if version.resumed is not None else []
+def stage_records(version: NextVersion) -> list[tuple[StageMove, int | None]]:
+    """The version's rows of tenant.stage_transitions, each with its position in the AI's stage
+    walk (None for a stage set otherwise), in the order they happened: a resume first (the
+    proposal after it was judged from the resumed stage), then each judged step of the walk,
+    or the one stage a person or the worker set."""
+    records: list[tuple[StageMove, int | None]] = []
+    if version.resumed is not None:
+        records.append((version.resumed, None))
     if (change := version.stage_change) is not None:
-        records += change.steps or [change]
+        if change.steps:
+            records += [(move, number) for number, move in enumerate(change.steps, start=1)]
+        else:
+            records.append((change, None))
     return records
 
 

@@ -255,7 +255,9 @@ class StageTransitionRepository:
         change: StageMove,
         source: str,
         actor: Actor | None,
+        step: int | None = None,
     ) -> None:
+        """`step`: the position (1, 2, ...) of an AI stage walk's step; None otherwise."""
         await self.conn.execute(
             queries()["insert_stage_transition"],
             *key,
@@ -266,6 +268,7 @@ class StageTransitionRepository:
             change.reason,
             source,
             actor.model_dump(mode="json") if actor is not None else None,
+            step,
         )
 
     async def stall_source(self, key: ConversationKey) -> str | None:
