@@ -525,39 +525,33 @@ def forward_step(
         shown = [hit for hit in seen if hit.dimension in options] or list(seen)
         return _step(target, f"The prospect has shown {what}.", shown)
     if target is DealStage.NEGOTIATION and terms is not None:
-        return StageStep(
-            stage=target, reason="Terms are being discussed.", quote=terms, speaker=Speaker.PROSPECT
-        )
+        return _said(target, "Terms are being discussed.", terms)
     return None
 
 
 def _step(stage: DealStage, reason: str, shown: Sequence[Hit]) -> StageStep:
-    latest = max(shown, key=lambda hit: hit.order)
-    return StageStep(stage=stage, reason=reason, quote=latest.quote, speaker=Speaker.PROSPECT)
+    """Quoted with the latest of `shown` (every rules quote is a prospect's sentence)."""
+    return _said(stage, reason, max(shown, key=lambda hit: hit.order).quote)
 
 
 def closing_step(current: DealStage, turns: Sequence[TurnText]) -> StageStep | None:
-    """Where the prospect's latest words leave the deal: lost, won (only from negotiation), or
-    on hold."""
+    """Where the prospect's latest words leave the deal: lost (from any open stage, `stalled`
+    included), won (only from negotiation), or on hold (from an open stage)."""
     outcome = deal_outcome(turns)
-    if outcome is not None and outcome[0] is DealStage.CLOSED_LOST:
-        if current not in CLOSED_STAGES:
-            reason = "The prospect said the deal will not go ahead."
-            return StageStep(
-                stage=outcome[0], reason=reason, quote=outcome[1], speaker=Speaker.PROSPECT
-            )
-    if outcome is not None and current is DealStage.NEGOTIATION:
-        reason = "The prospect said they are signing."
-        return StageStep(
-            stage=outcome[0], reason=reason, quote=outcome[1], speaker=Speaker.PROSPECT
-        )
+    if outcome is not None:
+        stage, said = outcome
+        if stage is DealStage.CLOSED_LOST and current not in CLOSED_STAGES:
+            return _said(stage, "The prospect said the deal will not go ahead.", said)
+        if stage is DealStage.CLOSED_WON and current is DealStage.NEGOTIATION:
+            return _said(stage, "The prospect said they are signing.", said)
     on_hold = pause(turns)
     if on_hold is not None and current in OPEN_STAGES:
-        reason = "The prospect put the deal on hold."
-        return StageStep(
-            stage=DealStage.STALLED, reason=reason, quote=on_hold, speaker=Speaker.PROSPECT
-        )
+        return _said(DealStage.STALLED, "The prospect put the deal on hold.", on_hold)
     return None
+
+
+def _said(stage: DealStage, reason: str, sentence: str) -> StageStep:
+    return StageStep(stage=stage, reason=reason, quote=sentence, speaker=Speaker.PROSPECT)
 
 
 def stage_walk(
