@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY
 
 from schemas import ConversationKey, ConversationTurn, DealStage
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, ToolCallReply
@@ -89,6 +90,11 @@ async def transitions(pool: asyncpg.Pool, key: ConversationKey) -> list[tuple[An
     return [tuple(row) for row in rows]
 
 
+def proposals(from_stage: str, to_stage: str) -> float:
+    labels = {"from_stage": from_stage, "to_stage": to_stage, "outcome": "accepted"}
+    return REGISTRY.get_sample_value("qualification_stage_proposals_total", labels) or 0.0
+
+
 async def test_a_call_in_one_batch_walks_to_negotiation_in_four_quoted_steps(
     repository: ConversationStateRepository, fake_llm: FakeLLMServer, owner_pool: asyncpg.Pool
 ) -> None:
@@ -101,10 +107,15 @@ async def test_a_call_in_one_batch_walks_to_negotiation_in_four_quoted_steps(
     ]
     fake_llm.script(ToolCallReply(arguments=whole_call(walk)))
     service = build_service(settings_for(fake_llm), repository.database)
+    moves = [("prospecting", "discovery"), ("evaluation", "negotiation")]
+    counted = [proposals(*move) for move in moves]
 
     await service.process_batch(turns)
 
     assert fake_llm.received == 1  # one extraction for the whole call
+    # The metric counts each step, never a "prospecting -> negotiation" that reads as a skip.
+    assert [proposals(*move) for move in moves] == [n + 1 for n in counted]
+    assert proposals("prospecting", "negotiation") == 0
     state = await repository.get_state(*turns[0].key)
     assert state is not None
     assert (state.deal_stage, state.version) == (DealStage.NEGOTIATION, 1)
