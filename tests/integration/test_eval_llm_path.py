@@ -134,6 +134,9 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
     assert server.received == len(labelled) + turns  # one request per extraction, no re-asks
     # A whole conversation in one extraction walks as far as one extraction per turn.
     assert runs["all"]["stage_acceptable"] == runs["1"]["stage_acceptable"] == len(labelled)
+    finals = {mode: [c["stage"] for c in run["conversations"]] for mode, run in runs.items()}
+    assert finals["all"] == finals["1"]
+    assert set(finals["all"]) - {"prospecting"}, "the walks moved some deal"
     for run in runs.values():
         extractor = run["extractor"]
         assert extractor["failed"] == 0 and extractor["evidence_dropped"] == 0
