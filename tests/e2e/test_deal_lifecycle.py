@@ -1,7 +1,8 @@
 """The deal lifecycle end to end through `python -m worker run` (CONTRACT.md section 4): a stall
 that cannot be used to skip ahead, a loss from discovery, exit criteria, inactivity stalls
-with the resume on the next turn, and a whole call's stage walk in one version. The model is scripted over HTTP by what the new turns say;
-every `qualification.updated` read carries the gap report its state implies."""
+with the resume on the next turn, and a whole call's stage walk in one version. The model is
+scripted over HTTP by what the new turns say; every `qualification.updated` read carries the gap
+report its state implies."""
 
 from __future__ import annotations
 
