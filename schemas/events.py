@@ -183,13 +183,29 @@ def update_event_id(key: ConversationKey, version: int, incarnation: int = 1) ->
     return uuid5(UPDATE_EVENT_NAMESPACE, name)
 
 
-class StageChange(BaseModel):
+class StageMove(BaseModel):
+    """One move between two stages, accepted or not, and why."""
+
     model_config = ConfigDict(populate_by_name=True)
 
     from_stage: DealStage = Field(alias="from")
     to_stage: DealStage = Field(alias="to")
     accepted: bool
     reason: str
+
+
+class StageChange(StageMove):
+    """The stage proposed or set in a version. For an AI proposal (v3: a stage walk of one or
+    more steps), `steps` are its steps as judged, in order: the accepted ones, then the one
+    rejected, where the walk stopped. `from`/`to`/`accepted` say where the deal went: from the
+    stage before the walk to the last accepted step's stage (accepted), or, when the first
+    step was rejected, to that step's stage (not accepted)."""
+
+    steps: list[StageMove] = Field(
+        default_factory=list,
+        description="An AI proposal's steps as judged, in order (the walk stops at the first "
+        "rejected one); empty for a stage a person or the worker set",
+    )
 
 
 class ExtractionInfo(BaseModel):

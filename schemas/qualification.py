@@ -10,9 +10,10 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas.dimensions import DIMENSIONS, DimensionSpec, DimensionTable, Group, ValueKind
-from schemas.enums import DealStage, Dimension
+from schemas.enums import DealStage, Dimension, Speaker
 
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 ShortText = Annotated[str, Field(max_length=2000)]
@@ -97,9 +98,25 @@ class QualificationState(QualificationSignals):
     last_updated: AwareDatetime | None = None
 
 
-class QualificationExtraction(QualificationSignals):
-    """The LLM's response model: the signals found in the new turns, plus a stage proposal."""
+class StageStep(BaseModel):
+    """One step of a stage walk."""
 
+    model_config = ConfigDict(extra="ignore")
+
+    # v3: one legal move, why, and the words of the turns that show it.
+    stage: DealStage
+    reason: Annotated[str, Field(max_length=500)]
+    quote: ShortText | None = Field(default=None, description="Verbatim from one turn")
+    # Who said the quote: set by the evidence check from the turn the quote stands in (whatever
+    # a model writes here is replaced), so it is not part of the schema a model is sent.
+    speaker: SkipJsonSchema[Speaker | None] = None
+
+
+class QualificationExtraction(QualificationSignals):
+    """The LLM's response model: the signals found in the new turns, plus a stage proposal:
+    a stage walk (v3), or the older single `suggested_stage`."""
+
+    stage_walk: list[StageStep] = Field(default_factory=list, description="See the prompt")
     suggested_stage: DealStage | None = Field(
         default=None,
         description="The deal stage the conversation is in now, if the turns show it; else null.",
@@ -107,6 +124,17 @@ class QualificationExtraction(QualificationSignals):
     stage_reason: Annotated[str, Field(max_length=500)] | None = Field(
         default=None, description="Why that stage, in one sentence."
     )
+
+    def proposed_walk(self) -> tuple[list[StageStep], bool]:
+        """The steps proposed, and whether each must carry its quote: the walk when there is
+        one (its end wins over `suggested_stage`), else `suggested_stage` as a one-step walk
+        without a quote (the pre-v3 form, judged as before)."""
+        if self.stage_walk:
+            return list(self.stage_walk), True
+        if self.suggested_stage is None:
+            return [], False
+        reason = self.stage_reason or ""
+        return [StageStep(stage=self.suggested_stage, reason=reason)], False
 
 
 _Model = TypeVar("_Model", bound=QualificationSignals)

@@ -92,12 +92,12 @@ ORDER BY account_id, contact_id;
 
 -- name: insert_stage_transition
 -- Every proposal or setting of a stage, accepted or not, with what made it (source) and, for
--- an override, who (actor).
+-- an override, who (actor); for a step of an AI stage walk, its position in the walk (step).
 INSERT INTO tenant.stage_transitions (
     tenant_id, account_id, contact_id, version, from_stage, to_stage, accepted, reason, source,
-    actor)
+    actor, step)
 VALUES ($1::uuid, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::bool, $8::text,
-        $9::text, $10::jsonb);
+        $9::text, $10::jsonb, $11::smallint);
 
 
 -- name: set_tenant

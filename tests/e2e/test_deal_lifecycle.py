@@ -1,7 +1,8 @@
 """The deal lifecycle end to end through `python -m worker run` (CONTRACT.md section 4): a stall
-that cannot be used to skip ahead, a loss from discovery, exit criteria, and inactivity stalls
-with the resume on the next turn. The model is scripted over HTTP by what the new turns say;
-every `qualification.updated` read carries the gap report its state implies."""
+that cannot be used to skip ahead, a loss from discovery, exit criteria, inactivity stalls
+with the resume on the next turn, and a whole call's stage walk in one version. The model is
+scripted over HTTP by what the new turns say; every `qualification.updated` read carries the gap
+report its state implies."""
 
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def scripted_model(request: dict[str, Any]) -> dict[str, Any]:
         **EMPTY_EXTRACTION,
         "bant": bant,
         "meddic": meddic,
-        "suggested_stage": stage,
-        "stage_reason": reason,
+        # A walk of one step, quoted with the turn (closing as lost needs the prospect's words).
+        "stage_walk": [{"stage": stage, "reason": reason, "quote": quote}] if stage else [],
     }
 
 
@@ -243,3 +244,70 @@ async def test_the_worker_stalls_a_quiet_deal_and_its_next_turn_resumes_it(
     by_version = {e.version: e for e in events}
     assert by_version[2].source == "inactivity" and by_version[2].extraction is None
     assert by_version[3].previous_stage.value == "stalled"
+
+
+CALL = (
+    "Our month-end close takes nine days and the auditors complained.",
+    "We have $60k approved for this, I'm the CFO and it's my call, and we want it live by March.",
+    "The budget is mine to approve. It must integrate with NetSuite.",
+    "Procurement runs a security review, then I sign.",
+)
+
+
+def whole_call_model(request: dict[str, Any]) -> dict[str, Any]:
+    """A model that reads a whole sales call at once: every dimension negotiation needs, each
+    quoted from the turn that says it, and the walk from prospecting to negotiation, each step
+    quoted too (the stage machine judges every step against the merged state)."""
+    prompt = "\n".join(str(m.get("content") or "") for m in request.get("messages", []))
+    texts = [m.group("text") for m in _TURN_TEXT.finditer(prompt)]
+    if texts != list(CALL):
+        return EMPTY_EXTRACTION
+    pain, terms, buyer, process = CALL
+    bant = dimension("need", pain) | dimension("budget", terms) | dimension("authority", terms)
+    bant |= dimension("timeline", terms)
+    meddic = dimension("identify_pain", pain) | dimension("economic_buyer", buyer)
+    meddic |= dimension("decision_process", process)
+    meddic |= {"decision_criteria": ["NetSuite"], "decision_criteria_evidence": [buyer]}
+    walk = [
+        {"stage": "discovery", "reason": "a pain is named", "quote": pain},
+        {"stage": "qualification", "reason": "need and pain", "quote": pain},
+        {"stage": "evaluation", "reason": "budget, buyer and date", "quote": terms},
+        {"stage": "negotiation", "reason": "the path to a signature", "quote": process},
+    ]
+    return {**EMPTY_EXTRACTION, "bant": bant, "meddic": meddic, "stage_walk": walk}
+
+
+async def test_a_whole_call_in_one_batch_walks_to_negotiation_in_four_quoted_steps(
+    start_worker: StartWorker,
+    kafka_bootstrap_servers: str,
+    topics: Topics,
+    database_url: str,
+    fake_llm: FakeLLMServer,
+) -> None:
+    """The call arrives at once (a transcript, a backlog): produced before the worker starts,
+    it is one batch, one extraction and one version that records the walk step by step."""
+    fake_llm.reply_builder = whole_call_model
+    deal = Conversation(kafka_bootstrap_servers, topics, database_url)
+    payloads = [turn(deal.tenant, "acme", "jane", n, text) for n, text in enumerate(CALL)]
+    await produce(kafka_bootstrap_servers, topics.turns, payloads)
+    async with TopicReader(bootstrap_servers=kafka_bootstrap_servers, topic=topics.updates) as up:
+        start_worker()
+        state = await deal.wait_for(lambda s: s["interaction_count"] == len(CALL))
+        (event,) = await published(up, 1)
+
+    assert (state["deal_stage"], state["version"]) == ("negotiation", 1)
+    assert fake_llm.received == 1
+    assert event.stage_change is not None and event.stage_change.accepted
+    assert (event.previous_stage.value, event.deal_stage.value) == ("prospecting", "negotiation")
+    assert [(s.from_stage.value, s.to_stage.value) for s in event.stage_change.steps] == [
+        ("prospecting", "discovery"),
+        ("discovery", "qualification"),
+        ("qualification", "evaluation"),
+        ("evaluation", "negotiation"),
+    ]
+    assert await deal.transitions() == [
+        (1, "prospecting", "discovery", True, "a pain is named", "turns"),
+        (1, "discovery", "qualification", True, "need and pain", "turns"),
+        (1, "qualification", "evaluation", True, "budget, buyer and date", "turns"),
+        (1, "evaluation", "negotiation", True, "the path to a signature", "turns"),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.llm_server import ErrorReply, FakeLLMServer
+from tests.fakes.llm_server import ErrorReply, FakeLLMServer, request_text
 from tests.harness import (
     REPO_ROOT,
     TopicReader,
@@ -31,6 +32,14 @@ BUDGET: dict[str, Any] = {
     "meddic": {},
     "overall_confidence": 0.4,
 }
+_FIRST_TURN = re.compile(r"<turn [^>]*>\n(?P<text>.*?)\n</turn>", re.S)
+
+
+def budget_quoting_the_first_turn(request: dict[str, Any]) -> dict[str, Any]:
+    """BUDGET, with the first turn sent as its evidence (a claim without one changes nothing)."""
+    found = _FIRST_TURN.search(request_text(request))
+    assert found is not None
+    return {**BUDGET, "bant": {**BUDGET["bant"], "budget_evidence": [found.group("text")]}}
 
 
 async def cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,7 +135,7 @@ async def test_reextract_writes_new_versions_for_failed_extractions(
             )
         }
 
-        fake_llm.reply_builder = lambda request: BUDGET
+        fake_llm.reply_builder = budget_quoting_the_first_turn
         done = await cli(worker.env, "reextract", str(tenant))
         assert done.returncode == 0, done.stderr
         assert "2 conversation(s): 2 new version(s), 0 failed" in done.stdout

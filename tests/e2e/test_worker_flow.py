@@ -26,7 +26,12 @@ from tests.waiting import eventually
 StartWorker = Callable[..., WorkerProcess]
 
 BUDGET_EXTRACTION: dict[str, Any] = {
-    "bant": {"budget_identified": True, "budget_confidence": 0.7, "budget_range": "$50k"},
+    "bant": {
+        "budget_identified": True,
+        "budget_confidence": 0.7,
+        "budget_range": "$50k",
+        "budget_evidence": ["of conversation"],  # in every turn below: it survives the check
+    },
     "meddic": {},
     "overall_confidence": 0.4,
     "key_insights": ["has budget"],

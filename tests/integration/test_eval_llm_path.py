@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from schemas import Dimension
+from schemas import DealStage, Dimension
 from schemas.dimensions import DIMENSIONS, ValueKind
 from tests.eval_conversations import CONVERSATIONS, write_dataset
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, JsonObject
+from worker.qualify.stages import PIPELINE
 from worker.settings import load_settings
 from worker.tools import cli
 
+_STAGE = re.compile(r"^Current stage: (?P<stage>\w+)$", re.M)
 _TURN = re.compile(r'<turn [^>]*speaker="(?P<speaker>\w+)"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -59,7 +61,25 @@ def answer_from_labels(request: JsonObject) -> JsonObject:
         if quotes:
             group = DIMENSIONS.spec(dimension).group.value
             extraction[group] |= identified(dimension, quotes)
-    return extraction
+    return extraction | {"stage_walk": walk_to_label(request, conversation, turns)}
+
+
+def walk_to_label(
+    request: JsonObject, conversation: dict[str, Any], turns: list[tuple[str, str]]
+) -> list[JsonObject]:
+    """An oracle's stage walk: from the current stage, one step at a time, to the furthest
+    stage the labels accept, each step quoting the first prospect sentence sent (the stage
+    machine's exit criteria decide how far it really goes)."""
+    prospect = [text for speaker, text in turns if speaker == "prospect"]
+    current = _STAGE.search(" ".join(str(m.get("content")) for m in request["messages"]))
+    assert current is not None
+    stage = DealStage(current.group("stage"))
+    target = DealStage(conversation["expect"]["stage"][-1])
+    if not prospect or stage not in PIPELINE or target not in PIPELINE:
+        return []
+    quote = _SENTENCE_END.split(prospect[0])[0]
+    path = PIPELINE[PIPELINE.index(stage) + 1 : PIPELINE.index(target) + 1]
+    return [{"stage": s.value, "reason": "the labels say so", "quote": quote} for s in path]
 
 
 def identified(dimension: Dimension, quotes: list[str]) -> JsonObject:
@@ -93,6 +113,9 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
         "LLM_TRANSPORT_ATTEMPTS": "1",
         # The same scores with the lean response schema as with the full one (issue 15).
         "LLM_RESPONSE_SCHEMA": schema,
+        # The fake model's context is unknown (8,192 tokens assumed): with the stage walk in
+        # it, the full schema would leave ~150 tokens for turns and split every conversation.
+        "LLM_MAX_PROMPT_TOKENS": "16000",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -111,6 +134,11 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
     assert runs["all"]["extractor"]["calls"] == len(labelled)
     assert runs["1"]["extractor"]["calls"] == turns
     assert server.received == len(labelled) + turns  # one request per extraction, no re-asks
+    # A whole conversation in one extraction walks as far as one extraction per turn.
+    assert runs["all"]["stage_acceptable"] == runs["1"]["stage_acceptable"] == len(labelled)
+    finals = {mode: [c["stage"] for c in run["conversations"]] for mode, run in runs.items()}
+    assert finals["all"] == finals["1"]
+    assert set(finals["all"]) - {"prospecting"}, "the walks moved some deal"
     for run in runs.values():
         extractor = run["extractor"]
         assert extractor["failed"] == 0 and extractor["evidence_dropped"] == 0

@@ -36,7 +36,7 @@ from tests.fakes.llm_server import (
     subprocess_server,
 )
 from worker.extract.factory import build_extractor
-from worker.extract.lean import DimensionSignal, ExtractedSignals
+from worker.extract.lean import DimensionSignal, ExtractedSignals, WalkStep
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import TurnText
 from worker.extract.pricing import TokenUsage, cost_usd
@@ -170,7 +170,8 @@ async def test_one_request_carries_every_signal_the_state_summary_and_the_turns(
     assert len(llm_server.requests) == 1
     request = llm_server.requests[0]
     properties = schema_properties(request)
-    assert set(DimensionSignal.model_fields) | set(ExtractedSignals.model_fields) == properties
+    sent = set(DimensionSignal.model_fields) | set(ExtractedSignals.model_fields)
+    assert sent | set(WalkStep.model_fields) == properties
     assert request["tools"][0]["function"]["name"] == "ExtractedSignals"
     assert request["tool_choice"]["function"]["name"] == "ExtractedSignals"
     assert request["model"] == "fake-model"

@@ -35,7 +35,11 @@ VALID: JsonObject = {
         "need_evidence": [NEED],
         "need_description": "SSO for 400 agents",
     },
-    "meddic": {"decision_criteria": ["SSO"], "decision_criteria_confidence": 0.7},
+    "meddic": {
+        "decision_criteria": ["SSO"],
+        "decision_criteria_confidence": 0.7,
+        "decision_criteria_evidence": [NEED],  # without a surviving quote it would change nothing
+    },
     "overall_confidence": 0.3,
     "suggested_stage": "discovery",
     "stage_reason": "A need is known.",

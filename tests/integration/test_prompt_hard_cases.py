@@ -61,7 +61,7 @@ def budget(value: str, quote: str, confidence: float) -> dict[str, Any]:
 
 
 def test_the_prompt_states_the_rule_for_each_hard_case() -> None:
-    assert PROMPT_VERSION == "extract-v4"
+    assert PROMPT_VERSION == "extract-v5"
     rules = " ".join(SYSTEM_PROMPT.split())
     assert "A rep's statement counts only when the prospect confirms it" in rules
     assert "the latest statement is the current truth" in rules

@@ -21,6 +21,7 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
     StageChange,
+    StageMove,
 )
 from tests.harness import turn
 from worker.extract.port import ExtractionResult
@@ -108,6 +109,7 @@ def test_the_stall_event_says_inactivity_and_carries_no_extraction() -> None:
         "to": "stalled",
         "accepted": True,
         "reason": "no activity for 45 days",
+        "steps": [],  # the worker's own move, no AI walk
     }
     assert payload["next_stage"] == {"stage": "discovery", "missing": []}
     assert payload["occurred_at"] == "2026-12-03T09:00:00Z"
@@ -171,12 +173,13 @@ def test_the_proposal_is_judged_from_the_resumed_stage() -> None:
     before = stalled_by_inactivity(DealStage.DISCOVERY, qualified=True)
     advanced = after_turn(before, proposing(DealStage.QUALIFICATION))
     assert advanced.resumed is not None and advanced.resumed.to_stage is DealStage.DISCOVERY
-    assert advanced.stage_change == StageChange(
+    step = StageMove(
         from_stage=DealStage.DISCOVERY,
         to_stage=DealStage.QUALIFICATION,
         accepted=True,
         reason="the model says so",
     )
+    assert advanced.stage_change == StageChange(**step.model_dump(), steps=[step])
     assert advanced.state.deal_stage is DealStage.QUALIFICATION
     event = update_event(advanced)
     assert event.previous_stage is DealStage.STALLED

@@ -166,6 +166,7 @@ def test_a_person_may_set_a_stage_the_machine_would_reject() -> None:
         "to": DealStage.EVALUATION,
         "accepted": True,
         "reason": "call with the CFO last week",
+        "steps": [],  # a person's setting: no AI walk
     }
     assert result.changed_fields == ["deal_stage"]
     before = conversation()

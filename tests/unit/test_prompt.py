@@ -170,7 +170,7 @@ def test_user_message_names_the_stage_and_the_allowed_proposals() -> None:
     user = build_messages([turn("a", 1)], QualificationState(), DealStage.DISCOVERY)[1]["content"]
 
     assert "Current stage: discovery" in user
-    assert "Allowed stages to propose: discovery, qualification, closed_lost, stalled" in user
+    assert "Allowed first steps: qualification, closed_lost, stalled" in user
 
 
 def test_proposable_stages_never_skip() -> None:

@@ -106,8 +106,9 @@ def test_rep_statements_are_not_evidence_of_the_prospect() -> None:
 def test_proposes_discovery_once_a_need_shows() -> None:
     found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
 
-    assert found.suggested_stage is DealStage.DISCOVERY
-    assert found.stage_reason
+    assert found.stage_walk[0].stage is DealStage.DISCOVERY
+    assert found.stage_walk[0].reason and found.stage_walk[0].quote
+    assert found.suggested_stage is found.stage_walk[-1].stage  # the walk's end
 
 
 def test_proposes_qualification_only_with_a_need_and_a_pain() -> None:
@@ -152,30 +153,38 @@ EVERYTHING = (
 
 
 def test_never_proposes_a_skip() -> None:
+    """Each step of a walk is one stage past the one before, from the current stage on."""
     for stage in DealStage:
         found = extract(turns(EVERYTHING), QualificationState(), stage)
-        proposal = found.suggested_stage
-        assert proposal is None or proposal is stage or _next(stage) is proposal
+        previous = stage
+        for step in found.stage_walk:
+            assert _next(previous) is step.stage
+            previous = step.stage
 
 
-def test_proposes_the_next_stage_up_to_negotiation_and_never_beyond() -> None:
-    """Every stage as the current one, with every dimension shown: the rules move a deal one
-    step at a time up to negotiation; closing and stalling need explicit words (a win, a loss),
-    and a closed or stalled deal gets no proposal from qualification signals alone."""
-    proposals = {
-        stage: extract(turns(EVERYTHING), QualificationState(), stage).suggested_stage
+def test_walks_up_to_negotiation_and_never_beyond() -> None:
+    """Every stage as the current one, with every dimension shown: the rules walk a deal one
+    step at a time up to negotiation in one extraction; closing and stalling need explicit
+    words (a win, a loss), and a closed or stalled deal gets no proposal from qualification
+    signals alone."""
+    # The rep speaks between the prospect's answers: each answer is an exchange of its own,
+    # and an exchange takes one step at most (what one extraction per exchange would take).
+    call = turns(tuple(line for said in EVERYTHING for line in ((Speaker.REP, "Go on."), said)))
+    walks = {
+        stage: [s.stage for s in extract(call, QualificationState(), stage).stage_walk]
         for stage in DealStage
     }
+    forward = list(DealStage)[1:5]
 
-    assert proposals == {
-        DealStage.PROSPECTING: DealStage.DISCOVERY,
-        DealStage.DISCOVERY: DealStage.QUALIFICATION,
-        DealStage.QUALIFICATION: DealStage.EVALUATION,
-        DealStage.EVALUATION: DealStage.NEGOTIATION,
-        DealStage.NEGOTIATION: None,
-        DealStage.CLOSED_WON: None,
-        DealStage.CLOSED_LOST: None,
-        DealStage.STALLED: None,
+    assert walks == {
+        DealStage.PROSPECTING: forward,
+        DealStage.DISCOVERY: forward[1:],
+        DealStage.QUALIFICATION: forward[2:],
+        DealStage.EVALUATION: forward[3:],
+        DealStage.NEGOTIATION: [],
+        DealStage.CLOSED_WON: [],
+        DealStage.CLOSED_LOST: [],
+        DealStage.STALLED: [],
     }
 
 

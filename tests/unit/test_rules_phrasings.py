@@ -26,7 +26,7 @@ from schemas import (
     is_identified,
 )
 from tests.unit.test_rules import turns
-from worker.extract.rules import exchanges, extract, stage_steps
+from worker.extract.rules import exchanges, extract, stage_walk
 
 
 def prospect_says(text: str, stage: DealStage = DealStage.DISCOVERY) -> QualificationExtraction:
@@ -116,7 +116,7 @@ def test_sticking_with_what_they_have_is_a_lost_deal() -> None:
     assert found.suggested_stage is DealStage.CLOSED_LOST
 
 
-def test_a_batch_is_cut_after_each_stage_step_its_content_supports() -> None:
+def test_one_extraction_walks_every_stage_step_its_content_supports() -> None:
     call = turns(
         (
             (Speaker.REP, "What brings you here?"),
@@ -129,16 +129,26 @@ def test_a_batch_is_cut_after_each_stage_step_its_content_supports() -> None:
         )
     )
 
-    chunks = stage_steps(call, QualificationState(), DealStage.PROSPECTING, None)
+    walk = stage_walk(call, QualificationState(), DealStage.PROSPECTING)
 
     assert [len(chunk) for chunk in exchanges(call)] == [2, 2, 2, 1]
-    # prospecting -> discovery after the first answer (a pain, so a need too); qualification
-    # then needs nothing new, so it is the next extraction's step; evaluation after the timing.
-    assert [len(chunk) for chunk in chunks] == [2, 2, 2, 1]
-    assert [turn for chunk in chunks for turn in chunk] == call
+    # The first answer shows a pain (so a need too): discovery and qualification; the timing
+    # completes budget, authority and timeline: evaluation. Each step quotes the prospect.
+    assert [step.stage for step in walk] == [
+        DealStage.DISCOVERY,
+        DealStage.QUALIFICATION,
+        DealStage.EVALUATION,
+    ]
+    assert [step.quote for step in walk] == [
+        "Our invoices are keyed in by hand and it's a nightmare.",
+        "Our invoices are keyed in by hand and it's a nightmare.",
+        "We want it live by 1 March.",
+    ]
+    assert {step.speaker for step in walk} == {Speaker.PROSPECT}
+    assert extract(call, QualificationState(), DealStage.PROSPECTING).stage_walk == walk
 
 
-def test_small_talk_stays_one_chunk() -> None:
+def test_small_talk_walks_nowhere() -> None:
     talk = turns(((Speaker.PROSPECT, "Hi!"), (Speaker.REP, "Hello!"), (Speaker.PROSPECT, "Bye!")))
 
-    assert stage_steps(talk, QualificationState(), DealStage.PROSPECTING, None) == [talk]
+    assert stage_walk(talk, QualificationState(), DealStage.PROSPECTING) == []

@@ -135,9 +135,10 @@ def test_the_update_event_carries_the_gap_report() -> None:
     event = update_event(version)
     payload = event.model_dump(mode="json", by_alias=True)
     assert payload["next_stage"] == {"stage": "qualification", "missing": ["identify_pain"]}
-    assert payload["stage_change"] == {
+    rejected = {
         "from": "discovery",
         "to": "qualification",
         "accepted": False,
         "reason": "discovery -> qualification: missing identify_pain",
     }
+    assert payload["stage_change"] == {**rejected, "steps": [rejected]}

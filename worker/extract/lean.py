@@ -91,6 +91,16 @@ else:
     DimensionSignal = signal_model(DIMENSIONS)
 
 
+# One stage step the new turns show (the prompt says what each field holds; no docstring, as
+# it would be sent on every call).
+class WalkStep(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    stage: DealStage
+    reason: Reason
+    quote: Text
+
+
 class ExtractedSignals(BaseModel):
     """Signals in the new turns. List only dimensions they inform."""
 
@@ -104,6 +114,7 @@ class ExtractedSignals(BaseModel):
     overall_confidence: Confidence = 0.0
     key_insights: list[Text] = Field(default_factory=list)
     recommended_next_questions: list[Text] = Field(default_factory=list)
+    stage_walk: list[WalkStep] = Field(default_factory=list)
     suggested_stage: DealStage | None = None
     stage_reason: Reason | None = None
 
@@ -156,6 +167,7 @@ def to_extraction(lean: ExtractedSignals) -> QualificationExtraction:
             "overall_confidence": lean.overall_confidence,
             "key_insights": lean.key_insights,
             "recommended_next_questions": lean.recommended_next_questions,
+            "stage_walk": [step.model_dump() for step in lean.stage_walk],
             "suggested_stage": lean.suggested_stage,
             "stage_reason": lean.stage_reason,
         }
@@ -215,6 +227,10 @@ def from_extraction(extraction: QualificationExtraction) -> ExtractedSignals:
         overall_confidence=extraction.overall_confidence,
         key_insights=extraction.key_insights,
         recommended_next_questions=extraction.recommended_next_questions,
+        stage_walk=[
+            WalkStep(stage=step.stage, reason=step.reason, quote=step.quote or "")
+            for step in extraction.stage_walk
+        ],
         suggested_stage=extraction.suggested_stage,
         stage_reason=extraction.stage_reason,
     )

@@ -25,7 +25,8 @@ from worker.qualify.stages import VALID_TRANSITIONS
 # losses that are not budgets, budget owners who are economic buyers.
 # v4: MEDDPICC's paper process and competition; the dimension sections and the known-state
 # summary derived from the dimension table (schemas.dimensions).
-PROMPT_VERSION = "extract-v4"
+# v5: stage walks (several quoted steps in one extraction) instead of one suggested stage.
+PROMPT_VERSION = "extract-v5"
 
 # Caps of the known-state summary; together they bound its size (see `SUMMARY_MAX_CHARS`).
 MAX_QUOTES_PER_DIMENSION = 2  # the most recent ones: enough to show what was said
@@ -104,8 +105,12 @@ second-hand; below 0.3 leave {identified} false.
 - overall_confidence: how well qualified the deal is, given the known state and the new turns.
 - key_insights: at most 3 short new insights. recommended_next_questions: at most 3 questions \
 the rep should ask next, aimed at what is still unknown, first what <next_stage> lacks.
-- suggested_stage: a stage from the allowed list when the turns show the deal is in it, else \
-null. Never skip a stage. stage_reason: one sentence.
+- stage_walk: the stage steps the new turns show, in order, [] if none. Pipeline: prospecting \
+-> discovery -> qualification -> evaluation -> negotiation -> closed_won. Each step goes one \
+stage on from the one before (never skip), or to stalled (on hold) or closed_lost (the \
+prospect will not buy), with a one-sentence reason and a quote copied verbatim from one turn. \
+A step without such a quote ends the walk; closed_lost needs the prospect's own words. Leave \
+suggested_stage and stage_reason null.
 - Keep {texts} short (under 200 characters), in the conversation's language.
 """
 
@@ -136,7 +141,7 @@ _LOOKALIKE = "\u2039"  # SINGLE LEFT-POINTING ANGLE QUOTATION MARK
 
 
 def proposable_stages(current: DealStage) -> list[DealStage]:
-    """The stages the model may propose from `current` (staying first), in pipeline order."""
+    """The stages a walk's first step may go to from `current` (staying first), in order."""
     allowed = VALID_TRANSITIONS[current]
     return [current, *(stage for stage in DealStage if stage in allowed and stage is not current)]
 
@@ -198,8 +203,8 @@ def with_cache_marker(messages: list[Message]) -> list[Message]:
 
 
 def render_stage(current: DealStage) -> str:
-    allowed = ", ".join(stage.value for stage in proposable_stages(current))
-    return f"Current stage: {current.value}\nAllowed stages to propose: {allowed}"
+    allowed = ", ".join(stage.value for stage in proposable_stages(current)[1:]) or "none"
+    return f"Current stage: {current.value}\nAllowed first steps: {allowed}"
 
 
 def render_next_stage(next_stage: NextStage) -> str:

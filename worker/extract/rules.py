@@ -11,9 +11,10 @@ a year") would otherwise read as the prospect's budget. The rep's turn is used t
 both within one batch: a rep question sets the topic of the prospect's answer ("When do you need
 it?" - "By the end of September."), and a rep's claim counts when the prospect's next turn
 confirms it ("So $50k?" - "Yes, that's right."), quoting the prospect. Within one batch a later
-statement wins over an earlier one as sure, as the merge does across batches. Stage proposals
-are one step at a time; the stage machine judges them. Importing this module must stay cheap: no
-LiteLLM, no instructor.
+statement wins over an earlier one as sure, as the merge does across batches. The stage
+proposal is a stage walk: every step the batch supports, each one stage along and quoted with
+the prospect's sentence that shows it; the stage machine judges each step. Importing this
+module must stay cheap: no LiteLLM, no instructor.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
     Speaker,
+    StageStep,
     is_identified,
     signals_of,
 )
@@ -466,32 +468,35 @@ def group_hits(hits: Iterable[Hit]) -> dict[str, list[Hit]]:
     return grouped
 
 
-def deal_outcome(turns: Sequence[TurnText]) -> DealStage | None:
-    """closed_lost or closed_won when the prospect's latest words say the deal is over."""
+def deal_outcome(turns: Sequence[TurnText]) -> tuple[DealStage, str] | None:
+    """closed_lost or closed_won, with the prospect's sentence that says so, when the
+    prospect's latest words say the deal is over."""
     for sentence in reversed(prospect_sentences(turns)):
         if LOST.search(sentence):
-            return DealStage.CLOSED_LOST
+            return DealStage.CLOSED_LOST, sentence
         if WON.search(sentence):
-            return DealStage.CLOSED_WON
+            return DealStage.CLOSED_WON, sentence
     return None
 
 
-def paused(turns: Sequence[TurnText]) -> bool:
-    """Whether the prospect's latest word on pausing puts the deal on hold (not "it's back on")."""
+def pause(turns: Sequence[TurnText]) -> str | None:
+    """The prospect's latest words putting the deal on hold, unless they picked it up again
+    since ("it's back on")."""
     for sentence in reversed(prospect_sentences(turns)):
         if RESUMED.search(sentence):
-            return False
+            return None
         if PAUSED.search(sentence):
-            return True
-    return False
+            return sentence
+    return None
 
 
 def prospect_sentences(turns: Sequence[TurnText]) -> list[str]:
     return [s for t in turns if t.speaker is Speaker.PROSPECT for s in sentences(t.text)]
 
 
-def negotiating(turns: Sequence[TurnText]) -> bool:
-    return any(NEGOTIATING.search(turn.text) for turn in turns if turn.speaker is Speaker.PROSPECT)
+def haggling(turns: Sequence[TurnText]) -> str | None:
+    """The prospect's first sentence about terms (redlines, discounts, the order form)."""
+    return next((s for s in prospect_sentences(turns) if NEGOTIATING.search(s)), None)
 
 
 # --- from hits to signals ------------------------------------------------------------------
@@ -540,37 +545,22 @@ def known_dimensions(state: QualificationState, found: Iterable[str]) -> set[str
     return {d for d in DIMENSIONS.names if is_identified(state, d)} | set(found)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Signs:
-    """What a batch says about the deal as a whole, beyond its dimensions."""
-
-    outcome: DealStage | None = None
-    haggling: bool = False
-    paused: bool = False
-    found_anything: bool = True
-
-
-def propose_stage(
+def forward_step(
     current: DealStage,
     known: set[str],
-    signs: Signs = Signs(),
+    seen: Sequence[Hit],
+    terms: str | None,
     next_stage: NextStage | None = None,
-) -> tuple[DealStage, str] | None:
-    """The stage the deal plausibly moved to: one step when the merged state would meet the
-    next stage's criteria (the gap report's `missing`, else the default table), closed when the
-    prospect says so, stalled when they put it on hold. The stage machine judges it again."""
-    if signs.outcome is DealStage.CLOSED_LOST and current not in CLOSED_STAGES:
-        return DealStage.CLOSED_LOST, "The prospect said the deal will not go ahead."
-    if signs.outcome is DealStage.CLOSED_WON and current is DealStage.NEGOTIATION:
-        return DealStage.CLOSED_WON, "The prospect said they are signing."
-    if signs.paused and current in OPEN_STAGES:
-        return DealStage.STALLED, "The prospect put the deal on hold."
-    if not signs.found_anything or signs.paused:
-        return None
+) -> StageStep | None:
+    """One step forward when the known dimensions meet the next stage's requirements (the gap
+    report's `missing`, else the default table), or into negotiation when terms are discussed;
+    from `stalled`, back to where the gap report says it stalled. Quoted with the latest
+    sentence of this batch that shows a required dimension (else its latest finding). The
+    stage machine judges it again."""
     if current is DealStage.STALLED:
         if next_stage is None:
             return None  # where it stalled from is unknown here: the gap report says
-        return next_stage.stage, "The prospect picked the conversation up again."
+        return _step(next_stage.stage, "The prospect picked the conversation up again.", seen)
     step = NEXT_STAGE.get(current)
     if step is None:
         return None
@@ -580,9 +570,71 @@ def propose_stage(
         met = met or (
             target is not DealStage.DISCOVERY and {d.value for d in next_stage.missing} <= known
         )
-    if met or (target is DealStage.NEGOTIATION and signs.haggling):
-        return target, f"The prospect has shown {what}." if met else "Terms are being discussed."
+    if met:
+        options = {option for need in requirements for option in need.split("|")}
+        shown = [hit for hit in seen if hit.dimension in options] or list(seen)
+        return _step(target, f"The prospect has shown {what}.", shown)
+    if target is DealStage.NEGOTIATION and terms is not None:
+        return _said(target, "Terms are being discussed.", terms)
     return None
+
+
+def _step(stage: DealStage, reason: str, shown: Sequence[Hit]) -> StageStep:
+    """Quoted with the latest of `shown` (every rules quote is a prospect's sentence)."""
+    return _said(stage, reason, max(shown, key=lambda hit: hit.order).quote)
+
+
+def closing_step(current: DealStage, turns: Sequence[TurnText]) -> StageStep | None:
+    """Where the prospect's latest words leave the deal: lost (from any open stage, `stalled`
+    included), won (only from negotiation), or on hold (from an open stage)."""
+    outcome = deal_outcome(turns)
+    if outcome is not None:
+        stage, said = outcome
+        if stage is DealStage.CLOSED_LOST and current not in CLOSED_STAGES:
+            return _said(stage, "The prospect said the deal will not go ahead.", said)
+        if stage is DealStage.CLOSED_WON and current is DealStage.NEGOTIATION:
+            return _said(stage, "The prospect said they are signing.", said)
+    on_hold = pause(turns)
+    if on_hold is not None and current in OPEN_STAGES:
+        return _said(DealStage.STALLED, "The prospect put the deal on hold.", on_hold)
+    return None
+
+
+def _said(stage: DealStage, reason: str, sentence: str) -> StageStep:
+    return StageStep(stage=stage, reason=reason, quote=sentence, speaker=Speaker.PROSPECT)
+
+
+def stage_walk(
+    turns: Sequence[TurnText],
+    existing_state: QualificationState,
+    current_stage: DealStage,
+    next_stage: NextStage | None = None,
+) -> list[StageStep]:
+    """Every stage step the turns support, in order, for one extraction: exchange by exchange
+    (a rep's question with its answer), at most one step each, when something was found since
+    the last step and the dimensions known by then allow it; then the step the prospect's
+    latest words take (lost, won, on hold). Each step is quoted with a prospect's sentence; a
+    deal on hold at the end takes no step forward. (The same steps one extraction per exchange
+    would take, in one extraction.)"""
+    steps: list[StageStep] = []
+    known = known_dimensions(existing_state, ())
+    hits = find_hits(turns)
+    stage, gaps = current_stage, next_stage
+    on_hold = pause(turns) is not None
+    said = stepped = 0  # turns up to the end of the exchange, and up to the last step
+    for exchange in exchanges(turns):
+        said += len(exchange)
+        seen = [hit for hit in hits if hit.order[0] < said]
+        known |= {hit.dimension for hit in seen}
+        if on_hold or not any(hit.order[0] >= stepped for hit in seen):
+            continue  # a step needs something found since the last one
+        step = forward_step(stage, known, seen, haggling(exchange), gaps)
+        if step is not None:
+            steps.append(step)
+            stage, gaps, stepped = step.stage, None, said
+    if (last := closing_step(stage, turns)) is not None:
+        steps.append(last)
+    return steps
 
 
 def insights(grouped: dict[str, list[Hit]]) -> list[str]:
@@ -628,24 +680,17 @@ def extract(
     grouped = group_hits(find_hits(turns))
     bant, meddic = build_signals(grouped)
     known = known_dimensions(existing_state, grouped)
-    proposal = propose_stage(current_stage, known, signs_of(turns, grouped), next_stage)
+    walk = stage_walk(turns, existing_state, current_stage, next_stage)
     return QualificationExtraction(
         bant=bant,
         meddic=meddic,
         overall_confidence=overall_confidence(existing_state, grouped),
         key_insights=insights(grouped),
         recommended_next_questions=next_questions(known, next_stage),
-        suggested_stage=proposal[0] if proposal else None,
-        stage_reason=proposal[1] if proposal else None,
-    )
-
-
-def signs_of(turns: Sequence[TurnText], grouped: dict[str, list[Hit]]) -> Signs:
-    return Signs(
-        outcome=deal_outcome(turns),
-        haggling=negotiating(turns),
-        paused=paused(turns),
-        found_anything=bool(grouped),
+        stage_walk=walk,
+        # The walk is the proposal; its end is the older single-stage view of it.
+        suggested_stage=walk[-1].stage if walk else None,
+        stage_reason=walk[-1].reason if walk else None,
     )
 
 
@@ -658,30 +703,6 @@ def exchanges(turns: Sequence[TurnText]) -> list[list[TurnText]]:
             cut.append([])
         cut[-1].append(turn)
     return cut
-
-
-def stage_steps(
-    turns: Sequence[TurnText],
-    existing_state: QualificationState,
-    current_stage: DealStage,
-    next_stage: NextStage | None,
-) -> list[list[TurnText]]:
-    """`turns` in as few chunks as let the deal take every step its content supports.
-
-    One extraction moves a deal one stage at most, so a batch that shows a whole qualification
-    would otherwise stop one step in. A chunk ends after the exchange that would make the next
-    stage's proposal acceptable; the rest goes on in the next chunk, one step further."""
-    chunks: list[list[TurnText]] = [[]]
-    known = known_dimensions(existing_state, ())
-    stage, gaps = current_stage, next_stage
-    for exchange in exchanges(turns):
-        chunks[-1] += exchange
-        known |= set(group_hits(find_hits(exchange)))
-        step = propose_stage(stage, known, Signs(found_anything=True), gaps)
-        if step is not None and step[0] in OPEN_STAGES and step[0] is not DealStage.STALLED:
-            chunks.append([])
-            stage, gaps = step[0], None
-    return [chunk for chunk in chunks if chunk]
 
 
 @dataclass(kw_only=True)
@@ -716,5 +737,6 @@ class RulesExtractor:
         next_stage: NextStage | None = None,
         shrink: int = 1,
     ) -> list[list[TurnText]]:
-        """No prompt, no budget: one extraction per stage step the turns support."""
-        return stage_steps(turns, existing_state, current_stage, next_stage)
+        """No prompt, no budget: one extraction for all the turns (its stage walk takes every
+        step they support)."""
+        return [list(turns)] if turns else []

@@ -157,11 +157,15 @@ def observe_extraction(result: ExtractionFigures, seconds: float) -> None:
 
 def observe_version(change: StageChange | None, extraction_status: str) -> None:
     VERSIONS.labels(extraction=extraction_status).inc()
-    if change is not None:
+    if change is None:
+        return
+    # Each judged step of a stage walk on its own: a walk from prospecting to negotiation is
+    # four one-step moves, never a "prospecting -> negotiation" that reads like a skip.
+    for move in change.steps or [change]:
         STAGE_PROPOSALS.labels(
-            from_stage=change.from_stage.value,
-            to_stage=change.to_stage.value,
-            outcome="accepted" if change.accepted else "rejected",
+            from_stage=move.from_stage.value,
+            to_stage=move.to_stage.value,
+            outcome="accepted" if move.accepted else "rejected",
         ).inc()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import structlog
 
-from schemas import ConversationState
+from schemas import ConversationState, StageMove
 from worker.ops import metrics
 from worker.qualify.versioning import NextVersion, update_event
 from worker.store.erasure import conversation_hash
@@ -20,18 +20,33 @@ async def commit_version(
     """Writes `version` inside `tx` (which holds the state's row lock); the caller's
     transaction commits all three writes or none."""
     stored = await tx.states.upsert_state(version.state)
-    # A resume comes first: the proposal after it was judged from the resumed stage.
-    for change in (version.resumed, version.stage_change):
-        if change is not None:
-            await tx.transitions.insert_stage_transition(
-                version.key,
-                version=version.state.version,
-                change=change,
-                source=version.source,
-                actor=version.actor,
-            )
+    for move, step in stage_records(version):
+        await tx.transitions.insert_stage_transition(
+            version.key,
+            version=version.state.version,
+            change=move,
+            source=version.source,
+            actor=version.actor,
+            step=step,
+        )
     await tx.outbox.insert_outbox(update_topic, update_event(version))
     return stored
+
+
+def stage_records(version: NextVersion) -> list[tuple[StageMove, int | None]]:
+    """The version's rows of tenant.stage_transitions, each with its position in the AI's stage
+    walk (None for a stage set otherwise), in the order they happened: a resume first (the
+    proposal after it was judged from the resumed stage), then each judged step of the walk,
+    or the one stage a person or the worker set."""
+    records: list[tuple[StageMove, int | None]] = []
+    if version.resumed is not None:
+        records.append((version.resumed, None))
+    if (change := version.stage_change) is not None:
+        if change.steps:
+            records += [(move, number) for number, move in enumerate(change.steps, start=1)]
+        else:
+            records.append((change, None))
+    return records
 
 
 def log_version(

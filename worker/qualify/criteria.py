@@ -15,15 +15,30 @@ plus the lists of every stage before it in the pipeline.
 
 Criteria bind forward moves by the AI only: stalling, losing a deal and resuming a stalled deal
 to where it was (or earlier) need none; resuming one step past `stalled_from` needs that
-stage's criteria. Pure: no I/O.
+stage's criteria.
+
+Evidence (v3) binds the AI too: each step of a stage walk needs its verbatim quote (one that
+survived the evidence check), and closing a deal as lost needs one from a prospect's turn,
+whatever form the proposal takes. A stage walk is judged step by step, each from where the
+previous one left the deal, all against the same merged qualification; it stops at the first
+rejected step. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schemas import DealStage, Dimension, NextStage, QualificationSignals, is_identified
+from schemas import (
+    DealStage,
+    Dimension,
+    NextStage,
+    QualificationSignals,
+    Speaker,
+    StageStep,
+    is_identified,
+)
 from worker.qualify.stages import (
     CLOSED,
     PIPELINE,
@@ -142,6 +157,56 @@ def judge_ai_proposal(
             return StageJudgement(accepted=False, reason=reason, stalled_from=stalled_from)
     after = stalled_from_after(stage, proposed, stalled_from)
     return StageJudgement(accepted=True, reason=check.reason, stalled_from=after)
+
+
+def evidence_lacking(step: StageStep, *, quote_required: bool) -> str | None:
+    """Why the step's evidence does not suffice, or None when it does. The evidence check
+    (worker/extract/evidence.py) has removed quotes that are not in the turns."""
+    if step.stage is DealStage.CLOSED_LOST and step.speaker is not Speaker.PROSPECT:
+        if step.quote is None:
+            return "closing as lost needs a quote from a prospect turn; none was found in the turns"
+        return "closing as lost needs a quote from a prospect turn; the quote is the rep's"
+    if quote_required and step.quote is None:
+        return "no quote from the turns supports this step"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepVerdict:
+    """One judged step of a walk: from where to where, and the verdict."""
+
+    from_stage: DealStage
+    step: StageStep
+    judgement: StageJudgement
+
+
+def judge_ai_walk(
+    stage: DealStage,
+    stalled_from: DealStage | None,
+    steps: Sequence[StageStep],
+    merged: QualificationSignals,
+    criteria: StageCriteria = DEFAULT_CRITERIA,
+    *,
+    quotes_required: bool = True,
+) -> list[StepVerdict]:
+    """The steps judged in order, each from where the accepted ones before it left the deal:
+    every accepted step, then the first rejected one (the walk stops there). A step that stays
+    where the deal is proposes nothing and is skipped. `quotes_required`: False only for the
+    pre-v3 single `suggested_stage`, which has no quote to give (closed_lost still needs one)."""
+    verdicts: list[StepVerdict] = []
+    for step in steps:
+        if step.stage is stage:
+            continue
+        judgement = judge_ai_proposal(stage, stalled_from, step.stage, merged, criteria)
+        lacking = evidence_lacking(step, quote_required=quotes_required)
+        if judgement.accepted and lacking is not None:
+            reason = f"{stage.value} -> {step.stage.value}: {lacking}"
+            judgement = StageJudgement(accepted=False, reason=reason, stalled_from=stalled_from)
+        verdicts.append(StepVerdict(from_stage=stage, step=step, judgement=judgement))
+        if not judgement.accepted:
+            break
+        stage, stalled_from = step.stage, judgement.stalled_from
+    return verdicts
 
 
 def next_stage(

@@ -27,17 +27,26 @@ from schemas import (
     QualificationState,
     QualificationUpdated,
     StageChange,
+    StageMove,
     VersionSource,
     update_event_id,
 )
 from worker.extract.port import ExtractionResult
-from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria, judge_ai_proposal, next_stage
+from worker.qualify.criteria import (
+    DEFAULT_CRITERIA,
+    StageCriteria,
+    StepVerdict,
+    judge_ai_walk,
+    next_stage,
+)
 from worker.qualify.merge import bounded, changed_fields, merge_qualification_signals
 from worker.qualify.ownership import protect_owned
 from worker.qualify.stages import resume_point
 
 # The reason recorded when a turn resumes a deal the inactivity sweeper stalled.
 ACTIVITY_RESUMED = "activity resumed"
+# A walk's reason names its last accepted step and where it stopped; the audit keeps it short.
+MAX_WALK_REASON_CHARS = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,21 +324,55 @@ def _stage_proposal(
 ) -> tuple[StageChange | None, DealStage | None]:
     """The proposal's record and the `stalled_from` the state has if it is applied.
 
-    A suggestion of the stage the deal is already in is no proposal: nothing to record. Exit
-    criteria are checked against the merged qualification: what these turns showed counts."""
+    The proposal is a stage walk (a bare `suggested_stage` is a walk of one step), judged
+    step by step against the merged qualification: what these turns showed counts. Steps that
+    stay where the deal is propose nothing: a walk of only those is no proposal, nothing to
+    record."""
     assert result.extraction is not None
-    proposed = result.extraction.suggested_stage
-    if proposed is None or proposed == state.deal_stage:
+    steps, quotes_required = result.extraction.proposed_walk()
+    verdicts = judge_ai_walk(
+        state.deal_stage,
+        state.stalled_from,
+        steps,
+        merged,
+        criteria,
+        quotes_required=quotes_required,
+    )
+    if not verdicts:
         return None, state.stalled_from
-    verdict = judge_ai_proposal(state.deal_stage, state.stalled_from, proposed, merged, criteria)
-    # An accepted move is explained by the model; a rejected one by the stage machine.
-    reason = (result.extraction.stage_reason if verdict.accepted else verdict.reason) or (
-        f"{state.deal_stage.value} -> {proposed.value}"
-    )
+    moves = [_move(verdict) for verdict in verdicts]
+    accepted = [move for move in moves if move.accepted]
+    if not accepted:  # the first step was rejected: the deal stays
+        first = moves[0]
+        change = StageChange(**first.model_dump(), steps=moves)
+        return change, state.stalled_from
+    rejected = [move for move in moves if not move.accepted]
+    reason = accepted[-1].reason
+    if rejected:
+        reason = f"{reason}; stopped before {rejected[0].to_stage.value}: {rejected[0].reason}"
     change = StageChange(
-        from_stage=state.deal_stage, to_stage=proposed, accepted=verdict.accepted, reason=reason
+        from_stage=state.deal_stage,
+        to_stage=accepted[-1].to_stage,
+        accepted=True,
+        reason=reason[:MAX_WALK_REASON_CHARS],
+        steps=moves,
     )
-    return change, verdict.stalled_from
+    return change, verdicts[len(accepted) - 1].judgement.stalled_from
+
+
+def _move(verdict: StepVerdict) -> StageMove:
+    """A judged step as recorded: an accepted move is explained by the model, a rejected one
+    by the stage machine."""
+    step, judgement = verdict.step, verdict.judgement
+    reason = (step.reason if judgement.accepted else judgement.reason) or (
+        f"{verdict.from_stage.value} -> {step.stage.value}"
+    )
+    return StageMove(
+        from_stage=verdict.from_stage,
+        to_stage=step.stage,
+        accepted=judgement.accepted,
+        reason=reason,
+    )
 
 
 def update_event(version: NextVersion) -> QualificationUpdated:

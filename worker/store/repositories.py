@@ -26,7 +26,7 @@ from schemas import (
     QualificationOverride,
     QualificationState,
     Speaker,
-    StageChange,
+    StageMove,
     Suggestion,
 )
 from worker.extract.port import TurnText
@@ -277,10 +277,12 @@ class StageTransitionRepository:
         key: ConversationKey,
         *,
         version: int,
-        change: StageChange,
+        change: StageMove,
         source: str,
         actor: Actor | None,
+        step: int | None = None,
     ) -> None:
+        """`step`: the position (1, 2, ...) of an AI stage walk's step; None otherwise."""
         await self.conn.execute(
             queries()["insert_stage_transition"],
             *key,
@@ -291,6 +293,7 @@ class StageTransitionRepository:
             change.reason,
             source,
             actor.model_dump(mode="json") if actor is not None else None,
+            step,
         )
 
     async def stall_source(self, key: ConversationKey) -> str | None:
