@@ -42,6 +42,8 @@ from instructor.core.exceptions import (
     ResponseParsingError,
 )
 from instructor.core.hooks import Hooks
+from instructor.v2.core import patch as instructor_patch
+from instructor.v2.validation import async_validators
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -78,12 +80,54 @@ logging.getLogger("instructor").setLevel(logging.CRITICAL)
 
 log = structlog.get_logger(__name__)
 
-# instructor wraps a plain model in a new class on every call, so its cached schema never hits
-# and the JSON schema is rebuilt per call (about 40% of our CPU). Wrapped once, it is reused.
+
+
+def response_model(model: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
+    """`model` wrapped for instructor once, with its JSON schema built once.
+
+    instructor wraps a plain model in a new class on every call, so its cached tool definition
+    never hits (about 40% of our CPU once); wrapped once, TOOLS mode's tool definition is built
+    once (instructor caches it per class). JSON mode asks the model for its JSON schema on every
+    call, and pydantic builds it anew each time (1 ms for the lean model): the schema is built
+    here once and each call gets its own copy (a caller may change what it gets)."""
+    wrapped = instructor.response_schema(model)
+    built = json.dumps(wrapped.model_json_schema())
+    fresh = wrapped.model_json_schema
+
+    def model_json_schema(_cls: type[pydantic.BaseModel], *args: Any, **kwargs: Any) -> Any:
+        return fresh(*args, **kwargs) if args or kwargs else json.loads(built)
+
+    wrapped.model_json_schema = classmethod(model_json_schema)  # type: ignore[method-assign,assignment]
+    return wrapped
+
+
 _RESPONSE_MODELS: Mapping[ResponseSchema, type[pydantic.BaseModel]] = {
-    "lean": instructor.response_schema(ExtractedSignals),
-    "full": instructor.response_schema(QualificationExtraction),
+    "lean": response_model(ExtractedSignals),
+    "full": response_model(QualificationExtraction),
 }
+
+
+def _check_async_validators_once(models: Sequence[type[pydantic.BaseModel]]) -> None:
+    """instructor checks that the response model has no async validators up to seven times per
+    call, walking every field each time (12% of the worker's CPU in W2-0ms-half). The answer
+    for a class cannot change: our models are checked once, here (the original check raises if
+    they ever get one), and any other model is still checked by instructor on every call."""
+    original = async_validators.reject_async_validators
+    for model in models:
+        original(model)
+    checked = frozenset(models)
+
+    def reject_async_validators(response_model: Any) -> None:
+        if isinstance(response_model, type) and response_model in checked:
+            return
+        original(response_model)
+
+    # patch.py imported the name at its import; every other caller imports it at each call.
+    async_validators.reject_async_validators = reject_async_validators
+    instructor_patch.reject_async_validators = reject_async_validators
+
+
+_check_async_validators_once(list(_RESPONSE_MODELS.values()))
 # A model LiteLLM does not know: assume a small context (llama.cpp servers often run 4-8k) and
 # say so; LLM_MAX_PROMPT_TOKENS sets the real figure.
 UNKNOWN_CONTEXT_TOKENS = 8192
@@ -181,11 +225,13 @@ class QualificationExtractor:
         if not self.circuit.allow():  # the provider is down: fail open without waiting on it
             return self._result(_CallLog(), extraction=None, error="CircuitOpen")
         # A turn too long for any prompt is trimmed (visibly), never a reason to fail forever.
-        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
-        turns = [
-            turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
-            for turn in turns
-        ]
+        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage, exact=False)
+        if not all(surely_fits(turn, room) for turn in turns):
+            room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
+            turns = [
+                turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
+                for turn in turns
+            ]
         messages = build_messages(
             turns,
             existing_state,
@@ -220,10 +266,14 @@ class QualificationExtractor:
         shrink: int = 1,
     ) -> list[list[TurnText]]:
         """`turns` as consecutive chunks whose prompts fit `prompt_budget()`; see the port."""
-        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
-        room //= max(shrink, 1)
-        if sum(upper_bound_tokens(turn) for turn in turns) <= room:
+        shrink = max(shrink, 1)
+        most = sum(upper_bound_tokens(turn) for turn in turns)
+        rough = self.turn_budget(existing_state, current_stage, next_stage=next_stage, exact=False)
+        if most <= rough // shrink:
             return [list(turns)]  # live traffic: a few short turns, no tokenizer needed
+        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage) // shrink
+        if most <= room:
+            return [list(turns)]
         return budget.plan_chunks(turns, room, self.count_tokens)
 
     def prompt_budget(self) -> int:
@@ -239,13 +289,17 @@ class QualificationExtractor:
         current_stage: DealStage,
         *,
         next_stage: NextStage | None = None,
+        exact: bool = True,
     ) -> int:
         """What a prompt leaves for turns: the budget less the fixed part (system prompt and
         schema), the variable frame around the turns, and room for the known-state summary to
-        grow to its cap (the state grows between the chunks of one plan)."""
+        grow to its cap (the state grows between the chunks of one plan). `exact=False` takes
+        the frame's upper bound (`upper_bound_text_tokens`) instead of counting it: a smaller
+        room, enough to tell without the tokenizer that a few short turns fit."""
         frame = user_message([], existing_state, current_stage, next_stage)
         summary_growth = max(SUMMARY_MAX_CHARS - len(frame), 0) // 3  # >= 3 characters a token
-        fixed = self.fixed_prompt_tokens() + self.count_tokens(frame) + summary_growth
+        frame_tokens = self.count_tokens(frame) if exact else upper_bound_text_tokens(frame)
+        fixed = self.fixed_prompt_tokens() + frame_tokens + summary_growth
         return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
 
     def fixed_prompt_tokens(self) -> int:
@@ -452,10 +506,15 @@ def count_tokens(model: str, text: str) -> int:
     return math.ceil(counted * TOKEN_COUNT_MARGIN)
 
 
-def upper_bound_tokens(turn: TurnText) -> int:
+def upper_bound_text_tokens(text: str) -> int:
     """At most this many tokens, without counting: one per UTF-8 byte (a BPE token is at
-    least one byte), with the tokenizer margin, plus the turn's frame."""
-    return math.ceil(len(turn.text.encode()) * TOKEN_COUNT_MARGIN) + budget.TURN_OVERHEAD_TOKENS
+    least one byte), with the tokenizer margin."""
+    return math.ceil(len(text.encode()) * TOKEN_COUNT_MARGIN)
+
+
+def upper_bound_tokens(turn: TurnText) -> int:
+    """`upper_bound_text_tokens` of the turn's text plus the turn's frame."""
+    return upper_bound_text_tokens(turn.text) + budget.TURN_OVERHEAD_TOKENS
 
 
 def surely_fits(turn: TurnText, room: int) -> bool:
