@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from tests.bench import report
+from tests.bench import profile, report
 from tests.bench.bursty import run_w4
 from tests.bench.llm import fake_llm, read_log
 from tests.bench.measure import (
@@ -299,10 +299,12 @@ def start_profiler(pid: int, output: Path | None) -> subprocess.Popen[bytes] | N
     """py-spy sampling the worker from now on (its overhead is in another process)."""
     if output is None:
         return None
-    py_spy = str(Path(sys.executable).parent / "py-spy")
-    command = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        raise SystemExit(f"--profile needs py-spy ({py_spy}): make install brings it (dev extras)")
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
     return subprocess.Popen(  # stopped with a signal, never awaited
-        [*command, "--output", str(output), "--nonblocking"],
+        [*command, "--full-filenames", "--output", str(output), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -355,7 +357,18 @@ async def run_scenario(
         r for r in read_log(request_log) if all(c != WARM_UP_CONVERSATION for c, _ in r["refs"])
     ]
     run.stored_turns = await _stored_turns(stack, database, run.warm_up)
-    return report.summarize(sc, run, payloads)
+    summary = report.summarize(sc, run, payloads)
+    if target.profile_to is not None and target.profile_to.exists():
+        summary["cpu_ms_per_extraction"] = cpu_split(summary, target.profile_to)
+    return summary
+
+
+def cpu_split(summary: dict[str, Any], stacks: Path) -> dict[str, float]:
+    """The worker's CPU per LLM call (rusage), split as the profile's samples are."""
+    cpu_s = summary["worker_cpu_s_per_1k_turns"] * summary["turns_applied"] / 1000
+    split = profile.read(stacks, cpu_s / max(1, summary["llm_calls"]) * 1000)
+    print("  " + profile.one_line(summary["name"], split), flush=True)
+    return split
 
 
 async def _stored_turns(stack: Stack, database: str, warm_up: bool) -> int:
@@ -467,7 +480,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="worker settings for every scenario (the baseline keeps BATCH_MAX_RECORDS=1)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy flame graphs of the worker into bench/"
+        "--profile",
+        action="store_true",
+        help="py-spy stacks of the worker into bench/, and its CPU per extraction split by owner",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench")
     parser.add_argument(

@@ -81,7 +81,6 @@ logging.getLogger("instructor").setLevel(logging.CRITICAL)
 log = structlog.get_logger(__name__)
 
 
-
 def response_model(model: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
     """`model` wrapped for instructor once, with its JSON schema built once.
 
@@ -294,12 +293,16 @@ class QualificationExtractor:
         """What a prompt leaves for turns: the budget less the fixed part (system prompt and
         schema), the variable frame around the turns, and room for the known-state summary to
         grow to its cap (the state grows between the chunks of one plan). `exact=False` takes
-        the frame's upper bound (`upper_bound_text_tokens`) instead of counting it: a smaller
-        room, enough to tell without the tokenizer that a few short turns fit."""
+        upper bounds of the fixed part and the frame (`upper_bound_text_tokens`) instead of
+        counting them: a smaller room, enough to tell without the tokenizer that a few short
+        turns fit a large context (the tokenizer costs CPU and, loaded, ~40 MB)."""
         frame = user_message([], existing_state, current_stage, next_stage)
         summary_growth = max(SUMMARY_MAX_CHARS - len(frame), 0) // 3  # >= 3 characters a token
-        frame_tokens = self.count_tokens(frame) if exact else upper_bound_text_tokens(frame)
-        fixed = self.fixed_prompt_tokens() + frame_tokens + summary_growth
+        if exact:
+            fixed = self.fixed_prompt_tokens() + self.count_tokens(frame)
+        else:
+            fixed = _fixed_prompt_upper_bound(self.response_schema) + upper_bound_text_tokens(frame)
+        fixed += summary_growth
         return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
 
     def fixed_prompt_tokens(self) -> int:
@@ -538,5 +541,15 @@ def context_tokens(model: str) -> int:
 
 @functools.cache
 def _fixed_prompt_tokens(model: str, schema: ResponseSchema) -> int:
+    return sum(count_tokens(model, text) for text in _fixed_prompt_texts(schema))
+
+
+@functools.cache
+def _fixed_prompt_upper_bound(schema: ResponseSchema) -> int:
+    return sum(upper_bound_text_tokens(text) for text in _fixed_prompt_texts(schema))
+
+
+def _fixed_prompt_texts(schema: ResponseSchema) -> tuple[str, str]:
+    """The system prompt and the tool schema: the same on every call."""
     tool = _RESPONSE_MODELS[schema].openai_schema  # type: ignore[attr-defined]
-    return count_tokens(model, SYSTEM_PROMPTS[schema]) + count_tokens(model, json.dumps(tool))
+    return SYSTEM_PROMPTS[schema], json.dumps(tool)
