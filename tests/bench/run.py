@@ -244,6 +244,7 @@ def worker_env(stack: Stack, database: str, topics: Topics, llm_url: str) -> dic
         "LLM_MODEL": "openai/fake",
         "LLM_API_BASE": llm_url,
         "LLM_API_KEY": "x",
+        "LLM_MODE": "tools",  # the fake stands in for a hosted model (auto: JSON for it)
         "LOG_FORMAT": "json",
         "HTTP_PORT": "0",  # no /metrics server: nothing to collide with, nothing to measure
         "STALL_SWEEP_INTERVAL_S": "0",  # the workload's turns are dated in the past

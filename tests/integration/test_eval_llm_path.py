@@ -91,6 +91,9 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
         "LLM_TRANSPORT_ATTEMPTS": "1",
         # The same scores with the lean response schema as with the full one (issue 15).
         "LLM_RESPONSE_SCHEMA": schema,
+        # One call per conversation fits an unknown model's 8k context with the tool schema;
+        # JSON mode (auto's pick for this server) sends the full schema indented: more chunks.
+        "LLM_MODE": "tools",
     }.items():
         monkeypatch.setenv(name, value)
 

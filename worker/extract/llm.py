@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 import instructor
 import litellm
@@ -85,8 +86,8 @@ def response_model(model: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
     """`model` wrapped for instructor once, with its JSON schema built once.
 
     instructor wraps a plain model in a new class on every call, so its cached tool definition
-    never hits (about 40% of our CPU once); wrapped once, TOOLS mode's tool definition is built
-    once (instructor caches it per class). JSON mode asks the model for its JSON schema on every
+    never hits; wrapped once, TOOLS mode's tool definition is built once (instructor caches it
+    per class). JSON mode asks the model for its JSON schema on every
     call, and pydantic builds it anew each time (1 ms for the lean model): the schema is built
     here once and each call gets its own copy (a caller may change what it gets)."""
     wrapped = instructor.response_schema(model)
@@ -123,7 +124,7 @@ def _check_async_validators_once(models: Sequence[type[pydantic.BaseModel]]) -> 
 
     # patch.py imported the name at its import; every other caller imports it at each call.
     async_validators.reject_async_validators = reject_async_validators
-    instructor_patch.reject_async_validators = reject_async_validators
+    instructor_patch.reject_async_validators = reject_async_validators  # type: ignore[attr-defined]
 
 
 _check_async_validators_once(list(_RESPONSE_MODELS.values()))
@@ -134,10 +135,13 @@ UNKNOWN_CONTEXT_TOKENS = 8192
 # tokenizers (Claude's) split finer, so every count is taken this much larger.
 TOKEN_COUNT_MARGIN = 1.2
 _CONTEXT_ERROR_TEXT = ("context length", "context_length_exceeded", "prompt is too long")
-_MODES: Mapping[str, instructor.Mode] = {
+StructuredOutput = Literal["tools", "json"]
+_MODES: Mapping[StructuredOutput, instructor.Mode] = {
     "tools": instructor.Mode.TOOLS,
     "json": instructor.Mode.JSON,
 }
+OPENAI_HOST = "api.openai.com"
+NO_API_KEY = "no-key"  # sent to an LLM_API_BASE when LLM_API_KEY is unset
 # What instructor re-asks on: the output did not parse or did not validate.
 _REASK_ERRORS = (
     pydantic.ValidationError,
@@ -155,7 +159,7 @@ class QualificationExtractor:
     model_name: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never in logs or tracebacks
-    mode: Literal["tools", "json"] = "tools"
+    mode: StructuredOutput = "tools"
     max_tokens: int = 2048
     timeout_s: float = 30.0
     max_retries: int = 2
@@ -190,7 +194,7 @@ class QualificationExtractor:
             model_name=settings.llm_model,
             api_base=settings.llm_api_base,
             api_key=key,
-            mode=settings.llm_mode,
+            mode=structured_output(settings.llm_mode, settings.llm_model, settings.llm_api_base),
             max_tokens=settings.llm_max_tokens,
             timeout_s=settings.llm_timeout_s,
             max_retries=settings.llm_max_retries,
@@ -301,13 +305,14 @@ class QualificationExtractor:
         if exact:
             fixed = self.fixed_prompt_tokens() + self.count_tokens(frame)
         else:
-            fixed = _fixed_prompt_upper_bound(self.response_schema) + upper_bound_text_tokens(frame)
+            rough = _fixed_prompt_upper_bound(self.response_schema, self.mode)
+            fixed = rough + upper_bound_text_tokens(frame)
         fixed += summary_growth
         return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
 
     def fixed_prompt_tokens(self) -> int:
         """The system prompt and the tool schema, counted: the same on every call."""
-        return _fixed_prompt_tokens(self.model_name, self.response_schema)
+        return _fixed_prompt_tokens(self.model_name, self.response_schema, self.mode)
 
     def count_tokens(self, text: str) -> int:
         return count_tokens(self.model_name, text)
@@ -352,6 +357,11 @@ class QualificationExtractor:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
+        elif self.api_base:
+            # A server of one's own often asks for no key, but the OpenAI SDK refuses to send a
+            # request without one (and LiteLLM would fall back to OPENAI_API_KEY: not for a
+            # server other than OpenAI's).
+            kwargs["api_key"] = NO_API_KEY
         return kwargs
 
     def _reasking(self) -> AsyncRetrying:
@@ -464,6 +474,21 @@ class _CallLog:
         )
 
 
+def structured_output(
+    mode: Literal["auto", "tools", "json"], model: str, api_base: str | None
+) -> StructuredOutput:
+    """The structured-output mode `LLM_MODE` asks for; `auto` picks the one that works.
+
+    An OpenAI-compatible server of one's own (`openai/<name>` with an `LLM_API_BASE` that is
+    not OpenAI's: llama.cpp, vLLM, LM Studio…) gets JSON mode: llama.cpp's server turns TOOLS
+    mode into a grammar, and small models then answer with an empty `signals` list, where JSON
+    mode finds the signals (DESIGN.md, Qwen2.5-1.5B). Hosted providers get TOOLS mode."""
+    if mode != "auto":
+        return mode
+    own_server = api_base is not None and urlsplit(api_base).hostname != OPENAI_HOST
+    return "json" if model.startswith("openai/") and own_server else "tools"
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
@@ -540,16 +565,26 @@ def context_tokens(model: str) -> int:
 
 
 @functools.cache
-def _fixed_prompt_tokens(model: str, schema: ResponseSchema) -> int:
-    return sum(count_tokens(model, text) for text in _fixed_prompt_texts(schema))
+def _fixed_prompt_tokens(model: str, schema: ResponseSchema, mode: StructuredOutput) -> int:
+    counted = sum(count_tokens(model, text) for text in _fixed_prompt_texts(schema, mode))
+    return counted + (JSON_MODE_INSTRUCTION_TOKENS if mode == "json" else 0)
 
 
 @functools.cache
-def _fixed_prompt_upper_bound(schema: ResponseSchema) -> int:
-    return sum(upper_bound_text_tokens(text) for text in _fixed_prompt_texts(schema))
+def _fixed_prompt_upper_bound(schema: ResponseSchema, mode: StructuredOutput) -> int:
+    bound = sum(upper_bound_text_tokens(text) for text in _fixed_prompt_texts(schema, mode))
+    return bound + (JSON_MODE_INSTRUCTION_TOKENS if mode == "json" else 0)
 
 
-def _fixed_prompt_texts(schema: ResponseSchema) -> tuple[str, str]:
-    """The system prompt and the tool schema: the same on every call."""
-    tool = _RESPONSE_MODELS[schema].openai_schema  # type: ignore[attr-defined]
-    return SYSTEM_PROMPTS[schema], json.dumps(tool)
+# instructor's JSON-mode instruction around the schema (about 40 words), on the large side.
+JSON_MODE_INSTRUCTION_TOKENS = 100
+
+
+def _fixed_prompt_texts(schema: ResponseSchema, mode: StructuredOutput) -> tuple[str, str]:
+    """The system prompt and the schema as the mode sends it, the same on every call: TOOLS
+    mode sends the tool definition; JSON mode appends the JSON schema to the system prompt,
+    indented (instructor's `json.dumps(schema, indent=2)`)."""
+    model = _RESPONSE_MODELS[schema]
+    if mode == "json":
+        return SYSTEM_PROMPTS[schema], json.dumps(model.model_json_schema(), indent=2)
+    return SYSTEM_PROMPTS[schema], json.dumps(model.openai_schema)  # type: ignore[attr-defined]
