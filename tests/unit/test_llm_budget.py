@@ -50,10 +50,20 @@ def test_a_batch_the_upper_bound_does_not_clear_is_counted_and_planned_as_before
     assert len(chunks) > 1 and [text for chunk in chunks for text in chunk] == texts
 
 
-def test_the_rough_room_is_never_larger_than_the_counted_one() -> None:
-    extractor = QualificationExtractor(model_name=LARGE_CONTEXT_MODEL, max_prompt_tokens=6_000)
+def test_short_turns_for_a_small_context_count_the_fixed_part_and_no_frame() -> None:
+    """The fixed part's count is cached per model (functools.cache): no per-call counting."""
+    extractor = CountingExtractor(model_name=LARGE_CONTEXT_MODEL, max_prompt_tokens=6_000)
+    texts = ["We have a budget of $50k.", "We need it live by Q3."]
+
+    assert plan(extractor, texts) == [texts]
+    assert plan(extractor, texts) == [texts]
+    assert set(extractor.counted) == {"<fixed part>"}
+
+
+def test_each_estimate_leaves_no_more_room_than_the_next() -> None:
+    extractor = QualificationExtractor(model_name=LARGE_CONTEXT_MODEL, max_prompt_tokens=60_000)
     state, stage = QualificationState(key_insights=["Inbound volume doubled"]), DealStage.DISCOVERY
 
-    rough = extractor.turn_budget(state, stage, exact=False)
+    rooms = [extractor.turn_budget(state, stage, counted=c) for c in ("none", "fixed", "all")]
 
-    assert rough <= extractor.turn_budget(state, stage)
+    assert rooms == sorted(rooms)

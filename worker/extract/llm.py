@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -141,6 +141,9 @@ _MODES: Mapping[StructuredOutput, instructor.Mode] = {
     "json": instructor.Mode.JSON,
 }
 OPENAI_HOST = "api.openai.com"
+# What the prompt budget puts through the tokenizer (see `turn_budget`), cheapest first.
+Counted = Literal["none", "fixed", "all"]
+ESTIMATES: tuple[Counted, ...] = ("none", "fixed")
 NO_API_KEY = "no-key"  # sent to an LLM_API_BASE when LLM_API_KEY is unset
 # What instructor re-asks on: the output did not parse or did not validate.
 _REASK_ERRORS = (
@@ -228,13 +231,16 @@ class QualificationExtractor:
         if not self.circuit.allow():  # the provider is down: fail open without waiting on it
             return self._result(_CallLog(), extraction=None, error="CircuitOpen")
         # A turn too long for any prompt is trimmed (visibly), never a reason to fail forever.
-        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage, exact=False)
-        if not all(surely_fits(turn, room) for turn in turns):
-            room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
-            turns = [
-                turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
-                for turn in turns
-            ]
+        room = self._first_room(
+            lambda room: all(surely_fits(turn, room) for turn in turns),
+            existing_state,
+            current_stage,
+            next_stage,
+        )
+        turns = [
+            turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
+            for turn in turns
+        ]
         messages = build_messages(
             turns,
             existing_state,
@@ -271,13 +277,12 @@ class QualificationExtractor:
         """`turns` as consecutive chunks whose prompts fit `prompt_budget()`; see the port."""
         shrink = max(shrink, 1)
         most = sum(upper_bound_tokens(turn) for turn in turns)
-        rough = self.turn_budget(existing_state, current_stage, next_stage=next_stage, exact=False)
-        if most <= rough // shrink:
+        room = self._first_room(
+            lambda room: most <= room // shrink, existing_state, current_stage, next_stage
+        )
+        if most <= room // shrink:
             return [list(turns)]  # live traffic: a few short turns, no tokenizer needed
-        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage) // shrink
-        if most <= room:
-            return [list(turns)]
-        return budget.plan_chunks(turns, room, self.count_tokens)
+        return budget.plan_chunks(turns, room // shrink, self.count_tokens)
 
     def prompt_budget(self) -> int:
         """Input tokens one prompt may take: LLM_MAX_PROMPT_TOKENS, else the model's context
@@ -292,23 +297,46 @@ class QualificationExtractor:
         current_stage: DealStage,
         *,
         next_stage: NextStage | None = None,
-        exact: bool = True,
+        counted: Counted = "all",
     ) -> int:
         """What a prompt leaves for turns: the budget less the fixed part (system prompt and
         schema), the variable frame around the turns, and room for the known-state summary to
-        grow to its cap (the state grows between the chunks of one plan). `exact=False` takes
-        upper bounds of the fixed part and the frame (`upper_bound_text_tokens`) instead of
-        counting them: a smaller room, enough to tell without the tokenizer that a few short
-        turns fit a large context (the tokenizer costs CPU and, loaded, ~40 MB)."""
+        grow to its cap (the state grows between the chunks of one plan).
+
+        `counted` says what goes through the tokenizer; the rest is taken at its upper bound
+        (`upper_bound_text_tokens`), which leaves a smaller room: `"none"` (no tokenizer: it
+        costs CPU and, loaded, ~40 MB), `"fixed"` (the fixed part, counted once per model and
+        cached), `"all"` (the frame too, on every call)."""
         frame = user_message([], existing_state, current_stage, next_stage)
         summary_growth = max(SUMMARY_MAX_CHARS - len(frame), 0) // 3  # >= 3 characters a token
-        if exact:
-            fixed = self.fixed_prompt_tokens() + self.count_tokens(frame)
+        if counted == "none":
+            fixed = _fixed_prompt_upper_bound(self.response_schema, self.mode)
         else:
-            rough = _fixed_prompt_upper_bound(self.response_schema, self.mode)
-            fixed = rough + upper_bound_text_tokens(frame)
+            fixed = self.fixed_prompt_tokens()
+        if counted == "all":
+            fixed += self.count_tokens(frame)
+        else:
+            fixed += upper_bound_text_tokens(frame)
         fixed += summary_growth
         return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
+
+    def _first_room(
+        self,
+        enough: Callable[[int], bool],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        next_stage: NextStage | None,
+    ) -> int:
+        """The cheapest `turn_budget` that is `enough`, else the exact one: short live turns
+        fit a large context without the tokenizer, a small context without counting on each
+        call. Each estimate is a room no larger than the next, so a fit is a fit."""
+        for counted in ESTIMATES:
+            room = self.turn_budget(
+                existing_state, current_stage, next_stage=next_stage, counted=counted
+            )
+            if enough(room):
+                return room
+        return self.turn_budget(existing_state, current_stage, next_stage=next_stage)
 
     def fixed_prompt_tokens(self) -> int:
         """The system prompt and the tool schema, counted: the same on every call."""
