@@ -1,6 +1,7 @@
 """`make bench`: the worker end to end under load, against a per-turn baseline in the same run.
 
     .venv/bin/python -m tests.bench.run [--quick] [--scenarios W1-0ms W2-0ms W4 ...] [--turns N]
+        [--profile]
 
 Brings up its own embedded stack (PostgreSQL + Tansu broker) in a temp directory, a fake
 OpenAI-compatible LLM with a fixed latency in its own process, and the real worker
@@ -8,6 +9,8 @@ OpenAI-compatible LLM with a fixed latency in its own process, and the real work
 reads `qualification.updated` back, and measures: turns/s end to end, LLM calls and prompt
 tokens per turn, produce→update latency, worker CPU and peak RSS, PostgreSQL commits per turn.
 Prints a table, writes bench/results.json and bench/results.png. Reports; asserts nothing.
+`--profile` samples the worker with py-spy and prints its CPU per extraction split into ours,
+client stack and runtime (tests/bench/profile.py).
 W4 (bursty live chat, today's configuration against the lean one: tests/bench/bursty.py) runs
 last and writes bench/w4.json; `--scenarios W4` runs only it.
 """
