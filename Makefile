@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo eval bench schemas docs up down clean
+.PHONY: install test lint demo eval bench smoke-local schemas docs up down clean
 
 install: $(STAMP)
 
@@ -32,7 +32,12 @@ eval: install
 	$(PY) -m worker eval
 
 bench: install
-	$(PY) -m tests.bench.run
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+# One labelled conversation through the worker against a model server you run (not in CI), e.g.
+# make smoke-local LLM_API_BASE=http://127.0.0.1:8080/v1 LLM_MODEL=openai/qwen (README, Self-hosted models).
+smoke-local: install
+	LLM_API_BASE="$(LLM_API_BASE)" LLM_MODEL="$(LLM_MODEL)" $(PY) -m tests.bench.smoke_local
 
 schemas: install
 	$(PY) -m schemas.export

@@ -72,6 +72,7 @@ def worker_env(
         "CONSUMER_GROUP": f"group-{topics.turns}",
         "LLM_MODEL": "openai/fake-model",
         "LLM_API_BASE": llm_base_url,
+        "LLM_MODE": "tools",  # some tests script tool-call replies (LLM_MODE auto: JSON here)
         "LLM_API_KEY": "sk-test-not-a-real-key",
         "LLM_TIMEOUT_S": "2",
         "LLM_TRANSPORT_ATTEMPTS": "2",

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     llm_model: str = "anthropic/claude-sonnet-4-5"
     llm_api_base: str | None = None
     llm_api_key: SecretStr | None = None
-    llm_mode: Literal["tools", "json"] = "tools"
+    # Structured output: `auto` is JSON mode for an OpenAI-compatible server of one's own
+    # (`openai/<name>` with an LLM_API_BASE other than OpenAI's), TOOLS everywhere else.
+    llm_mode: Literal["auto", "tools", "json"] = "auto"
     # What the model fills in: `lean` lists only the dimensions the turns inform (a third of
     # the schema tokens); `full` asks for every field of QualificationExtraction.
     llm_response_schema: Literal["lean", "full"] = "lean"

@@ -1,6 +1,7 @@
 """`make bench`: the worker end to end under load, against a per-turn baseline in the same run.
 
     .venv/bin/python -m tests.bench.run [--quick] [--scenarios W1-0ms W2-0ms W4 ...] [--turns N]
+        [--profile]
 
 Brings up its own embedded stack (PostgreSQL + Tansu broker) in a temp directory, a fake
 OpenAI-compatible LLM with a fixed latency in its own process, and the real worker
@@ -8,6 +9,8 @@ OpenAI-compatible LLM with a fixed latency in its own process, and the real work
 reads `qualification.updated` back, and measures: turns/s end to end, LLM calls and prompt
 tokens per turn, produce→update latency, worker CPU and peak RSS, PostgreSQL commits per turn.
 Prints a table, writes bench/results.json and bench/results.png. Reports; asserts nothing.
+`--profile` samples the worker with py-spy and prints its CPU per extraction split into ours,
+client stack and runtime (tests/bench/profile.py).
 W4 (bursty live chat, today's configuration against the lean one: tests/bench/bursty.py) runs
 last and writes bench/w4.json; `--scenarios W4` runs only it.
 """
@@ -32,7 +35,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from tests.bench import report
+from tests.bench import profile, report
 from tests.bench.bursty import run_w4
 from tests.bench.llm import fake_llm, read_log
 from tests.bench.measure import (
@@ -244,6 +247,7 @@ def worker_env(stack: Stack, database: str, topics: Topics, llm_url: str) -> dic
         "LLM_MODEL": "openai/fake",
         "LLM_API_BASE": llm_url,
         "LLM_API_KEY": "x",
+        "LLM_MODE": "tools",  # the fake stands in for a hosted model (auto: JSON for it)
         "LOG_FORMAT": "json",
         "HTTP_PORT": "0",  # no /metrics server: nothing to collide with, nothing to measure
         "STALL_SWEEP_INTERVAL_S": "0",  # the workload's turns are dated in the past
@@ -299,10 +303,12 @@ def start_profiler(pid: int, output: Path | None) -> subprocess.Popen[bytes] | N
     """py-spy sampling the worker from now on (its overhead is in another process)."""
     if output is None:
         return None
-    py_spy = str(Path(sys.executable).parent / "py-spy")
-    command = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        raise SystemExit(f"--profile needs py-spy ({py_spy}): make install brings it (dev extras)")
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
     return subprocess.Popen(  # stopped with a signal, never awaited
-        [*command, "--output", str(output), "--nonblocking"],
+        [*command, "--full-filenames", "--output", str(output), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -355,7 +361,18 @@ async def run_scenario(
         r for r in read_log(request_log) if all(c != WARM_UP_CONVERSATION for c, _ in r["refs"])
     ]
     run.stored_turns = await _stored_turns(stack, database, run.warm_up)
-    return report.summarize(sc, run, payloads)
+    summary = report.summarize(sc, run, payloads)
+    if target.profile_to is not None and target.profile_to.exists():
+        summary["cpu_ms_per_extraction"] = cpu_split(summary, target.profile_to)
+    return summary
+
+
+def cpu_split(summary: dict[str, Any], stacks: Path) -> dict[str, float]:
+    """The worker's CPU per LLM call (rusage), split as the profile's samples are."""
+    cpu_s = summary["worker_cpu_s_per_1k_turns"] * summary["turns_applied"] / 1000
+    split = profile.read(stacks, cpu_s / max(1, summary["llm_calls"]) * 1000)
+    print("  " + profile.one_line(summary["name"], split), flush=True)
+    return split
 
 
 async def _stored_turns(stack: Stack, database: str, warm_up: bool) -> int:
@@ -467,7 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="worker settings for every scenario (the baseline keeps BATCH_MAX_RECORDS=1)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy flame graphs of the worker into bench/"
+        "--profile",
+        action="store_true",
+        help="py-spy stacks of the worker into bench/, and its CPU per extraction split by owner",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench")
     parser.add_argument(

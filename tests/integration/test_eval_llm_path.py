@@ -116,6 +116,8 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
         # The fake model's context is unknown (8,192 tokens assumed): with the stage walk in
         # it, the full schema would leave ~150 tokens for turns and split every conversation.
         "LLM_MAX_PROMPT_TOKENS": "16000",
+        # JSON mode (auto's pick for this server) sends the full schema indented: more chunks.
+        "LLM_MODE": "tools",
     }.items():
         monkeypatch.setenv(name, value)
 

@@ -106,6 +106,7 @@ def llm_settings(server: FakeLLMServer, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "llm_model": "openai/fake-model",
         "llm_api_base": server.base_url,
+        "llm_mode": "tools",  # the scripted replies are tool calls
         "llm_api_key": "test-key",
         "llm_timeout_s": TIMEOUT_S,
         "llm_max_retries": MAX_RETRIES,

@@ -50,6 +50,7 @@ def llm_service(database: Database, fake_llm: FakeLLMServer) -> QualificationSer
     settings = Settings(
         llm_model="openai/fake-model",
         llm_api_base=fake_llm.base_url,
+        llm_mode="tools",  # the scripted replies are tool calls
         llm_api_key="sk-test",
         llm_transport_attempts=1,
         update_topic="updates",

@@ -58,6 +58,7 @@ def extractor(server: FakeLLMServer, model: str = "openai/fake-model", **overrid
         **{
             "llm_model": model,
             "llm_api_base": base,
+            "llm_mode": "tools",  # the scripted replies are tool calls
             "llm_api_key": "test-key",
             "llm_timeout_s": 2,
             "llm_retry_budget_s": 5,

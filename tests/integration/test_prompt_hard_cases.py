@@ -44,6 +44,7 @@ def settings_for(fake_llm: FakeLLMServer) -> Settings:
     return Settings(
         llm_model="openai/fake-model",
         llm_api_base=fake_llm.base_url,
+        llm_mode="tools",  # the scripted replies are tool calls
         llm_api_key="sk-test",
         llm_transport_attempts=1,
         update_topic="updates",

@@ -27,9 +27,10 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 import instructor
 import litellm
@@ -42,6 +43,8 @@ from instructor.core.exceptions import (
     ResponseParsingError,
 )
 from instructor.core.hooks import Hooks
+from instructor.v2.core import patch as instructor_patch
+from instructor.v2.validation import async_validators
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -78,12 +81,53 @@ logging.getLogger("instructor").setLevel(logging.CRITICAL)
 
 log = structlog.get_logger(__name__)
 
-# instructor wraps a plain model in a new class on every call, so its cached schema never hits
-# and the JSON schema is rebuilt per call (about 40% of our CPU). Wrapped once, it is reused.
+
+def response_model(model: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
+    """`model` wrapped for instructor once, with its JSON schema built once.
+
+    instructor wraps a plain model in a new class on every call, so its cached tool definition
+    never hits; wrapped once, TOOLS mode's tool definition is built once (instructor caches it
+    per class). JSON mode asks the model for its JSON schema on every
+    call, and pydantic builds it anew each time (1 ms for the lean model): the schema is built
+    here once and each call gets its own copy (a caller may change what it gets)."""
+    wrapped = instructor.response_schema(model)
+    built = json.dumps(wrapped.model_json_schema())
+    fresh = wrapped.model_json_schema
+
+    def model_json_schema(_cls: type[pydantic.BaseModel], *args: Any, **kwargs: Any) -> Any:
+        return fresh(*args, **kwargs) if args or kwargs else json.loads(built)
+
+    wrapped.model_json_schema = classmethod(model_json_schema)  # type: ignore[method-assign,assignment]
+    return wrapped
+
+
 _RESPONSE_MODELS: Mapping[ResponseSchema, type[pydantic.BaseModel]] = {
-    "lean": instructor.response_schema(ExtractedSignals),
-    "full": instructor.response_schema(QualificationExtraction),
+    "lean": response_model(ExtractedSignals),
+    "full": response_model(QualificationExtraction),
 }
+
+
+def _check_async_validators_once(models: Sequence[type[pydantic.BaseModel]]) -> None:
+    """instructor checks that the response model has no async validators up to seven times per
+    call, walking every field each time (12% of the worker's CPU in W2-0ms-half). The answer
+    for a class cannot change: our models are checked once, here (the original check raises if
+    they ever get one), and any other model is still checked by instructor on every call."""
+    original = async_validators.reject_async_validators
+    for model in models:
+        original(model)
+    checked = frozenset(models)
+
+    def reject_async_validators(response_model: Any) -> None:
+        if isinstance(response_model, type) and response_model in checked:
+            return
+        original(response_model)
+
+    # patch.py imported the name at its import; every other caller imports it at each call.
+    async_validators.reject_async_validators = reject_async_validators
+    instructor_patch.reject_async_validators = reject_async_validators  # type: ignore[attr-defined]
+
+
+_check_async_validators_once(list(_RESPONSE_MODELS.values()))
 # A model LiteLLM does not know: assume a small context (llama.cpp servers often run 4-8k) and
 # say so; LLM_MAX_PROMPT_TOKENS sets the real figure.
 UNKNOWN_CONTEXT_TOKENS = 8192
@@ -91,10 +135,16 @@ UNKNOWN_CONTEXT_TOKENS = 8192
 # tokenizers (Claude's) split finer, so every count is taken this much larger.
 TOKEN_COUNT_MARGIN = 1.2
 _CONTEXT_ERROR_TEXT = ("context length", "context_length_exceeded", "prompt is too long")
-_MODES: Mapping[str, instructor.Mode] = {
+StructuredOutput = Literal["tools", "json"]
+_MODES: Mapping[StructuredOutput, instructor.Mode] = {
     "tools": instructor.Mode.TOOLS,
     "json": instructor.Mode.JSON,
 }
+OPENAI_HOST = "api.openai.com"
+# What the prompt budget puts through the tokenizer (see `turn_budget`), cheapest first.
+Counted = Literal["none", "fixed", "all"]
+ESTIMATES: tuple[Counted, ...] = ("none", "fixed")
+NO_API_KEY = "no-key"  # sent to an LLM_API_BASE when LLM_API_KEY is unset
 # What instructor re-asks on: the output did not parse or did not validate.
 _REASK_ERRORS = (
     pydantic.ValidationError,
@@ -112,7 +162,7 @@ class QualificationExtractor:
     model_name: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never in logs or tracebacks
-    mode: Literal["tools", "json"] = "tools"
+    mode: StructuredOutput = "tools"
     max_tokens: int = 2048
     timeout_s: float = 30.0
     max_retries: int = 2
@@ -148,7 +198,7 @@ class QualificationExtractor:
             model_name=settings.llm_model,
             api_base=settings.llm_api_base,
             api_key=key,
-            mode=settings.llm_mode,
+            mode=structured_output(settings.llm_mode, settings.llm_model, settings.llm_api_base),
             max_tokens=settings.llm_max_tokens,
             timeout_s=settings.llm_timeout_s,
             max_retries=settings.llm_max_retries,
@@ -183,7 +233,12 @@ class QualificationExtractor:
         if not self.circuit.allow():  # the provider is down: fail open without waiting on it
             return self._result(_CallLog(), extraction=None, error="CircuitOpen")
         # A turn too long for any prompt is trimmed (visibly), never a reason to fail forever.
-        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
+        room = self._first_room(
+            lambda room: all(surely_fits(turn, room) for turn in turns),
+            existing_state,
+            current_stage,
+            next_stage,
+        )
         turns = [
             turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
             for turn in turns
@@ -223,11 +278,14 @@ class QualificationExtractor:
         shrink: int = 1,
     ) -> list[list[TurnText]]:
         """`turns` as consecutive chunks whose prompts fit `prompt_budget()`; see the port."""
-        room = self.turn_budget(existing_state, current_stage, next_stage=next_stage)
-        room //= max(shrink, 1)
-        if sum(upper_bound_tokens(turn) for turn in turns) <= room:
+        shrink = max(shrink, 1)
+        most = sum(upper_bound_tokens(turn) for turn in turns)
+        room = self._first_room(
+            lambda room: most <= room // shrink, existing_state, current_stage, next_stage
+        )
+        if most <= room // shrink:
             return [list(turns)]  # live traffic: a few short turns, no tokenizer needed
-        return budget.plan_chunks(turns, room, self.count_tokens)
+        return budget.plan_chunks(turns, room // shrink, self.count_tokens)
 
     def prompt_budget(self) -> int:
         """Input tokens one prompt may take: LLM_MAX_PROMPT_TOKENS, else the model's context
@@ -242,18 +300,50 @@ class QualificationExtractor:
         current_stage: DealStage,
         *,
         next_stage: NextStage | None = None,
+        counted: Counted = "all",
     ) -> int:
         """What a prompt leaves for turns: the budget less the fixed part (system prompt and
         schema), the variable frame around the turns, and room for the known-state summary to
-        grow to its cap (the state grows between the chunks of one plan)."""
+        grow to its cap (the state grows between the chunks of one plan).
+
+        `counted` says what goes through the tokenizer; the rest is taken at its upper bound
+        (`upper_bound_text_tokens`), which leaves a smaller room: `"none"` (no tokenizer: it
+        costs CPU and, loaded, ~40 MB), `"fixed"` (the fixed part, counted once per model and
+        cached), `"all"` (the frame too, on every call)."""
         frame = user_message([], existing_state, current_stage, next_stage)
         summary_growth = max(SUMMARY_MAX_CHARS - len(frame), 0) // 3  # >= 3 characters a token
-        fixed = self.fixed_prompt_tokens() + self.count_tokens(frame) + summary_growth
+        if counted == "none":
+            fixed = _fixed_prompt_upper_bound(self.response_schema, self.mode)
+        else:
+            fixed = self.fixed_prompt_tokens()
+        if counted == "all":
+            fixed += self.count_tokens(frame)
+        else:
+            fixed += upper_bound_text_tokens(frame)
+        fixed += summary_growth
         return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
+
+    def _first_room(
+        self,
+        enough: Callable[[int], bool],
+        existing_state: QualificationState,
+        current_stage: DealStage,
+        next_stage: NextStage | None,
+    ) -> int:
+        """The cheapest `turn_budget` that is `enough`, else the exact one: short live turns
+        fit a large context without the tokenizer, a small context without counting on each
+        call. Each estimate is a room no larger than the next, so a fit is a fit."""
+        for counted in ESTIMATES:
+            room = self.turn_budget(
+                existing_state, current_stage, next_stage=next_stage, counted=counted
+            )
+            if enough(room):
+                return room
+        return self.turn_budget(existing_state, current_stage, next_stage=next_stage)
 
     def fixed_prompt_tokens(self) -> int:
         """The system prompt and the tool schema, counted: the same on every call."""
-        return _fixed_prompt_tokens(self.model_name, self.response_schema)
+        return _fixed_prompt_tokens(self.model_name, self.response_schema, self.mode)
 
     def count_tokens(self, text: str) -> int:
         return count_tokens(self.model_name, text)
@@ -298,6 +388,11 @@ class QualificationExtractor:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
+        elif self.api_base:
+            # A server of one's own often asks for no key, but the OpenAI SDK refuses to send a
+            # request without one (and LiteLLM would fall back to OPENAI_API_KEY: not for a
+            # server other than OpenAI's).
+            kwargs["api_key"] = NO_API_KEY
         return kwargs
 
     def _reasking(self) -> AsyncRetrying:
@@ -410,6 +505,21 @@ class _CallLog:
         )
 
 
+def structured_output(
+    mode: Literal["auto", "tools", "json"], model: str, api_base: str | None
+) -> StructuredOutput:
+    """The structured-output mode `LLM_MODE` asks for; `auto` picks the one that works.
+
+    An OpenAI-compatible server of one's own (`openai/<name>` with an `LLM_API_BASE` that is
+    not OpenAI's: llama.cpp, vLLM, LM Studio…) gets JSON mode: llama.cpp's server turns TOOLS
+    mode into a grammar, and small models then answer with an empty `signals` list, where JSON
+    mode finds the signals (DESIGN.md, Qwen2.5-1.5B). Hosted providers get TOOLS mode."""
+    if mode != "auto":
+        return mode
+    own_server = api_base is not None and urlsplit(api_base).hostname != OPENAI_HOST
+    return "json" if model.startswith("openai/") and own_server else "tools"
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
@@ -455,10 +565,15 @@ def count_tokens(model: str, text: str) -> int:
     return math.ceil(counted * TOKEN_COUNT_MARGIN)
 
 
-def upper_bound_tokens(turn: TurnText) -> int:
+def upper_bound_text_tokens(text: str) -> int:
     """At most this many tokens, without counting: one per UTF-8 byte (a BPE token is at
-    least one byte), with the tokenizer margin, plus the turn's frame."""
-    return math.ceil(len(turn.text.encode()) * TOKEN_COUNT_MARGIN) + budget.TURN_OVERHEAD_TOKENS
+    least one byte), with the tokenizer margin."""
+    return math.ceil(len(text.encode()) * TOKEN_COUNT_MARGIN)
+
+
+def upper_bound_tokens(turn: TurnText) -> int:
+    """`upper_bound_text_tokens` of the turn's text plus the turn's frame."""
+    return upper_bound_text_tokens(turn.text) + budget.TURN_OVERHEAD_TOKENS
 
 
 def surely_fits(turn: TurnText, room: int) -> bool:
@@ -481,6 +596,26 @@ def context_tokens(model: str) -> int:
 
 
 @functools.cache
-def _fixed_prompt_tokens(model: str, schema: ResponseSchema) -> int:
-    tool = _RESPONSE_MODELS[schema].openai_schema  # type: ignore[attr-defined]
-    return count_tokens(model, SYSTEM_PROMPTS[schema]) + count_tokens(model, json.dumps(tool))
+def _fixed_prompt_tokens(model: str, schema: ResponseSchema, mode: StructuredOutput) -> int:
+    counted = sum(count_tokens(model, text) for text in _fixed_prompt_texts(schema, mode))
+    return counted + (JSON_MODE_INSTRUCTION_TOKENS if mode == "json" else 0)
+
+
+@functools.cache
+def _fixed_prompt_upper_bound(schema: ResponseSchema, mode: StructuredOutput) -> int:
+    bound = sum(upper_bound_text_tokens(text) for text in _fixed_prompt_texts(schema, mode))
+    return bound + (JSON_MODE_INSTRUCTION_TOKENS if mode == "json" else 0)
+
+
+# instructor's JSON-mode instruction around the schema (about 40 words), on the large side.
+JSON_MODE_INSTRUCTION_TOKENS = 100
+
+
+def _fixed_prompt_texts(schema: ResponseSchema, mode: StructuredOutput) -> tuple[str, str]:
+    """The system prompt and the schema as the mode sends it, the same on every call: TOOLS
+    mode sends the tool definition; JSON mode appends the JSON schema to the system prompt,
+    indented (instructor's `json.dumps(schema, indent=2)`)."""
+    model = _RESPONSE_MODELS[schema]
+    if mode == "json":
+        return SYSTEM_PROMPTS[schema], json.dumps(model.model_json_schema(), indent=2)
+    return SYSTEM_PROMPTS[schema], json.dumps(model.openai_schema)  # type: ignore[attr-defined]
