@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # pending sweeper once this old, looked for every interval (worker/qualify/sweeper.py; 0 = off).
     pending_sweep_interval_s: float = Field(default=30.0, ge=0)
     pending_quiet_s: float = Field(default=60.0, ge=0)
-    # Debounced extraction (README, "Debounced extraction"): above 0, a batch only stores its
+    # Debounced extraction (README, How it works): above 0, a batch only stores its
     # turns and commits; a conversation is extracted once no turn came for this long, or its
     # oldest waiting turn waited EXTRACT_MAX_WAIT_MS: one call for a whole burst of turns.
     # 0: every batch extracts its conversations at once.
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # v3: the largest produce request the worker sends (aiokafka's max_request_size), for dead
     # letters and update events alike. Dead letters are cut to fit it; the bounds of an update
-    # event (README, "Bounds") are sized for 1 MiB, hence the minimum. Keep it at or under the
+    # event (docs/decisions.md, Bounds) are sized for 1 MiB, hence the minimum. Keep it at or under the
     # broker's `message.max.bytes` (and the topics' `max.message.bytes`): start-up checks that
     # when the broker says.
     kafka_max_request_bytes: int = Field(default=1024 * 1024, ge=1024 * 1024)

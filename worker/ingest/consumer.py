@@ -44,7 +44,7 @@ MAX_BACKOFF_S = 30.0
 # have equal partition counts (`require_co_partitioned`), so a conversation's turns and overrides
 # meet in one worker; aiokafka's default, round-robin, splits them. Range only: the embedded
 # broker refuses a group whose members offer different strategy lists (InconsistentGroupProtocol),
-# so a fallback offered for rolling upgrades would not help there (README "Scaling").
+# so a fallback offered for rolling upgrades would not help there (docs/operations.md, Scaling).
 ASSIGNORS = (RangePartitionAssignor,)
 
 
