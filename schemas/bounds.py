@@ -1,4 +1,5 @@
-"""How far the lists of a qualification may grow (CONTRACT.md section 2, v3; docs/decisions.md, Bounds).
+"""How far the lists of a qualification may grow (CONTRACT.md section 2, v3; docs/decisions.md,
+Bounds).
 
 Every update event carries the whole state, so a list that grows with the conversation would
 one day make an event larger than the producer's request limit (`KAFKA_MAX_REQUEST_BYTES`, at
