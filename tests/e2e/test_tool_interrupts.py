@@ -42,6 +42,12 @@ def processes_in(tmp: Path) -> list[str]:
     return found
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal would deliver it. A test run started in the
+    background has SIGINT ignored, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start_eval(tmp: Path) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the embedded server
     env["TMPDIR"] = str(tmp)
@@ -52,6 +58,7 @@ async def start_eval(tmp: Path) -> asyncio.subprocess.Process:
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )
 
 
