@@ -1,5 +1,5 @@
-"""What the development commands do (`stack`, `demo`, `eval`): worker/tools/cli.py imports this
-module when one of them runs, and says so in one line when it is not installed."""
+"""What the development commands do (`stack`, `demo`, `eval`): worker/tools/development.py imports
+this module when one of them runs, and says so in one line when it is not installed."""
 
 from __future__ import annotations
 
