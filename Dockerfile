@@ -24,6 +24,7 @@ print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-depe
  && pip install -c constraints.txt -r requirements.txt
 
 # The code runs from /app (the SQL files are read from /app/sql), not from site-packages.
+# devtools/ (embedded stack, eval, demo) is development tooling: neither copied nor installed.
 COPY schemas ./schemas
 COPY sql ./sql
 COPY worker ./worker

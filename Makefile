@@ -18,8 +18,8 @@ test: install
 	$(PY) -m pytest
 
 lint: install
-	$(PY) -m ruff check worker schemas tests
-	$(PY) -m ruff format --check worker schemas tests
+	$(PY) -m ruff check worker devtools schemas tests
+	$(PY) -m ruff format --check worker devtools schemas tests
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 

@@ -54,7 +54,7 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         with PostgresContainer("postgres:16-alpine", driver=None) as container:
             yield container.get_connection_url()
     else:
-        from worker.tools.stack import start_postgres
+        from devtools.stack import start_postgres
 
         server = start_postgres(tmp_path_factory.mktemp("postgres"), durable=False)
         try:
@@ -73,7 +73,7 @@ def kafka_bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
-        from worker.tools.stack import start_broker
+        from devtools.stack import start_broker
 
         broker = start_broker(tmp_path_factory.mktemp("broker"))
         try:

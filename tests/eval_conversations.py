@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from worker.tools.evaluation.dataset import LABELLED_DIMENSIONS
+from devtools.evaluation.dataset import LABELLED_DIMENSIONS
 
 
 def expect(stage: list[str], **labels: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devtools.stack import create_topics
 from worker.settings import Settings
-from worker.tools.stack import create_topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_TIME = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from schemas.events import DeadLetterReason
 from worker.errors import WorkerError
 from worker.ops.logs import configure_logging
 from worker.settings import Settings, load_settings
-from worker.tools import cli
+from worker.tools import cli, development
 
 EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply sql/migrations").set_defaults(fn=cli.migrate)
     stack = sub.add_parser("stack", help="the embedded local stack (PostgreSQL + broker)")
     stack.add_argument("action", choices=["up", "down", "status"])
-    stack.set_defaults(fn=cli.stack)
+    stack.set_defaults(fn=development.stack)
     produce = sub.add_parser("produce", help="publish turns from a JSONL file, keyed")
     produce.add_argument("file")
     produce.add_argument(
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--stage", default=None)
     pipeline.set_defaults(fn=cli.pipeline)
     sub.add_parser("demo", help="the main job end to end on the embedded stack").set_defaults(
-        fn=cli.demo
+        fn=development.demo
     )
     add_operator_commands(sub)
     return parser
@@ -147,7 +147,7 @@ def add_eval_command(sub: Any) -> None:
         help="turns per batch: 'all' or a number; repeatable (default: all and 1)",
     )
     evaluate.add_argument("--out", default="eval", help="output directory (default: %(default)s)")
-    evaluate.set_defaults(fn=cli.evaluate)
+    evaluate.set_defaults(fn=development.evaluate)
 
 
 def add_override_command(sub: Any) -> None:

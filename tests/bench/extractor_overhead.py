@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from schemas import BANTSignals, Channel, DealStage, QualificationState, Speaker
+from tests.builders import turn_texts
 from tests.fakes.llm_server import subprocess_server
 from worker.extract.llm import QualificationExtractor
-from worker.extract.port import ExtractionResult, Extractor, TurnText
+from worker.extract.port import ExtractionResult, Extractor
 from worker.extract.prompt import build_messages
 from worker.extract.rules import RulesExtractor
 
@@ -48,20 +47,6 @@ class Measurement:
         )
 
 
-def turns() -> list[TurnText]:
-    start = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-    return [
-        TurnText(
-            event_id=uuid.uuid4(),
-            speaker=speaker,
-            channel=Channel.EMAIL,
-            text=text,
-            occurred_at=start + timedelta(minutes=n),
-        )
-        for n, (speaker, text) in enumerate(LINES)
-    ]
-
-
 def known_state() -> QualificationState:
     need = BANTSignals(need_identified=True, need_confidence=0.6, need_evidence=["We need SSO."])
     return QualificationState(bant=need, key_insights=["Inbound volume doubled"])
@@ -84,7 +69,7 @@ async def measure(
 
 
 def extraction_call(extractor: Extractor) -> Callable[[], Awaitable[ExtractionResult]]:
-    batch, state = turns(), known_state()
+    batch, state = turn_texts(LINES, channel=Channel.EMAIL), known_state()
 
     async def call() -> ExtractionResult:
         result = await extractor.extract_signals(batch, state, DealStage.DISCOVERY)
@@ -96,7 +81,7 @@ def extraction_call(extractor: Extractor) -> Callable[[], Awaitable[ExtractionRe
 
 
 async def prompt_only() -> None:
-    build_messages(turns(), known_state(), DealStage.DISCOVERY)
+    build_messages(turn_texts(LINES, channel=Channel.EMAIL), known_state(), DealStage.DISCOVERY)
 
 
 async def run(calls: int, concurrency_levels: list[int]) -> list[Measurement]:

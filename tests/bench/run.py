@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from devtools.stack import BrokerProcess, PostgresProcess, start_broker, start_postgres
 from tests.bench import profile, report
 from tests.bench.bursty import run_w4
 from tests.bench.llm import fake_llm, read_log
@@ -55,7 +56,6 @@ from tests.bench.measure import (
 from tests.bench.workload import Conversation, backlog, live, long_conversations, payload
 from tests.harness import Topics
 from worker.store.database import migrate
-from worker.tools.stack import BrokerProcess, PostgresProcess, start_broker, start_postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 8  # what `stack up` creates

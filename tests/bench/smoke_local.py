@@ -25,6 +25,10 @@ from pathlib import Path
 
 import aiohttp
 
+from devtools.evaluation.dataset import LabelledConversation, read_dataset
+from devtools.evaluation.harness import counted_service, replay
+from devtools.evaluation.scoring import ConversationScore, score_conversation
+from devtools.stack import start_postgres
 from schemas import ConversationState
 from worker.errors import ConfigurationError
 from worker.extract.llm import structured_output
@@ -32,10 +36,6 @@ from worker.qualify.repository import ConversationStateRepository
 from worker.settings import Settings, load_settings
 from worker.store.database import migrate_database
 from worker.store.unit_of_work import open_database
-from worker.tools.evaluation.dataset import LabelledConversation, read_dataset
-from worker.tools.evaluation.harness import counted_service, replay
-from worker.tools.evaluation.scoring import ConversationScore, score_conversation
-from worker.tools.stack import start_postgres
 
 DATASET = Path(__file__).resolve().parents[2] / "examples" / "eval" / "development.jsonl"
 # A 7-turn email thread that says nine of the ten dimensions: one call, a short prompt.

@@ -14,11 +14,11 @@ import aiohttp
 from faststream.specification.asyncapi.site import ASYNCAPI_TRY_IT_PLUGIN_URL
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.stack import free_port, start_postgres
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import Topics, WorkerProcess, applied_turns, fetch, produce, turn
 from tests.waiting import eventually
 from worker.store.database import connect, migrate
-from worker.tools.stack import free_port, start_postgres
 
 StartWorker = Callable[..., WorkerProcess]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -13,10 +13,10 @@ import uuid
 import pytest
 import pytest_asyncio
 
+from devtools.stack import create_topics
 from schemas import QualificationOverride, conversation_key
 from tests.harness import REPO_ROOT, TopicReader
 from tests.waiting import eventually
-from worker.tools.stack import create_topics
 
 
 @pytest_asyncio.fixture

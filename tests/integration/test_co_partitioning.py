@@ -15,11 +15,11 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 
+from devtools.stack import create_topics
 from tests.harness import REPO_ROOT, Topics, worker_env
 from tests.waiting import eventually
 from worker.errors import ConfigurationError
 from worker.ingest.consumer import ASSIGNORS, require_co_partitioned
-from worker.tools.stack import create_topics
 
 # Not a multiple of the members: aiokafka's default round-robin, dealing the partitions of both
 # topics out in turn, then gives partition i of the two topics to different members.

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from devtools import commands
 from schemas import DealStage, Dimension
 from schemas.dimensions import DIMENSIONS, ValueKind
 from tests.eval_conversations import CONVERSATIONS, write_dataset
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, JsonObject
 from worker.qualify.stages import PIPELINE
 from worker.settings import load_settings
-from worker.tools import cli
 
 _STAGE = re.compile(r"^Current stage: (?P<stage>\w+)$", re.M)
 _TURN = re.compile(r'<turn [^>]*speaker="(?P<speaker>\w+)"[^>]*>\n(?P<text>.*?)\n</turn>', re.S)
@@ -126,7 +126,7 @@ async def test_eval_scores_the_llm_path_from_an_oracle_model(
         args = argparse.Namespace(
             dataset=[str(dataset)], model=["openai/fake-model"], per_batch=None, out=str(out)
         )
-        code = await cli.evaluate(args, load_settings())
+        code = await commands.evaluate(args, load_settings())
 
     assert code == 0
     assert "openai/fake-model per-batch=all" in capsys.readouterr().out

@@ -6,9 +6,7 @@ import asyncio
 import dataclasses
 import json
 import socket
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -19,12 +17,12 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from schemas import (
     BANTSignals,
-    Channel,
     DealStage,
     QualificationExtraction,
     QualificationState,
     Speaker,
 )
+from tests.builders import turn_texts
 from tests.fakes.llm_server import (
     ContentReply,
     ErrorReply,
@@ -38,7 +36,6 @@ from tests.fakes.llm_server import (
 from worker.extract.factory import build_extractor
 from worker.extract.lean import DimensionSignal, ExtractedSignals, WalkStep
 from worker.extract.llm import QualificationExtractor
-from worker.extract.port import TurnText
 from worker.extract.pricing import TokenUsage, cost_usd
 from worker.extract.prompt import PROMPT_VERSION
 from worker.extract.redaction import RedactingExtractor
@@ -71,19 +68,6 @@ VALID: JsonObject = {
     "suggested_stage": "qualification",
     "stage_reason": "Budget and need are known.",
 }
-
-
-def turns() -> list[TurnText]:
-    return [
-        TurnText(
-            event_id=uuid.uuid4(),
-            speaker=speaker,
-            channel=Channel.CHAT,
-            text=text,
-            occurred_at=datetime(2025, 3, 3, 9, n, tzinfo=UTC),
-        )
-        for n, (speaker, text) in enumerate(TURN_TEXTS)
-    ]
 
 
 def known_state() -> QualificationState:
@@ -125,7 +109,9 @@ def extractor_for(server: FakeLLMServer, **overrides: Any) -> QualificationExtra
 async def extract(
     extractor: QualificationExtractor, state: QualificationState | None = None
 ) -> Any:
-    return await extractor.extract_signals(turns(), state or known_state(), DealStage.DISCOVERY)
+    return await extractor.extract_signals(
+        turn_texts(TURN_TEXTS), state or known_state(), DealStage.DISCOVERY
+    )
 
 
 def schema_properties(request: JsonObject) -> set[str]:

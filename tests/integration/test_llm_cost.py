@@ -7,16 +7,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
-from schemas import Channel, DealStage, QualificationState, Speaker
+from schemas import DealStage, QualificationState
+from tests.builders import turn_text
 from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, request_text
 from worker.extract.budget import TRIM_MARKER
 from worker.extract.llm import CONTEXT_WINDOW_EXCEEDED, QualificationExtractor
@@ -26,7 +25,6 @@ from worker.ops.metrics import observe_extraction
 from worker.settings import Settings
 
 ANTHROPIC_MODEL = "anthropic/claude-sonnet-4-5"  # the default: priced, cache prices included
-START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 NEED = "We need single sign-on for all 400 of our agents."
 VALID: JsonObject = {
     "bant": {
@@ -70,16 +68,6 @@ def extractor(server: FakeLLMServer, model: str = "openai/fake-model", **overrid
     )
 
 
-def turn(text: str, n: int = 0) -> TurnText:
-    return TurnText(
-        event_id=uuid.uuid4(),
-        speaker=Speaker.PROSPECT,
-        channel=Channel.CHAT,
-        text=text,
-        occurred_at=START + timedelta(minutes=n),
-    )
-
-
 async def extract(llm: QualificationExtractor, turns: list[TurnText]) -> ExtractionResult:
     return await llm.extract_signals(turns, QualificationState(), DealStage.DISCOVERY)
 
@@ -104,7 +92,7 @@ async def test_lean_request_carries_no_length_limits_and_reads_back_in_full(
 ) -> None:
     llm_server.reply_builder = lambda _request: VALID
 
-    result = await extract(extractor(llm_server), [turn(NEED)])
+    result = await extract(extractor(llm_server), [turn_text(NEED)])
 
     body = json.dumps(llm_server.requests[0])
     assert "maxLength" not in body and "maxItems" not in body  # llama.cpp's grammar dies on them
@@ -120,8 +108,8 @@ async def test_full_schema_is_selectable_and_reads_the_same_reply_the_same(
 ) -> None:
     llm_server.reply_builder = lambda _request: VALID  # the fake answers in the schema it got
 
-    lean = await extract(extractor(llm_server), [turn(NEED)])
-    full = await extract(extractor(llm_server, llm_response_schema="full"), [turn(NEED)])
+    lean = await extract(extractor(llm_server), [turn_text(NEED)])
+    full = await extract(extractor(llm_server, llm_response_schema="full"), [turn_text(NEED)])
 
     assert llm_server.requests[1]["tools"][0]["function"]["name"] == "QualificationExtraction"
     assert full.prompt_version.endswith("-full") and not lean.prompt_version.endswith("-full")
@@ -136,7 +124,7 @@ async def test_gap_report_comes_after_the_fixed_part(llm_server: FakeLLMServer) 
     llm = extractor(llm_server)
 
     await llm.extract_signals(
-        [turn(NEED)], QualificationState(), DealStage.DISCOVERY, next_stage=gap
+        [turn_text(NEED)], QualificationState(), DealStage.DISCOVERY, next_stage=gap
     )
 
     system, user = llm_server.requests[0]["messages"]
@@ -152,7 +140,7 @@ async def test_anthropic_request_marks_the_fixed_prefix_for_caching(
 ) -> None:
     llm_server.reply_builder = echo_extraction
 
-    result = await extract(extractor(llm_server, ANTHROPIC_MODEL), [turn(NEED)])
+    result = await extract(extractor(llm_server, ANTHROPIC_MODEL), [turn_text(NEED)])
 
     assert llm_server.paths[0] == "/v1/messages"
     body = llm_server.requests[0]
@@ -178,8 +166,8 @@ async def test_cache_tokens_are_recorded_counted_and_billed_at_cache_prices(
         for kind in ("cache_read", "cache_write")
     }
 
-    first = await extract(llm, [turn(NEED)])
-    second = await extract(llm, [turn("Our CFO Dana Smith signs anything over $20k.")])
+    first = await extract(llm, [turn_text(NEED)])
+    second = await extract(llm, [turn_text("Our CFO Dana Smith signs anything over $20k.")])
     for result in (first, second):
         observe_extraction(result, seconds=0.1)
 
@@ -211,8 +199,8 @@ async def test_openai_cached_tokens_are_recorded(llm_server: FakeLLMServer) -> N
     llm_server.reply_builder = echo_extraction
     llm = extractor(llm_server, "openai/gpt-4o-mini")
 
-    first = await extract(llm, [turn(NEED)])
-    second = await extract(llm, [turn("We lose 30 hours a week on this.")])
+    first = await extract(llm, [turn_text(NEED)])
+    second = await extract(llm, [turn_text("We lose 30 hours a week on this.")])
 
     assert first.cache_read_tokens == 0
     assert second.cache_read_tokens > 1000 and second.cache_write_tokens == 0
@@ -230,7 +218,7 @@ async def test_unknown_price_is_reported_unknown_never_zero(llm_server: FakeLLMS
     model = "openai/unpriced-model"
     llm_server.reply_builder = echo_extraction
 
-    result = await extract(extractor(llm_server, model), [turn(NEED)])
+    result = await extract(extractor(llm_server, model), [turn_text(NEED)])
     observe_extraction(result, seconds=0.1)
 
     assert result.status == "ok" and result.cost_usd is None
@@ -238,7 +226,7 @@ async def test_unknown_price_is_reported_unknown_never_zero(llm_server: FakeLLMS
     assert metric("qualification_llm_cost_unknown_total", model=model) == 1
     priced = await extract(
         extractor(llm_server, model, llm_input_price_per_mtok=1, llm_output_price_per_mtok=2),
-        [turn(NEED)],
+        [turn_text(NEED)],
     )
     assert priced.cost_usd == pytest.approx(
         (priced.prompt_tokens * 1 + priced.completion_tokens * 2) / 1_000_000
@@ -257,7 +245,7 @@ async def test_prompt_over_the_context_fails_at_once_as_context_window_exceeded(
     # The extractor believes in a larger context than the server has: the server says no.
     llm = extractor(llm_server, model, llm_max_prompt_tokens=100_000)
 
-    result = await extract(llm, [turn(f"{NEED} " + "word " * 4000)])
+    result = await extract(llm, [turn_text(f"{NEED} " + "word " * 4000)])
 
     assert result.status == "failed" and result.error == CONTEXT_WINDOW_EXCEEDED
     assert len(llm_server.requests) == 1  # neither re-asked nor retried as it is
@@ -273,7 +261,7 @@ async def test_oversized_conversation_is_extracted_in_full_across_planned_chunks
     llm = extractor(llm_server, llm_max_prompt_tokens=limit)
     # 60 turns of ~2,000 characters: ~30,000 tokens, five times what one prompt may hold.
     texts = [f"Turn {n} says we need connector {n}. " + "detail " * 280 for n in range(60)]
-    turns = [turn(text, n) for n, text in enumerate(texts)]
+    turns = [turn_text(text, n) for n, text in enumerate(texts)]
     state = QualificationState()
 
     chunks = llm.plan_chunks(turns, state, DealStage.DISCOVERY)
@@ -292,7 +280,7 @@ async def test_halving_the_plan_rescues_a_chunk_the_server_refused(
 ) -> None:
     llm_server.reply_builder = echo_extraction
     llm = extractor(llm_server, llm_max_prompt_tokens=12_000)
-    turns = [turn(f"Turn {n} needs item {n}. " + "detail " * 280, n) for n in range(12)]
+    turns = [turn_text(f"Turn {n} needs item {n}. " + "detail " * 280, n) for n in range(12)]
     state = QualificationState()
     (whole,) = llm.plan_chunks(turns, state, DealStage.DISCOVERY)
     llm_server.context_limit_tokens = 7000  # smaller than the extractor was told
@@ -312,7 +300,7 @@ async def test_a_single_turn_too_long_for_any_prompt_is_trimmed_not_failed(
     llm_server.context_limit_tokens = limit
     llm_server.reply_builder = echo_extraction
     llm = extractor(llm_server, llm_max_prompt_tokens=limit)
-    huge = turn(f"{NEED} " + "x" * 60_000)
+    huge = turn_text(f"{NEED} " + "x" * 60_000)
 
     result = await extract(llm, [huge])
 

@@ -1,4 +1,4 @@
-"""The embedded stack (worker/tools/stack/) against its real servers: PostgreSQL and Tansu.
+"""The embedded stack (devtools/stack/) against its real servers: PostgreSQL and Tansu.
 
 These always use the embedded servers, whatever DATABASE_URL/KAFKA_BOOTSTRAP_SERVERS say: the
 stack itself is what is under test.
@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from worker.tools.stack import (
+from devtools.stack import (
     BrokerProcess,
     PostgresProcess,
     create_topics,

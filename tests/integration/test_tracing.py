@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from schemas import ConversationKey, DeadLetter
+from tests.builders import Record
 from tests.harness import turn
 from tests.state_store import RULES
 from worker.ingest.consumer import BatchHandler
@@ -26,15 +27,6 @@ from worker.ops import tracing
 from worker.qualify.service import build_service
 from worker.store.erasure import conversation_hash
 from worker.store.unit_of_work import Database
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass
@@ -73,7 +65,9 @@ async def test_batch_and_conversation_spans_with_extraction_and_write_children(
         turn(tenant, "acme", "ann", 1, "we need it by March"),
         turn(tenant, "globex", "bob", 0, "tell me more"),
     ]
-    records = [Record("turns", 0, i, b"k", orjson.dumps(p)) for i, p in enumerate(payloads)]
+    records = [
+        Record(topic="turns", offset=i, value=orjson.dumps(p)) for i, p in enumerate(payloads)
+    ]
     letters: list[DeadLetter] = []
 
     async def publish_dead_letter(letter: DeadLetter, key: bytes | None) -> None:

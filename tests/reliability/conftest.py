@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from devtools.stack import PostgresProcess, start_postgres
 from tests.harness import Topics
 from tests.reliability.support import DatabaseProbe, QuotingLLM, Workers
 from worker.store.database import connect, migrate
-from worker.tools.stack import PostgresProcess, start_postgres
 
 PARTITIONS = 6  # enough for three workers to each own some
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest_asyncio
 
+from devtools.stack import free_port
 from tests.harness import TopicReader, Topics, produce
 from tests.reliability.support import (
     DatabaseProbe,
@@ -30,7 +31,6 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.waiting import eventually
-from worker.tools.stack import free_port
 
 # Not a multiple of three members nor of two: aiokafka's default round-robin would then give
 # partition i of the two topics to different members, with three workers and after the kill.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from devtools.stack import PostgresProcess
 from tests.harness import TopicReader, Topics
 from tests.reliability.support import (
     DatabaseProbe,
@@ -18,7 +19,6 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.waiting import eventually
-from worker.tools.stack import PostgresProcess
 
 FAILED_BATCHES_DURING_OUTAGE = 4  # with REDELIVERY_BACKOFF_S=0.2: about 3 s of outage
 

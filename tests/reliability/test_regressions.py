@@ -6,30 +6,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from schemas import (
-    Channel,
     ConversationKey,
     DeadLetter,
     DealStage,
     QualificationState,
-    Speaker,
     conversation_key,
     update_event_id,
 )
 from schemas.events import MAX_SEQUENCE, ConversationTurn
+from tests.builders import Record, turn_text
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
 from tests.state_store import count_turns
 from tests.waiting import eventually
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.llm import QualificationExtractor
-from worker.extract.port import ExtractionResult, TurnText
+from worker.extract.port import ExtractionResult
 from worker.ingest.decoding import decode_record
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService, build_service
@@ -40,18 +37,9 @@ from worker.store.unit_of_work import Database
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 
 
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 def record_of(payload: dict[str, Any] | bytes) -> Record:
     value = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return Record(topic="turns", partition=0, offset=7, key=b"k", value=value)
+    return Record(topic="turns", offset=7, value=value)
 
 
 def decoded(payload: dict[str, Any] | bytes, **kwargs: Any) -> ConversationTurn | DeadLetter:
@@ -222,13 +210,7 @@ async def test_unusable_answers_do_not_open_the_circuit() -> None:
 
 
 async def extract(extractor: QualificationExtractor) -> ExtractionResult:
-    text = TurnText(
-        event_id=uuid.uuid4(),
-        speaker=Speaker.PROSPECT,
-        channel=Channel.CHAT,
-        text="We need faster reporting.",
-        occurred_at=datetime(2026, 10, 5, tzinfo=UTC),
-    )
+    text = turn_text("We need faster reporting.")
     return await extractor.extract_signals([text], QualificationState(), DealStage.PROSPECTING)
 
 

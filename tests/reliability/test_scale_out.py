@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import signal
 
+from devtools.stack import free_port
 from tests.harness import TopicReader, Topics, WorkerProcess, produce
 from tests.reliability.support import (
     DatabaseProbe,
@@ -18,7 +19,6 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.waiting import eventually
-from worker.tools.stack import free_port
 
 # Many small batches (many commits to race the rebalances), 8 extractions at a time: with the
 # LLM's 100 ms the run lasts long enough for the kill to find calls in flight.

@@ -7,6 +7,8 @@ import os
 import signal
 from collections.abc import Sequence
 
+from devtools.stack import free_port
+from devtools.stack.processes import port_is_free
 from tests.harness import TopicReader, Topics, produce
 from tests.reliability.support import (
     DatabaseProbe,
@@ -21,8 +23,6 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.waiting import eventually
-from worker.tools.stack import free_port
-from worker.tools.stack.processes import port_is_free
 
 SETTINGS = {"BATCH_MAX_RECORDS": "40", "LLM_CONCURRENCY": "8"}
 

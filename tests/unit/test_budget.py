@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import itertools
-import uuid
-from datetime import UTC, datetime, timedelta
 
-from schemas import Channel, Speaker
+from tests.builders import turn_text
 from worker.extract.budget import (
     TURN_OVERHEAD_TOKENS,
     plan_chunks,
     trim_turn,
     turn_tokens,
 )
-from worker.extract.port import TurnText
-
-START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
 
 def four_chars_a_token(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def turn(text: str, n: int = 0) -> TurnText:
-    return TurnText(
-        event_id=uuid.uuid4(),
-        speaker=Speaker.PROSPECT,
-        channel=Channel.CHAT,
-        text=text,
-        occurred_at=START + timedelta(minutes=n),
-    )
-
-
 def test_turns_are_split_into_consecutive_chunks_within_the_budget() -> None:
-    turns = [turn(f"turn {n} " + "x" * (40 * (n % 7)), n) for n in range(60)]
+    turns = [turn_text(f"turn {n} " + "x" * (40 * (n % 7)), n) for n in range(60)]
     budget = 400
 
     chunks = plan_chunks(turns, budget, four_chars_a_token)
@@ -49,15 +34,15 @@ def test_turns_are_split_into_consecutive_chunks_within_the_budget() -> None:
 
 
 def test_turns_that_fit_are_one_chunk_and_no_turns_are_none() -> None:
-    turns = [turn("short", n) for n in range(5)]
+    turns = [turn_text("short", n) for n in range(5)]
 
     assert plan_chunks(turns, 10_000, four_chars_a_token) == [turns]
     assert plan_chunks([], 10_000, four_chars_a_token) == []
 
 
 def test_a_turn_longer_than_the_budget_is_trimmed_with_a_marker() -> None:
-    huge = turn("We need SSO. " + "y" * 40_000, 1)
-    turns = [turn("before", 0), huge, turn("after", 2)]
+    huge = turn_text("We need SSO. " + "y" * 40_000, 1)
+    turns = [turn_text("before", 0), huge, turn_text("after", 2)]
     budget = 1000
 
     chunks = plan_chunks(turns, budget, four_chars_a_token)
@@ -75,8 +60,8 @@ def test_a_turn_longer_than_the_budget_is_trimmed_with_a_marker() -> None:
 
 
 def test_trimming_leaves_a_turn_that_fits_untouched() -> None:
-    short = turn("We need SSO.")
+    short = turn_text("We need SSO.")
 
     assert trim_turn(short, 100, four_chars_a_token) == short
-    no_room = trim_turn(turn("z" * 10_000), TURN_OVERHEAD_TOKENS + 1, four_chars_a_token)
+    no_room = trim_turn(turn_text("z" * 10_000), TURN_OVERHEAD_TOKENS + 1, four_chars_a_token)
     assert no_room.text == "…[trimmed 10000 characters]"  # what was there is still said

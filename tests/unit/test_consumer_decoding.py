@@ -6,11 +6,11 @@ import base64
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
 from schemas import ConversationTurn, DeadLetter
+from tests.builders import Record
 from tests.harness import turn
 from worker.ingest.consumer import first_offsets, next_offsets
 from worker.ingest.decoding import (
@@ -22,25 +22,18 @@ from worker.ingest.decoding import (
 from worker.tools.dead_letters import Found, revalidate
 
 
-@dataclass
-class FakeRecord:
-    value: bytes | None
-    key: bytes | None = b"k"
-    topic: str = "conversation.turn"
-    partition: int = 0
-    offset: int = 0
-
-
 def good_value(text: str = "hello") -> bytes:
     return json.dumps(turn(uuid.uuid4(), "acme", "jane", 0, text)).encode()
 
 
 def test_valid_record_becomes_a_turn() -> None:
-    assert isinstance(decode_record(FakeRecord(good_value()), max_turn_chars=100), ConversationTurn)
+    assert isinstance(
+        decode_record(Record(value=good_value()), max_turn_chars=100), ConversationTurn
+    )
 
 
 def test_invalid_json_is_dead_lettered_with_its_position() -> None:
-    letter = decode_record(FakeRecord(b"{nope", partition=3, offset=42), max_turn_chars=100)
+    letter = decode_record(Record(value=b"{nope", partition=3, offset=42), max_turn_chars=100)
     assert isinstance(letter, DeadLetter)
     assert (letter.error, letter.partition, letter.offset, letter.value) == (
         "invalid_json",
@@ -52,19 +45,19 @@ def test_invalid_json_is_dead_lettered_with_its_position() -> None:
 
 def test_non_utf8_value_is_kept_as_base64() -> None:
     raw = b"\xff\xfe\x00binary"
-    letter = decode_record(FakeRecord(raw, key=None), max_turn_chars=100)
+    letter = decode_record(Record(value=raw, key=None), max_turn_chars=100)
     assert isinstance(letter, DeadLetter)
     assert letter.value_encoding == "base64" and base64.b64decode(letter.value) == raw
     assert letter.key is None
 
 
 def test_json_that_is_not_an_object_is_an_invalid_event() -> None:
-    letter = decode_record(FakeRecord(b"[1, 2]"), max_turn_chars=100)
+    letter = decode_record(Record(value=b"[1, 2]"), max_turn_chars=100)
     assert isinstance(letter, DeadLetter) and letter.error == "invalid_event"
 
 
 def test_text_over_the_limit_is_too_large_and_detail_does_not_echo_it() -> None:
-    letter = decode_record(FakeRecord(good_value(text="secret " * 30)), max_turn_chars=100)
+    letter = decode_record(Record(value=good_value(text="secret " * 30)), max_turn_chars=100)
     assert isinstance(letter, DeadLetter) and letter.error == "too_large"
     assert "secret" not in letter.detail
 
@@ -72,7 +65,7 @@ def test_text_over_the_limit_is_too_large_and_detail_does_not_echo_it() -> None:
 def test_missing_field_names_the_field() -> None:
     payload = json.loads(good_value())
     del payload["speaker"]
-    letter = decode_record(FakeRecord(json.dumps(payload).encode()), max_turn_chars=100)
+    letter = decode_record(Record(value=json.dumps(payload).encode()), max_turn_chars=100)
     assert isinstance(letter, DeadLetter) and letter.error == "invalid_event"
     assert letter.detail.startswith("speaker:")
 
@@ -80,9 +73,9 @@ def test_missing_field_names_the_field() -> None:
 def test_one_bad_record_does_not_fail_the_batch() -> None:
     batch = decode_batch(
         [
-            FakeRecord(good_value()),
-            FakeRecord(b"bad", offset=1),
-            FakeRecord(good_value(), offset=2),
+            Record(value=good_value()),
+            Record(value=b"bad", offset=1),
+            Record(value=good_value(), offset=2),
         ],
         max_turn_chars=100,
     )
@@ -90,7 +83,9 @@ def test_one_bad_record_does_not_fail_the_batch() -> None:
 
 
 def test_commit_and_redelivery_offsets_span_every_partition_of_the_batch() -> None:
-    records = [FakeRecord(b"", partition=p, offset=o) for p, o in [(0, 5), (1, 9), (0, 7), (1, 8)]]
+    records = [
+        Record(value=b"", partition=p, offset=o) for p, o in [(0, 5), (1, 9), (0, 7), (1, 8)]
+    ]
     assert next_offsets(records) == {
         TopicPartition("conversation.turn", 0): 8,
         TopicPartition("conversation.turn", 1): 10,
@@ -105,7 +100,7 @@ MIB = 1024 * 1024
 
 
 def fitted_letter(raw: bytes, key: bytes = b"k") -> DeadLetter:
-    letter = decode_record(FakeRecord(raw, key=key), max_turn_chars=20_000)
+    letter = decode_record(Record(value=raw, key=key), max_turn_chars=20_000)
     assert isinstance(letter, DeadLetter)
     return fitted(letter, key, max_request_bytes=MIB)
 

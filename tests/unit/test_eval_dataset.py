@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from devtools.evaluation import dataset as eval_dataset
 from schemas import Channel, DealStage, Speaker
-from worker.tools.evaluation import dataset as eval_dataset
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "eval"
 PARTS = {"development": EXAMPLES / "development.jsonl", "held_out": EXAMPLES / "held_out.jsonl"}

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from devtools.evaluation.dataset import LABELLED_DIMENSIONS, Expectations, read_dataset
+from devtools.evaluation.scoring import score_conversation, summarize
 from schemas import (
     BANTSignals,
     ConversationState,
@@ -18,8 +20,6 @@ from schemas import (
     QualificationState,
 )
 from worker.errors import ConfigurationError
-from worker.tools.evaluation.dataset import LABELLED_DIMENSIONS, Expectations, read_dataset
-from worker.tools.evaluation.scoring import score_conversation, summarize
 
 NOT_LABELLED: dict[str, Any] = {"identified": False, "mentions": []}
 

@@ -3,7 +3,6 @@ a deal stalled by inactivity before its own proposal is judged (CONTRACT.md sect
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from schemas import (
     OPEN_STAGES,
     BANTSignals,
-    ConversationKey,
     ConversationState,
     ConversationTurn,
     DealStage,
@@ -23,6 +21,7 @@ from schemas import (
     StageChange,
     StageMove,
 )
+from tests.builders import KEY, state_at
 from tests.harness import turn
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import DEFAULT_CRITERIA
@@ -37,26 +36,24 @@ from worker.qualify.versioning import (
 )
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-KEY = ConversationKey(uuid.UUID("00000000-0000-4000-8000-000000000002"), "acme", "jane")
 
 
-def state_at(
+def quiet_state(
     stage: DealStage,
     *,
     stalled_from: DealStage | None = None,
     quiet_days: float | None = 40,
     qualified: bool = False,
 ) -> ConversationState:
-    bant = BANTSignals(need_identified=qualified)
-    meddic = MEDDICSignals(identify_pain_identified=qualified)
-    return ConversationState(
-        tenant_id=KEY.tenant_id,
-        account_id=KEY.account_id,
-        contact_id=KEY.contact_id,
-        contact_email="jane@acme.example",
-        deal_stage=stage,
+    """A deal at `stage` whose last turn is `quiet_days` old (None: it has no turn yet)."""
+    qualification = QualificationState(
+        bant=BANTSignals(need_identified=qualified),
+        meddic=MEDDICSignals(identify_pain_identified=qualified),
+    )
+    return state_at(
+        stage,
         stalled_from=stalled_from,
-        qualification=QualificationState(bant=bant, meddic=meddic),
+        qualification=qualification,
         last_interaction=None if quiet_days is None else NOW - timedelta(days=quiet_days),
         interaction_count=4,
         version=7,
@@ -78,7 +75,7 @@ def new_turn() -> ConversationTurn:
 
 @pytest.mark.parametrize("stage", OPEN_STAGES)
 def test_an_open_deal_stalls_remembering_where_it_was(stage: DealStage) -> None:
-    before = state_at(stage, qualified=True)
+    before = quiet_state(stage, qualified=True)
     version = version_from_inactivity(before, now=NOW, days=30)
     assert version.source == "inactivity"
     assert version.state.deal_stage is DealStage.STALLED
@@ -99,7 +96,9 @@ def test_an_open_deal_stalls_remembering_where_it_was(stage: DealStage) -> None:
 
 
 def test_the_stall_event_says_inactivity_and_carries_no_extraction() -> None:
-    event = update_event(version_from_inactivity(state_at(DealStage.DISCOVERY), now=NOW, days=45))
+    event = update_event(
+        version_from_inactivity(quiet_state(DealStage.DISCOVERY), now=NOW, days=45)
+    )
     payload = event.model_dump(mode="json", by_alias=True)
     assert payload["source"] == "inactivity" and payload["actor"] is None
     assert payload["extraction"] is None and payload["turn_event_ids"] == []
@@ -117,16 +116,16 @@ def test_the_stall_event_says_inactivity_and_carries_no_extraction() -> None:
 
 @pytest.mark.parametrize("stage", [DealStage.STALLED, DealStage.CLOSED_WON, DealStage.CLOSED_LOST])
 def test_only_open_deals_stall_for_inactivity(stage: DealStage) -> None:
-    assert not is_inactive(state_at(stage), now=NOW, days=30)
+    assert not is_inactive(quiet_state(stage), now=NOW, days=30)
     with pytest.raises(ValueError, match="only an open deal"):
-        version_from_inactivity(state_at(stage), now=NOW, days=30)
+        version_from_inactivity(quiet_state(stage), now=NOW, days=30)
 
 
 def test_quiet_means_the_latest_turn_is_more_than_the_days_old() -> None:
-    assert is_inactive(state_at(DealStage.EVALUATION, quiet_days=30.01), now=NOW, days=30)
-    assert not is_inactive(state_at(DealStage.EVALUATION, quiet_days=30), now=NOW, days=30)
-    assert not is_inactive(state_at(DealStage.EVALUATION, quiet_days=2), now=NOW, days=30)
-    assert not is_inactive(state_at(DealStage.EVALUATION, quiet_days=None), now=NOW, days=30)
+    assert is_inactive(quiet_state(DealStage.EVALUATION, quiet_days=30.01), now=NOW, days=30)
+    assert not is_inactive(quiet_state(DealStage.EVALUATION, quiet_days=30), now=NOW, days=30)
+    assert not is_inactive(quiet_state(DealStage.EVALUATION, quiet_days=2), now=NOW, days=30)
+    assert not is_inactive(quiet_state(DealStage.EVALUATION, quiet_days=None), now=NOW, days=30)
 
 
 def after_turn(
@@ -139,7 +138,7 @@ def after_turn(
 
 
 def stalled_by_inactivity(stalled_from: DealStage, *, qualified: bool = False) -> ConversationState:
-    return state_at(DealStage.STALLED, stalled_from=stalled_from, qualified=qualified)
+    return quiet_state(DealStage.STALLED, stalled_from=stalled_from, qualified=qualified)
 
 
 def test_a_turn_resumes_a_deal_stalled_by_inactivity() -> None:

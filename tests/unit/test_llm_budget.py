@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas import DealStage, QualificationState
-from tests.unit.test_budget import turn
+from tests.builders import turn_text
 from worker.extract.llm import QualificationExtractor
 
 LARGE_CONTEXT_MODEL = "anthropic/claude-sonnet-4-5"  # 200k tokens in LiteLLM's list
@@ -27,7 +27,7 @@ class CountingExtractor(QualificationExtractor):
 
 
 def plan(extractor: QualificationExtractor, texts: list[str]) -> list[list[str]]:
-    turns = [turn(text, n) for n, text in enumerate(texts)]
+    turns = [turn_text(text, n) for n, text in enumerate(texts)]
     chunks = extractor.plan_chunks(turns, QualificationState(), DealStage.DISCOVERY)
     return [[t.text for t in chunk] for chunk in chunks]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,7 +20,7 @@ from schemas import (
     QualificationState,
     Speaker,
 )
-from worker.extract.port import TurnText
+from tests.builders import turn_texts
 from worker.extract.prompt import SYSTEM_PROMPTS
 from worker.extract.rules import extract
 from worker.qualify.criteria import DEFAULT_CRITERIA, parse_stage_criteria
@@ -34,16 +34,9 @@ TENANT = uuid.uuid4()
 
 
 def prospect_says(*texts: str) -> MEDDICSignals:
-    turns = [
-        TurnText(
-            event_id=uuid.uuid4(),
-            speaker=Speaker.PROSPECT,
-            channel=Channel.EMAIL,
-            text=text,
-            occurred_at=START + timedelta(minutes=n),
-        )
-        for n, text in enumerate(texts)
-    ]
+    turns = turn_texts(
+        [(Speaker.PROSPECT, text) for text in texts], channel=Channel.EMAIL, start=START
+    )
     return extract(turns, QualificationState(), DealStage.DISCOVERY).meddic
 
 
@@ -96,23 +89,16 @@ def test_no_competition_is_found_where_there_is_none(text: str) -> None:
 
 
 def test_an_answer_that_there_is_no_one_else_identifies_no_competition() -> None:
-    turns = [
-        TurnText(
-            event_id=uuid.uuid4(),
-            speaker=speaker,
-            channel=Channel.CALL,
-            text=text,
-            occurred_at=START + timedelta(minutes=n),
-        )
-        for n, (speaker, text) in enumerate(
-            [
-                (Speaker.REP, "Are you looking at other vendors as well?"),
-                (Speaker.PROSPECT, "No, nobody else at the moment."),
-                (Speaker.REP, "Who else are you talking to?"),
-                (Speaker.PROSPECT, "We have a demo from Initech next week."),
-            ]
-        )
-    ]
+    turns = turn_texts(
+        [
+            (Speaker.REP, "Are you looking at other vendors as well?"),
+            (Speaker.PROSPECT, "No, nobody else at the moment."),
+            (Speaker.REP, "Who else are you talking to?"),
+            (Speaker.PROSPECT, "We have a demo from Initech next week."),
+        ],
+        channel=Channel.CALL,
+        start=START,
+    )
     meddic = extract(turns, QualificationState(), DealStage.DISCOVERY).meddic
     assert meddic.competitors == ["Initech"]
     assert meddic.competition_evidence == ["We have a demo from Initech next week."]

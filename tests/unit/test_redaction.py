@@ -17,11 +17,13 @@ from schemas import (
     MEDDICSignals,
     NextStage,
     QualificationState,
-    Speaker,
 )
+from tests.builders import turn_text
 from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.prompt import SYSTEM_PROMPTS, build_messages, user_message
 from worker.extract.redaction import RedactingExtractor, iban_valid, luhn_valid, redact
+
+OCTOBER_5 = datetime(2026, 10, 5, tzinfo=UTC)  # the date these prompts' turns carry
 
 
 @pytest.mark.parametrize(
@@ -176,7 +178,7 @@ def test_the_whole_variable_part_of_the_prompt_is_redacted_and_the_fixed_part_ke
         ),
         key_insights=["pays from DE89370400440532013000"],
     )
-    turns = [prompt_turn("Call me at (415) 555-0132.")]
+    turns = [turn_text("Call me at (415) 555-0132.", channel=Channel.EMAIL, start=OCTOBER_5)]
 
     redacted = build_messages(turns, state, DealStage.DISCOVERY, redacted=True)
     plain = build_messages(turns, state, DealStage.DISCOVERY)
@@ -201,20 +203,15 @@ def test_the_words_of_a_prompt_without_contact_data_are_none_of_the_patterns() -
         key_insights=["go-live in Q3 2027"],
         overall_confidence=0.55,
     )
-    turns = [prompt_turn(f"We have 40 agents, ticket {n} of 2026-10-05.") for n in range(12)]
+    turns = [
+        turn_text(
+            f"We have 40 agents, ticket {n} of 2026-10-05.", channel=Channel.EMAIL, start=OCTOBER_5
+        )
+        for n in range(12)
+    ]
     text = user_message(turns, state, DealStage.DISCOVERY, NextStage(stage=DealStage.QUALIFICATION))
 
     assert redact(text) == text
-
-
-def prompt_turn(text: str) -> TurnText:
-    return TurnText(
-        event_id=uuid.uuid4(),
-        speaker=Speaker.PROSPECT,
-        channel=Channel.EMAIL,
-        text=text,
-        occurred_at=datetime(2026, 10, 5, tzinfo=UTC),
-    )
 
 
 def test_luhn_check() -> None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from datetime import UTC, datetime, timedelta
 
-from schemas import BANTSignals, Channel, DealStage, QualificationState, Speaker
-from worker.extract.port import TurnText
+from schemas import BANTSignals, DealStage, QualificationState, Speaker
+from tests.builders import turn_texts
 from worker.extract.rules import RULES_VERSION, RulesExtractor, extract, sentences
-
-START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
 DISCOVERY_CALL = (
     (Speaker.REP, "Thanks for taking the call, Priya. What prompted you to reach out?"),
@@ -31,25 +27,12 @@ SMALL_TALK = (
 )
 
 
-def turns(lines: tuple[tuple[Speaker, str], ...]) -> list[TurnText]:
-    return [
-        TurnText(
-            event_id=uuid.uuid4(),
-            speaker=speaker,
-            channel=Channel.CALL,
-            text=text,
-            occurred_at=START + timedelta(minutes=n),
-        )
-        for n, (speaker, text) in enumerate(lines)
-    ]
-
-
 def prospect_text(lines: tuple[tuple[Speaker, str], ...]) -> str:
     return "\n".join(text for speaker, text in lines if speaker is Speaker.PROSPECT)
 
 
 def test_finds_budget_timeline_and_pain_in_a_discovery_call() -> None:
-    found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
+    found = extract(turn_texts(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
 
     assert found.bant.budget_identified and found.bant.budget_range == "$40k-$60k"
     assert found.bant.budget_evidence == [
@@ -64,7 +47,7 @@ def test_finds_budget_timeline_and_pain_in_a_discovery_call() -> None:
 
 
 def test_evidence_is_verbatim_prospect_text() -> None:
-    found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
+    found = extract(turn_texts(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
     said_by_prospect = prospect_text(DISCOVERY_CALL)
 
     quotes = [
@@ -79,7 +62,7 @@ def test_evidence_is_verbatim_prospect_text() -> None:
 
 
 def test_small_talk_yields_nothing() -> None:
-    found = extract(turns(SMALL_TALK), QualificationState(), DealStage.PROSPECTING)
+    found = extract(turn_texts(SMALL_TALK), QualificationState(), DealStage.PROSPECTING)
 
     assert found.bant == BANTSignals()
     assert not any(value for name, value in found.meddic if name.endswith("_evidence"))
@@ -92,9 +75,11 @@ def test_rep_statements_are_not_evidence_of_the_prospect() -> None:
     said = "We have a budget of $20k a year and we need it live by the end of Q2 2026."
 
     by_prospect = extract(
-        turns(((Speaker.PROSPECT, said),)), QualificationState(), DealStage.PROSPECTING
+        turn_texts(((Speaker.PROSPECT, said),)), QualificationState(), DealStage.PROSPECTING
     )
-    by_rep = extract(turns(((Speaker.REP, said),)), QualificationState(), DealStage.PROSPECTING)
+    by_rep = extract(
+        turn_texts(((Speaker.REP, said),)), QualificationState(), DealStage.PROSPECTING
+    )
 
     # The same sentence is a budget and a timeline when the prospect says it...
     assert by_prospect.bant.budget_identified and by_prospect.bant.budget_range == "$20k"
@@ -104,7 +89,7 @@ def test_rep_statements_are_not_evidence_of_the_prospect() -> None:
 
 
 def test_proposes_discovery_once_a_need_shows() -> None:
-    found = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
+    found = extract(turn_texts(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING)
 
     assert found.stage_walk[0].stage is DealStage.DISCOVERY
     assert found.stage_walk[0].reason and found.stage_walk[0].quote
@@ -114,8 +99,8 @@ def test_proposes_discovery_once_a_need_shows() -> None:
 def test_proposes_qualification_only_with_a_need_and_a_pain() -> None:
     """The stage machine's criteria for qualification: need and identify_pain."""
     need_only = ((Speaker.PROSPECT, "We need a shared calendar for the team."),)
-    without_pain = extract(turns(need_only), QualificationState(), DealStage.DISCOVERY)
-    with_pain = extract(turns(DISCOVERY_CALL), QualificationState(), DealStage.DISCOVERY)
+    without_pain = extract(turn_texts(need_only), QualificationState(), DealStage.DISCOVERY)
+    with_pain = extract(turn_texts(DISCOVERY_CALL), QualificationState(), DealStage.DISCOVERY)
 
     assert without_pain.bant.need_identified and not without_pain.meddic.identify_pain_identified
     assert without_pain.suggested_stage is None
@@ -123,11 +108,11 @@ def test_proposes_qualification_only_with_a_need_and_a_pain() -> None:
 
 
 def test_proposes_evaluation_only_with_budget_authority_and_timeline() -> None:
-    call = turns(DISCOVERY_CALL)  # need, pain, budget and timeline; nobody decides yet
+    call = turn_texts(DISCOVERY_CALL)  # need, pain, budget and timeline; nobody decides yet
     without_authority = extract(call, QualificationState(), DealStage.QUALIFICATION)
     decider = ((Speaker.PROSPECT, "I'm the VP of Sales and the final decision is mine."),)
     with_authority = extract(
-        [*call, *turns(decider)], QualificationState(), DealStage.QUALIFICATION
+        [*call, *turn_texts(decider)], QualificationState(), DealStage.QUALIFICATION
     )
 
     assert without_authority.suggested_stage is None
@@ -139,7 +124,7 @@ def test_proposes_evaluation_only_with_budget_authority_and_timeline() -> None:
 def test_finds_decision_criteria_named_as_requirements() -> None:
     criteria = ((Speaker.PROSPECT, "It must integrate with HubSpot and support SSO."),)
 
-    found = extract(turns(criteria), QualificationState(), DealStage.QUALIFICATION)
+    found = extract(turn_texts(criteria), QualificationState(), DealStage.QUALIFICATION)
 
     assert found.meddic.decision_criteria == ["integrate with HubSpot", "SSO"]
 
@@ -155,7 +140,7 @@ EVERYTHING = (
 def test_never_proposes_a_skip() -> None:
     """Each step of a walk is one stage past the one before, from the current stage on."""
     for stage in DealStage:
-        found = extract(turns(EVERYTHING), QualificationState(), stage)
+        found = extract(turn_texts(EVERYTHING), QualificationState(), stage)
         previous = stage
         for step in found.stage_walk:
             assert _next(previous) is step.stage
@@ -169,7 +154,9 @@ def test_walks_up_to_negotiation_and_never_beyond() -> None:
     signals alone."""
     # The rep speaks between the prospect's answers: each answer is an exchange of its own,
     # and an exchange takes one step at most (what one extraction per exchange would take).
-    call = turns(tuple(line for said in EVERYTHING for line in ((Speaker.REP, "Go on."), said)))
+    call = turn_texts(
+        tuple(line for said in EVERYTHING for line in ((Speaker.REP, "Go on."), said))
+    )
     walks = {
         stage: [s.stage for s in extract(call, QualificationState(), stage).stage_walk]
         for stage in DealStage
@@ -190,13 +177,15 @@ def test_walks_up_to_negotiation_and_never_beyond() -> None:
 
 def test_proposes_negotiation_when_the_decision_process_completes_the_criteria() -> None:
     signer = ((Speaker.PROSPECT, "Our CFO, Dana Reyes, signs the contract."),)
-    known = extract(turns((*EVERYTHING[:-2], *signer)), QualificationState(), DealStage.EVALUATION)
+    known = extract(
+        turn_texts((*EVERYTHING[:-2], *signer)), QualificationState(), DealStage.EVALUATION
+    )
     state = QualificationState(bant=known.bant, meddic=known.meddic)
     process = ((Speaker.PROSPECT, "Procurement runs a security review before any contract."),)
     criteria = ((Speaker.PROSPECT, "It must integrate with HubSpot and support SSO."),)
 
-    process_only = extract(turns(process), state, DealStage.EVALUATION)
-    both = extract(turns((*process, *criteria)), state, DealStage.EVALUATION)
+    process_only = extract(turn_texts(process), state, DealStage.EVALUATION)
+    both = extract(turn_texts((*process, *criteria)), state, DealStage.EVALUATION)
 
     assert process_only.meddic.decision_process_identified
     assert process_only.suggested_stage is None  # decision criteria still missing
@@ -221,7 +210,7 @@ def test_known_state_counts_towards_the_stage_and_the_questions() -> None:
         (Speaker.PROSPECT, "Our invoices are keyed in by hand. We have a budget of $50k for this."),
     )
 
-    found = extract(turns(pain_and_budget), known, DealStage.DISCOVERY)
+    found = extract(turn_texts(pain_and_budget), known, DealStage.DISCOVERY)
 
     assert found.suggested_stage is DealStage.QUALIFICATION
     assert not any("budget" in q.lower() for q in found.recommended_next_questions)
@@ -239,7 +228,9 @@ def test_sentences_are_substrings_of_the_text() -> None:
 def test_run_on_sentences_are_cut_into_clauses() -> None:
     run_on = "Well, " + "and so on, " * 40 + "we have a budget of $30k, more or less"
 
-    found = extract(turns(((Speaker.PROSPECT, run_on),)), QualificationState(), DealStage.DISCOVERY)
+    found = extract(
+        turn_texts(((Speaker.PROSPECT, run_on),)), QualificationState(), DealStage.DISCOVERY
+    )
 
     assert found.bant.budget_evidence == ["we have a budget of $30k,"]
 
@@ -248,7 +239,7 @@ async def test_rules_extractor_reports_an_ok_free_result() -> None:
     extractor = RulesExtractor()
 
     result = await extractor.extract_signals(
-        turns(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING
+        turn_texts(DISCOVERY_CALL), QualificationState(), DealStage.PROSPECTING
     )
 
     assert result.status == "ok" and result.extraction is not None

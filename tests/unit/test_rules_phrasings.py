@@ -25,12 +25,12 @@ from schemas import (
     Speaker,
     is_identified,
 )
-from tests.unit.test_rules import turns
+from tests.builders import turn_texts
 from worker.extract.rules import exchanges, extract, stage_walk
 
 
 def prospect_says(text: str, stage: DealStage = DealStage.DISCOVERY) -> QualificationExtraction:
-    return extract(turns(((Speaker.PROSPECT, text),)), QualificationState(), stage)
+    return extract(turn_texts(((Speaker.PROSPECT, text),)), QualificationState(), stage)
 
 
 @pytest.mark.parametrize(
@@ -103,8 +103,8 @@ def test_a_stalled_deal_resumes_to_the_gap_reports_stage_when_the_prospect_is_ba
     back = ((Speaker.PROSPECT, "Sorry for going dark. We need a shared calendar, it's back on."),)
     gaps = NextStage(stage=DealStage.EVALUATION, missing=[])
 
-    found = extract(turns(back), QualificationState(), DealStage.STALLED, next_stage=gaps)
-    silent = extract(turns(back), QualificationState(), DealStage.STALLED)
+    found = extract(turn_texts(back), QualificationState(), DealStage.STALLED, next_stage=gaps)
+    silent = extract(turn_texts(back), QualificationState(), DealStage.STALLED)
 
     assert found.suggested_stage is DealStage.EVALUATION
     assert silent.suggested_stage is None  # without a gap report, where it stalled is unknown
@@ -117,7 +117,7 @@ def test_sticking_with_what_they_have_is_a_lost_deal() -> None:
 
 
 def test_one_extraction_walks_every_stage_step_its_content_supports() -> None:
-    call = turns(
+    call = turn_texts(
         (
             (Speaker.REP, "What brings you here?"),
             (Speaker.PROSPECT, "Our invoices are keyed in by hand and it's a nightmare."),
@@ -149,6 +149,8 @@ def test_one_extraction_walks_every_stage_step_its_content_supports() -> None:
 
 
 def test_small_talk_walks_nowhere() -> None:
-    talk = turns(((Speaker.PROSPECT, "Hi!"), (Speaker.REP, "Hello!"), (Speaker.PROSPECT, "Bye!")))
+    talk = turn_texts(
+        ((Speaker.PROSPECT, "Hi!"), (Speaker.REP, "Hello!"), (Speaker.PROSPECT, "Bye!"))
+    )
 
     assert stage_walk(talk, QualificationState(), DealStage.PROSPECTING) == []

@@ -3,13 +3,11 @@ moves a deal only on quotes that stand in the turns, one legal step at a time.""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from schemas import (
     BANTSignals,
     Channel,
-    ConversationKey,
     ConversationState,
     DealStage,
     MEDDICSignals,
@@ -18,13 +16,13 @@ from schemas import (
     StageMove,
     StageStep,
 )
+from tests.builders import state_at, turn_texts
 from worker.extract.evidence import verify_evidence
 from worker.extract.port import ExtractionResult, TurnText
 from worker.qualify.commit import stage_records
 from worker.qualify.versioning import NextVersion, update_event, version_from_reextraction
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
-KEY = ConversationKey(uuid.UUID("00000000-0000-4000-8000-000000000002"), "acme", "jane")
 PAIN = "Our month-end close takes nine days and the auditors complained."
 NEED = "We need invoice matching that runs on its own."
 MONEY = "We have $60k approved for this."
@@ -37,19 +35,17 @@ LOST = "We decided to go with another vendor."
 REP_LOST = "Sounds like you went with another vendor."
 
 
-def turn(speaker: Speaker, text: str) -> TurnText:
-    return TurnText(
-        event_id=uuid.uuid4(), speaker=speaker, channel=Channel.CALL, text=text, occurred_at=NOW
-    )
-
-
-TURNS = [
-    turn(Speaker.PROSPECT, f"{PAIN} {NEED}"),
-    turn(Speaker.PROSPECT, f"{MONEY} {DECIDER} {WHEN}"),
-    turn(Speaker.PROSPECT, f"{BUYER} {CRITERIA} {PROCESS}"),
-    turn(Speaker.REP, REP_LOST),
-    turn(Speaker.PROSPECT, LOST),
-]
+TURNS = turn_texts(
+    [
+        (Speaker.PROSPECT, f"{PAIN} {NEED}"),
+        (Speaker.PROSPECT, f"{MONEY} {DECIDER} {WHEN}"),
+        (Speaker.PROSPECT, f"{BUYER} {CRITERIA} {PROCESS}"),
+        (Speaker.REP, REP_LOST),
+        (Speaker.PROSPECT, LOST),
+    ],
+    channel=Channel.CALL,
+    start=NOW,
+)
 
 
 def everything_shown() -> QualificationExtraction:
@@ -98,17 +94,6 @@ TO_NEGOTIATION = [
 ]
 
 
-def state_at(stage: DealStage) -> ConversationState:
-    return ConversationState(
-        tenant_id=KEY.tenant_id,
-        account_id=KEY.account_id,
-        contact_id=KEY.contact_id,
-        contact_email="jane@acme.example",
-        deal_stage=stage,
-        version=2,
-    )
-
-
 def reason_of(version: NextVersion) -> str:
     assert version.stage_change is not None
     return version.stage_change.reason
@@ -128,7 +113,9 @@ def judged(
     verified extraction and the version."""
     verified, _drops = verify_evidence(extraction, turns)
     result = ExtractionResult(status="ok", extraction=verified, model="m", prompt_version="p")
-    version = version_from_reextraction(state_at(stage), result, extracted_turns=5, now=NOW)
+    version = version_from_reextraction(
+        state_at(stage, version=2), result, extracted_turns=5, now=NOW
+    )
     return version.state, verified, version
 
 

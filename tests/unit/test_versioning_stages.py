@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from schemas import (
     BANTSignals,
-    ConversationKey,
-    ConversationState,
     DealStage,
     Dimension,
     MEDDICSignals,
@@ -16,28 +13,16 @@ from schemas import (
     QualificationExtraction,
     QualificationState,
 )
+from tests.builders import state_at
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import NO_CRITERIA
 from worker.qualify.versioning import update_event, version_from_reextraction
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-KEY = ConversationKey(uuid.UUID("00000000-0000-4000-8000-000000000001"), "acme", "jane")
 
 
-def state_at(
-    stage: DealStage, *, stalled_from: DealStage | None = None, need: bool = False
-) -> ConversationState:
-    qualification = QualificationState(bant=BANTSignals(need_identified=need))
-    return ConversationState(
-        tenant_id=KEY.tenant_id,
-        account_id=KEY.account_id,
-        contact_id=KEY.contact_id,
-        contact_email="jane@acme.example",
-        deal_stage=stage,
-        stalled_from=stalled_from,
-        qualification=qualification,
-        version=3,
-    )
+# A qualification whose need is identified.
+NEED_KNOWN = QualificationState(bant=BANTSignals(need_identified=True))
 
 
 def proposing(stage: DealStage, *, pain: bool = False) -> ExtractionResult:
@@ -51,7 +36,7 @@ def proposing(stage: DealStage, *, pain: bool = False) -> ExtractionResult:
 
 def test_criteria_count_what_this_extraction_found() -> None:
     version = version_from_reextraction(
-        state_at(DealStage.DISCOVERY, need=True),
+        state_at(DealStage.DISCOVERY, qualification=NEED_KNOWN),
         proposing(DealStage.QUALIFICATION, pain=True),
         extracted_turns=1,
         now=NOW,
@@ -67,7 +52,7 @@ def test_criteria_count_what_this_extraction_found() -> None:
 
 def test_a_proposal_lacking_criteria_is_recorded_as_rejected_with_what_is_missing() -> None:
     version = version_from_reextraction(
-        state_at(DealStage.DISCOVERY, need=True),
+        state_at(DealStage.DISCOVERY, qualification=NEED_KNOWN),
         proposing(DealStage.QUALIFICATION),
         extracted_turns=1,
         now=NOW,
@@ -129,7 +114,7 @@ def test_a_rejected_resume_keeps_the_deal_stalled_from_where_it_was() -> None:
 
 
 def test_the_update_event_carries_the_gap_report() -> None:
-    before = state_at(DealStage.DISCOVERY, need=True)
+    before = state_at(DealStage.DISCOVERY, qualification=NEED_KNOWN)
     result = proposing(DealStage.QUALIFICATION)
     version = version_from_reextraction(before, result, extracted_turns=1, now=NOW)
     event = update_event(version)

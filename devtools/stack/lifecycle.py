@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.tools.stack.broker import BrokerProcess, create_topics, running_broker, start_broker
-from worker.tools.stack.postgres import PostgresProcess, running_postgres, start_postgres
-from worker.tools.stack.postgres_setup import PG_USER
-from worker.tools.stack.processes import port_is_free, write_atomically
+from devtools.stack.broker import BrokerProcess, create_topics, running_broker, start_broker
+from devtools.stack.postgres import PostgresProcess, running_postgres, start_postgres
+from devtools.stack.postgres_setup import PG_USER
+from devtools.stack.processes import port_is_free, write_atomically
 
 STACK_FILE = "stack.json"
 ENV_FILE = "env.sh"

@@ -20,6 +20,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from devtools.evaluation.dataset import Dataset, LabelledConversation
+from devtools.evaluation.scoring import (
+    ConversationScore,
+    Summary,
+    score_conversation,
+    summarize,
+)
 from schemas import (
     Channel,
     ConversationState,
@@ -36,13 +43,6 @@ from worker.qualify.service import QualificationService, build_service
 from worker.settings import Settings
 from worker.store.database import migrate_database
 from worker.store.unit_of_work import Database
-from worker.tools.evaluation.dataset import Dataset, LabelledConversation
-from worker.tools.evaluation.scoring import (
-    ConversationScore,
-    Summary,
-    score_conversation,
-    summarize,
-)
 
 TURN_SPACING = timedelta(minutes=3)  # when the dataset gives no occurred_at
 CONTACT_EMAIL = "prospect@example.com"
@@ -150,7 +150,7 @@ async def evaluation_database() -> AsyncIterator[str]:
         await _migrate(url)
         yield url
         return
-    from worker.tools.stack import StackError, start_postgres
+    from devtools.stack import StackError, start_postgres
 
     with tempfile.TemporaryDirectory(prefix="qw-eval-") as directory:
         starting = asyncio.ensure_future(

@@ -16,17 +16,17 @@ import time
 from pathlib import Path
 from uuid import UUID
 
+from devtools.stack import StackInfo, stack_down, stack_status, stack_up_async
 from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError, WorkerError
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import RULES_MODEL, Settings
 from worker.store.database import migrate_database
 from worker.tools.producer import publish_turns, read_turns
-from worker.tools.stack import StackInfo, stack_down, stack_status, stack_up_async
 from worker.tools.views import render_pipeline
 
 STACK_ROOT = Path(".stack")
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "conversations.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "conversations.jsonl"
 APPLY_DEADLINE_S = 300.0
 
 

