@@ -21,9 +21,10 @@ from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, r
 from tests.harness import turn
 from tests.state_store import count_turns
 from tests.waiting import eventually
+from worker.bootstrap import build_service
 from worker.errors import DeferredExtractionBusy
 from worker.qualify.debounce import LEASE, ExtractionScheduler
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
 from worker.store.unit_of_work import Database
 

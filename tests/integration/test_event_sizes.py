@@ -17,7 +17,7 @@ from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, JsonObject
 from tests.harness import Topics, turn
 from tests.reliability.support import prompt_turns
 from worker.app import kafka_publisher
-from worker.qualify.service import build_service
+from worker.bootstrap import build_service
 from worker.settings import Settings
 from worker.store.outbox import OutboxRelay
 from worker.store.unit_of_work import Database

@@ -23,8 +23,9 @@ from tests.gap_reports import assert_next_stages_consistent, key_of
 from tests.harness import BASE_TIME, turn
 from tests.state_store import save_state
 from tests.waiting import eventually
+from worker.bootstrap import build_service
 from worker.qualify.inactivity import InactivitySweeper
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.qualify.versioning import ACTIVITY_RESUMED
 from worker.settings import Settings
 from worker.store.unit_of_work import Database

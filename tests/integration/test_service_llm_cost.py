@@ -22,7 +22,8 @@ from tests.fakes.llm_server import (
 )
 from tests.harness import turn
 from tests.state_store import count_turns
-from worker.qualify.service import QualificationService, build_service
+from worker.bootstrap import build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
 from worker.store.unit_of_work import Database
 

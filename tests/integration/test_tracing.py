@@ -21,9 +21,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from schemas import ConversationKey, DeadLetter
 from tests.harness import turn
 from tests.state_store import RULES
+from worker.bootstrap import build_service
 from worker.ingest.consumer import BatchHandler
 from worker.ops import tracing
-from worker.qualify.service import build_service
 from worker.store.erasure import conversation_hash
 from worker.store.unit_of_work import Database
 

@@ -27,12 +27,13 @@ from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
 from tests.state_store import count_turns
 from tests.waiting import eventually
+from worker.bootstrap import build_service
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import ExtractionResult, TurnText
 from worker.ingest.decoding import decode_record
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import SWEEP_LOCK, PendingSweeper
 from worker.settings import Settings
 from worker.store.unit_of_work import Database

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import structlog
 
-from schemas import ConversationState, StageMove
+from schemas import ConversationKey, ConversationState, StageMove
+from worker.errors import ConversationErased, ConversationNotFound
 from worker.ops import metrics
 from worker.qualify.versioning import NextVersion, update_event
 from worker.store.erasure import conversation_hash
@@ -31,6 +32,22 @@ async def commit_version(
         )
     await tx.outbox.insert_outbox(update_topic, update_event(version))
     return stored
+
+
+async def refuse_if_erased(tx: TenantTransaction, key: ConversationKey, erasures: int) -> None:
+    """Before the row lock: a `forget` since the extraction's read (another erasure count)
+    means what it read is erased and must not be written back, in a new row or not."""
+    if await tx.erasures.lock_for_writing(key) != erasures:
+        raise ConversationErased(
+            f"conversation {conversation_hash(key)} erased during its extraction"
+        )
+
+
+async def locked_state(tx: TenantTransaction, key: ConversationKey) -> ConversationState:
+    state = await tx.states.lock_state(key)
+    if state is None:
+        raise ConversationNotFound(f"no conversation state for {conversation_hash(key)}")
+    return state
 
 
 def stage_records(version: NextVersion) -> list[tuple[StageMove, int | None]]:

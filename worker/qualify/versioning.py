@@ -22,12 +22,9 @@ from schemas import (
     DealStage,
     ExtractionInfo,
     NextStage,
-    QualificationExtraction,
     QualificationSignals,
-    QualificationState,
     QualificationUpdated,
     StageChange,
-    StageMove,
     VersionSource,
     update_event_id,
 )
@@ -35,18 +32,14 @@ from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import (
     DEFAULT_CRITERIA,
     StageCriteria,
-    StepVerdict,
-    judge_ai_walk,
     next_stage,
 )
-from worker.qualify.merge import bounded, changed_fields, merge_qualification_signals
-from worker.qualify.ownership import protect_owned
+from worker.qualify.judging import extraction_info, judge_proposal, merge_extraction
+from worker.qualify.merge import changed_fields, merge_qualification_signals
 from worker.qualify.stages import resume_point
 
 # The reason recorded when a turn resumes a deal the inactivity sweeper stalled.
 ACTIVITY_RESUMED = "activity resumed"
-# A walk's reason names its last accepted step and where it stopped; the audit keeps it short.
-MAX_WALK_REASON_CHARS = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,10 +227,8 @@ def _extracted(
     fields: list[str] = []
     stage_change = None
     if result.extraction is not None:
-        updated, fields = _merged(locked, updated, result.extraction, now=now)
-        stage_change, stalled_from = _stage_proposal(
-            locked, result, updated.qualification, criteria
-        )
+        updated, fields = merge_extraction(locked, updated, result.extraction, now=now)
+        stage_change, stalled_from = judge_proposal(locked, result, updated.qualification, criteria)
         if stage_change is not None and stage_change.accepted:
             stage_update = {"deal_stage": stage_change.to_stage, "stalled_from": stalled_from}
             updated = updated.model_copy(update=stage_update)
@@ -249,52 +240,9 @@ def _extracted(
         source=source,
         changed_fields=fields,
         stage_change=stage_change,
-        extraction=_extraction_info(result, extracted_turns),
+        extraction=extraction_info(result, extracted_turns),
         turn_event_ids=turn_event_ids,
         next_stage=gap_report(updated, criteria),
-    )
-
-
-def _merged(
-    locked: ConversationState,
-    updated: ConversationState,
-    extraction: QualificationExtraction,
-    *,
-    now: datetime,
-) -> tuple[ConversationState, list[str]]:
-    """`updated` with the extraction merged into the locked qualification, and what changed.
-    A person's dimensions stay as they set them; the AI's differing view is a suggestion."""
-    extraction = bounded(extraction)  # its lists as a state keeps them, suggestions included
-    merged = merge_qualification_signals(locked.qualification, extraction, now=now)
-    merged, suggestions, suggested = protect_owned(
-        locked.qualification,
-        merged,
-        extraction,
-        locked.owners,
-        locked.suggestions,
-        locked.version + 1,
-    )
-    fields = changed_fields(locked.qualification, merged)
-    fields += [f"suggestions.{dimension}" for dimension in suggested]
-    update = {
-        "qualification": merged,
-        "confidence_score": merged.overall_confidence,
-        "suggestions": suggestions,
-    }
-    return updated.model_copy(update=update), fields
-
-
-def _extraction_info(result: ExtractionResult, turns: int) -> ExtractionInfo:
-    return ExtractionInfo(
-        status=result.status,
-        model=result.model,
-        prompt_version=result.prompt_version,
-        turns=turns,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        cache_read_tokens=result.cache_read_tokens,
-        cache_write_tokens=result.cache_write_tokens,
-        cost_usd=result.cost_usd,
     )
 
 
@@ -314,65 +262,6 @@ def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -
     if personas := [t.persona_type for t in applied if t.persona_type is not None]:
         update["persona_type"] = personas[-1]
     return state.model_copy(update=update)
-
-
-def _stage_proposal(
-    state: ConversationState,
-    result: ExtractionResult,
-    merged: QualificationState,
-    criteria: StageCriteria,
-) -> tuple[StageChange | None, DealStage | None]:
-    """The proposal's record and the `stalled_from` the state has if it is applied.
-
-    The proposal is a stage walk (a bare `suggested_stage` is a walk of one step), judged
-    step by step against the merged qualification: what these turns showed counts. Steps that
-    stay where the deal is propose nothing: a walk of only those is no proposal, nothing to
-    record."""
-    assert result.extraction is not None
-    steps, quotes_required = result.extraction.proposed_walk()
-    verdicts = judge_ai_walk(
-        state.deal_stage,
-        state.stalled_from,
-        steps,
-        merged,
-        criteria,
-        quotes_required=quotes_required,
-    )
-    if not verdicts:
-        return None, state.stalled_from
-    moves = [_move(verdict) for verdict in verdicts]
-    accepted = [move for move in moves if move.accepted]
-    if not accepted:  # the first step was rejected: the deal stays
-        first = moves[0]
-        change = StageChange(**first.model_dump(), steps=moves)
-        return change, state.stalled_from
-    rejected = [move for move in moves if not move.accepted]
-    reason = accepted[-1].reason
-    if rejected:
-        reason = f"{reason}; stopped before {rejected[0].to_stage.value}: {rejected[0].reason}"
-    change = StageChange(
-        from_stage=state.deal_stage,
-        to_stage=accepted[-1].to_stage,
-        accepted=True,
-        reason=reason[:MAX_WALK_REASON_CHARS],
-        steps=moves,
-    )
-    return change, verdicts[len(accepted) - 1].judgement.stalled_from
-
-
-def _move(verdict: StepVerdict) -> StageMove:
-    """A judged step as recorded: an accepted move is explained by the model, a rejected one
-    by the stage machine."""
-    step, judgement = verdict.step, verdict.judgement
-    reason = (step.reason if judgement.accepted else judgement.reason) or (
-        f"{verdict.from_stage.value} -> {step.stage.value}"
-    )
-    return StageMove(
-        from_stage=verdict.from_stage,
-        to_stage=step.stage,
-        accepted=judgement.accepted,
-        reason=reason,
-    )
 
 
 def update_event(version: NextVersion) -> QualificationUpdated:

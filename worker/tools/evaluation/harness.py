@@ -28,11 +28,11 @@ from schemas import (
     NextStage,
     QualificationState,
 )
-from worker.bootstrap import bootstrap
+from worker.bootstrap import bootstrap, build_service
 from worker.errors import ConfigurationError, TransientError
 from worker.extract.port import ExtractionResult, ExtractorDecorator, TurnText
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
 from worker.store.database import migrate_database
 from worker.store.unit_of_work import Database

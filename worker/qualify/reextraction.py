@@ -1,0 +1,93 @@
+"""Re-extraction: a stored conversation extracted again and written as new versions, through the
+same commit path as new turns (`python -m worker reextract`, the pending sweeper)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from schemas import ConversationKey, ConversationState
+from worker.errors import ConversationErased
+from worker.extract.port import ExtractionResult, TurnText
+from worker.ops import tracing
+from worker.qualify.commit import commit_version, locked_state, log_version, refuse_if_erased
+from worker.qualify.criteria import StageCriteria
+from worker.qualify.extraction import Extraction
+from worker.qualify.outcomes import ConversationOutcome
+from worker.qualify.turn_path import MAX_PENDING_TURNS
+from worker.qualify.versioning import version_from_reextraction
+from worker.store.erasure import conversation_hash
+from worker.store.unit_of_work import Database
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reextraction:
+    database: Database
+    extraction: Extraction
+    criteria: StageCriteria
+    update_topic: str
+    clock: Callable[[], datetime]
+
+    async def reextract(self, key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
+        """Reads its pending turns (whose extraction failed), or with `stored_turns` its latest
+        stored turns (after a prompt or model change), in prompts that fit the model (one
+        version each). A failed extraction writes nothing and ends the round.
+        """
+        async with self.database.reading(key.tenant_id) as tx:
+            erasures = await tx.erasures.erasures(key)  # before the read it guards
+            state = await tx.states.read_state(key)
+            read = tx.turns.recent_turns if stored_turns else tx.turns.pending_turns
+            turns = await read(key, limit=MAX_PENDING_TURNS)
+        if state is None or not turns:
+            return ConversationOutcome(key=key)
+        outcome = ConversationOutcome(key=key)
+        for chunk in self.extraction.plan(turns, state, shrink=1):
+            result = await self.extraction.extract(chunk, state)
+            if result.status != "ok":
+                return outcome + ConversationOutcome(key=key, extraction_status=result.status)
+            with tracing.span("write_transaction", turns=0):
+                try:
+                    state = await self._write_reextraction(key, chunk, result, erasures=erasures)
+                except ConversationErased:
+                    log.info(
+                        "extraction_discarded_after_erasure",
+                        conversation_hash=conversation_hash(key),
+                    )
+                    return outcome
+            outcome += ConversationOutcome(
+                key=key, version=state.version, extraction_status=result.status
+            )
+        return outcome
+
+    async def _write_reextraction(
+        self,
+        key: ConversationKey,
+        turns: list[TurnText],
+        result: ExtractionResult,
+        *,
+        erasures: int,
+    ) -> ConversationState:
+        started = time.perf_counter()
+        now = self.clock()
+        async with self.database.for_tenant(key.tenant_id) as tx:
+            await refuse_if_erased(tx, key, erasures)
+            state = await locked_state(tx, key)
+            await tx.turns.mark_turns_extracted(key.tenant_id, [t.event_id for t in turns], now)
+            # Merged against the locked state, not the one the extraction was shown.
+            version = version_from_reextraction(
+                state, result, extracted_turns=len(turns), now=now, criteria=self.criteria
+            )
+            stored = await commit_version(tx, version, update_topic=self.update_topic)
+        log_version(
+            version,
+            turns_applied=0,
+            extract_s=result.seconds,
+            write_s=time.perf_counter() - started,
+        )
+        return stored

@@ -1,0 +1,236 @@
+"""The turn path (DESIGN.md, data flow): new turns of one conversation become versions.
+
+A short read → one extraction per prompt that fits, with no connection held → one write
+transaction per extraction under the state's row lock, through the one commit path. Redelivered
+turns are recognised by event_id and cost neither an LLM call nor a count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+
+from schemas import ConversationKey, ConversationState, ConversationTurn, DealStage
+from worker.errors import ConversationErased
+from worker.extract.port import CONTEXT_WINDOW_EXCEEDED, ExtractionResult, TurnText
+from worker.ops import tracing
+from worker.qualify.commit import commit_version, locked_state, log_version, refuse_if_erased
+from worker.qualify.criteria import StageCriteria
+from worker.qualify.extraction import Extraction, as_turn_text
+from worker.qualify.outcomes import ConversationOutcome, StoredTurns
+from worker.qualify.versioning import NextVersion, version_from_turns
+from worker.store.erasure import conversation_hash
+from worker.store.unit_of_work import Database, TenantTransaction
+
+log = structlog.get_logger(__name__)
+
+# Caps one prompt after a long LLM outage; the rest follow in later extractions.
+MAX_PENDING_TURNS = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Snapshot:
+    """What the short read saw; the write transaction re-reads the state under its lock."""
+
+    state: ConversationState | None
+    turns: StoredTurns
+    pending: list[TurnText]
+    erasures: int = 0  # of the conversation's key, counted before the read
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Written:
+    applied: int
+    version: int | None
+    raced: StoredTurns  # new at our read, stored by someone else by our write
+    state: ConversationState | None = None  # the version written
+
+
+class _NothingNew(Exception):
+    """Raised inside the write transaction to roll it back when no turn was new after all."""
+
+    def __init__(self, raced: StoredTurns) -> None:
+        super().__init__("no new turns")
+        self.raced = raced
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnPath:
+    database: Database
+    extraction: Extraction
+    criteria: StageCriteria
+    update_topic: str
+    clock: Callable[[], datetime]
+
+    async def process(
+        self, key: ConversationKey, turns: list[ConversationTurn]
+    ) -> ConversationOutcome:
+        snapshot = await self._read(key, turns)
+        if not snapshot.turns.new:
+            return ConversationOutcome(
+                key=key,
+                duplicates=len(snapshot.turns.duplicates),
+                conflicts=tuple(snapshot.turns.conflicts),
+            )
+        new = snapshot.turns.new
+        known = snapshot.state or ConversationState(  # a new conversation
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            contact_id=key.contact_id,
+            contact_email=new[-1].contact_email,
+        )
+        try:
+            outcome = await self._extract_and_write(
+                key, new, snapshot.pending, known, erasures=snapshot.erasures
+            )
+        except ConversationErased:
+            log.info("extraction_discarded_after_erasure", conversation_hash=conversation_hash(key))
+            return ConversationOutcome(key=key, erased=len(new))
+        outcome += ConversationOutcome(key=key, conflicts=tuple(snapshot.turns.conflicts))
+        duplicates = len(turns) - outcome.applied - len(outcome.conflicts)
+        return replace(outcome, duplicates=duplicates)
+
+    async def _extract_and_write(
+        self,
+        key: ConversationKey,
+        new: list[ConversationTurn],
+        pending: list[TurnText],
+        known: ConversationState,
+        *,
+        erasures: int,
+    ) -> ConversationOutcome:
+        """Pending then new turns, in prompts that fit the model (almost always one): one
+        extraction and one version each. Raises ConversationErased when the conversation was
+        erased since the read (`erasures` counted before it)."""
+        outcome = ConversationOutcome(key=key)
+        to_extract = pending + [as_turn_text(t) for t in new]
+        queue = deque((chunk, False) for chunk in self.extraction.plan(to_extract, known, shrink=1))
+        while queue:
+            chunk, replanned = queue.popleft()
+            result = await self.extraction.extract(chunk, known)
+            if result.error == CONTEXT_WINDOW_EXCEEDED and not replanned:
+                # The model's window is smaller than planned for: plan this chunk again for
+                # half the budget rather than send the same prompt again.
+                smaller = self.extraction.plan(chunk, known, shrink=2)
+                queue.extendleft((c, True) for c in reversed(smaller))
+                continue
+            ids = {t.event_id for t in chunk}
+            chunk_new = [t for t in new if t.event_id in ids]
+            chunk_pending = [t for t in pending if t.event_id in ids]
+            with tracing.span("write_transaction", turns=len(ids)):
+                written = await self._write_turns(
+                    key, chunk_new, chunk_pending, result, erasures=erasures
+                )
+            known = written.state or known
+            outcome += ConversationOutcome(
+                key=key,
+                applied=written.applied,
+                version=written.version,
+                extraction_status=result.status if written.version is not None else None,
+                conflicts=tuple(written.raced.conflicts),
+            )
+        return outcome
+
+    async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
+        async with self.database.reading(key.tenant_id) as tx:
+            stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in turns])
+            compared = StoredTurns.compare(turns, stored)
+            if not compared.new:
+                return _Snapshot(state=None, turns=compared, pending=[])
+            erasures = await tx.erasures.erasures(key)  # before the read it guards
+            state, pending = await tx.states.read_snapshot(key, pending_limit=MAX_PENDING_TURNS)
+        return _Snapshot(state=state, turns=compared, pending=pending, erasures=erasures)
+
+    async def _write_turns(
+        self,
+        key: ConversationKey,
+        new: list[ConversationTurn],
+        pending: list[TurnText],
+        result: ExtractionResult,
+        *,
+        erasures: int,
+    ) -> _Written:
+        """One version: `new` turns stored and counted, `pending` ones marked extracted when
+        the extraction worked. Nothing is written when no turn was new after all, or when only
+        pending turns were read and their extraction failed again."""
+        started = time.perf_counter()
+        if not new and result.status != "ok":
+            return _Written(applied=0, version=None, raced=StoredTurns.none())
+        try:
+            async with self.database.for_tenant(key.tenant_id) as tx:
+                written, version = await self._turns_version(
+                    tx, key, new, pending, result, erasures=erasures
+                )
+        except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
+            return _Written(applied=0, version=None, raced=nothing.raced)
+        log_version(
+            version,
+            turns_applied=written.applied,
+            extract_s=result.seconds,
+            write_s=time.perf_counter() - started,
+        )
+        return written
+
+    async def _turns_version(
+        self,
+        tx: TenantTransaction,
+        key: ConversationKey,
+        new: list[ConversationTurn],
+        pending: list[TurnText],
+        result: ExtractionResult,
+        *,
+        erasures: int,
+    ) -> tuple[_Written, NextVersion]:
+        """Inside the write transaction, under the state's row lock."""
+        await refuse_if_erased(tx, key, erasures)
+        now = self.clock()
+        extracted_at = now if result.status == "ok" else None
+        if new:
+            state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
+        else:
+            state = await locked_state(tx, key)
+        inserted = await tx.turns.insert_turns(key, new, extracted_at=extracted_at)
+        raced = await self._raced(tx, key, [t for t in new if t.event_id not in inserted])
+        if new and not inserted:
+            raise _NothingNew(raced)  # rolls back the (possibly just created) state row
+        applied = [t for t in new if t.event_id in inserted]
+        if extracted_at is not None:
+            pending_ids = [t.event_id for t in pending]
+            await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
+        version = version_from_turns(
+            state,
+            applied,
+            result,
+            extracted_turns=len(new) + len(pending),
+            now=now,
+            criteria=self.criteria,
+            stalled_by_inactivity=bool(applied) and await self._stalled_by_inactivity(tx, state),
+        )
+        stored = await commit_version(tx, version, update_topic=self.update_topic)
+        written = _Written(applied=len(applied), version=stored.version, raced=raced, state=stored)
+        return written, version
+
+    @staticmethod
+    async def _stalled_by_inactivity(tx: TenantTransaction, state: ConversationState) -> bool:
+        """One more statement, for stalled deals only: did the inactivity sweeper stall it?
+        Then a new turn resumes it before the extraction's proposal is judged."""
+        if state.deal_stage is not DealStage.STALLED:
+            return False
+        key = ConversationKey(state.tenant_id, state.account_id, state.contact_id)
+        return await tx.transitions.stall_source(key) == "inactivity"
+
+    @staticmethod
+    async def _raced(
+        tx: TenantTransaction, key: ConversationKey, not_inserted: list[ConversationTurn]
+    ) -> StoredTurns:
+        """New at our read but not inserted: a concurrent redelivery (a duplicate) or an
+        event_id another turn took, perhaps in another tenant (a conflict)."""
+        if not not_inserted:
+            return StoredTurns.none()
+        stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in not_inserted])
+        return StoredTurns.compare(not_inserted, stored, all_taken=True)
