@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from schemas import ConversationKey
-from worker.qualify.commit import commit_version, log_version
+from schemas import ConversationKey, ConversationState
+from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
-from worker.qualify.versioning import is_inactive, version_from_inactivity
-from worker.store.unit_of_work import Database
+from worker.qualify.versioning import NextVersion, is_inactive, version_from_inactivity
+from worker.store.unit_of_work import Database, TenantTransaction
 
 log = structlog.get_logger(__name__)
 
@@ -97,14 +96,17 @@ class InactivitySweeper:
     async def stall_if_quiet(self, key: ConversationKey, *, now: datetime) -> bool:
         """Stalls `key` if, under its row lock, it is still open and still quiet; True if it
         did. The listing is only a hint: this check is what decides."""
-        started = time.perf_counter()
-        async with self.database.for_tenant(key.tenant_id) as tx:
-            state = await tx.states.lock_state(key)
+
+        async def decide(
+            _tx: TenantTransaction, state: ConversationState | None
+        ) -> NextVersion | None:
             if state is None or not is_inactive(state, now=now, days=self.stall_after_days):
-                return False  # erased, closed, stalled already, or a turn arrived meanwhile
-            version = version_from_inactivity(
+                return None  # erased, closed, stalled already, or a turn arrived meanwhile
+            return version_from_inactivity(
                 state, now=now, days=self.stall_after_days, criteria=self.criteria
             )
-            await commit_version(tx, version, update_topic=self.update_topic)
-        log_version(version, turns_applied=0, extract_s=0.0, write_s=time.perf_counter() - started)
-        return True
+
+        stalled = await commit_under_lock(
+            self.database, key, decide, update_topic=self.update_topic
+        )
+        return stalled is not None

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas import ConversationKey, QualificationOverride
+from schemas import ConversationKey, ConversationState, QualificationOverride
 from worker.ops import metrics
-from worker.qualify.commit import commit_version, log_version
+from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.outcomes import ConversationOutcome
 from worker.qualify.overrides import apply_override
-from worker.store.unit_of_work import Database
+from worker.qualify.versioning import NextVersion
+from worker.store.unit_of_work import Database, TenantTransaction
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,19 +29,32 @@ class OverridePath:
     ) -> ConversationOutcome:
         """A person's correction, once by event_id, as one version under the row lock."""
         now = self.clock()
-        async with self.database.for_tenant(key.tenant_id) as tx:
-            state = await tx.states.lock_state(key)
+        not_applied: list[ConversationOutcome] = []
+
+        async def decide(
+            tx: TenantTransaction, state: ConversationState | None
+        ) -> NextVersion | None:
             if state is None:
-                return ConversationOutcome(key=key, unknown=(override,))
+                not_applied.append(ConversationOutcome(key=key, unknown=(override,)))
+                return None
             version = apply_override(state, override, now=now).as_next_version(state, self.criteria)
             if not await tx.overrides.insert_override(key, override, version=version.state.version):
-                stored = await tx.overrides.find_stored_overrides(
-                    key.tenant_id, [override.event_id]
-                )
-                if stored.get(override.event_id) == override.fingerprint():
-                    return ConversationOutcome(key=key, duplicates=1)
-                return ConversationOutcome(key=key, conflicts=(override,))
-            await commit_version(tx, version, update_topic=self.update_topic)
+                not_applied.append(await _seen_before(tx, key, override))
+                return None
+            return version
+
+        stored = await commit_under_lock(self.database, key, decide, update_topic=self.update_topic)
+        if stored is None:
+            return not_applied[0]
         metrics.OVERRIDES_APPLIED.labels(actor_type=override.actor.type).inc()
-        log_version(version, turns_applied=0, extract_s=0.0, write_s=0.0)
-        return ConversationOutcome(key=key, version=version.state.version, overrides_applied=1)
+        return ConversationOutcome(key=key, version=stored.version, overrides_applied=1)
+
+
+async def _seen_before(
+    tx: TenantTransaction, key: ConversationKey, override: QualificationOverride
+) -> ConversationOutcome:
+    """Its event_id is taken: a redelivery (a duplicate) or another override (a conflict)."""
+    stored = await tx.overrides.find_stored_overrides(key.tenant_id, [override.event_id])
+    if stored.get(override.event_id) == override.fingerprint():
+        return ConversationOutcome(key=key, duplicates=1)
+    return ConversationOutcome(key=key, conflicts=(override,))

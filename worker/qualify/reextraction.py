@@ -3,7 +3,6 @@ same commit path as new turns (`python -m worker reextract`, the pending sweeper
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,14 +13,14 @@ from schemas import ConversationKey, ConversationState
 from worker.errors import ConversationErased
 from worker.extract.port import ExtractionResult, TurnText
 from worker.ops import tracing
-from worker.qualify.commit import commit_version, locked_state, log_version, refuse_if_erased
+from worker.qualify.commit import commit_under_lock, locked_state
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.extraction import Extraction
 from worker.qualify.outcomes import ConversationOutcome
 from worker.qualify.turn_path import MAX_PENDING_TURNS
-from worker.qualify.versioning import version_from_reextraction
+from worker.qualify.versioning import NextVersion, version_from_reextraction
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database
+from worker.store.unit_of_work import Database, TenantTransaction
 
 log = structlog.get_logger(__name__)
 
@@ -73,21 +72,24 @@ class Reextraction:
         *,
         erasures: int,
     ) -> ConversationState:
-        started = time.perf_counter()
         now = self.clock()
-        async with self.database.for_tenant(key.tenant_id) as tx:
-            await refuse_if_erased(tx, key, erasures)
-            state = await locked_state(tx, key)
+
+        async def decide(tx: TenantTransaction, state: ConversationState | None) -> NextVersion:
+            assert state is not None  # locked_state raised otherwise
             await tx.turns.mark_turns_extracted(key.tenant_id, [t.event_id for t in turns], now)
             # Merged against the locked state, not the one the extraction was shown.
-            version = version_from_reextraction(
+            return version_from_reextraction(
                 state, result, extracted_turns=len(turns), now=now, criteria=self.criteria
             )
-            stored = await commit_version(tx, version, update_topic=self.update_topic)
-        log_version(
-            version,
-            turns_applied=0,
+
+        stored = await commit_under_lock(
+            self.database,
+            key,
+            decide,
+            update_topic=self.update_topic,
+            lock=locked_state,
+            erasures=erasures,
             extract_s=result.seconds,
-            write_s=time.perf_counter() - started,
         )
+        assert stored is not None  # decide always makes a version
         return stored

@@ -15,9 +15,9 @@ from uuid import UUID
 
 from schemas import ConversationKey, ConversationState, DealStage, QualificationSignals
 from worker.errors import ConversationNotFound
-from worker.qualify.commit import commit_version, log_version
-from worker.qualify.versioning import version_from_signals
-from worker.store.unit_of_work import Database
+from worker.qualify.commit import commit_under_lock
+from worker.qualify.versioning import NextVersion, version_from_signals
+from worker.store.unit_of_work import Database, TenantTransaction
 
 
 def _utc_now() -> datetime:
@@ -52,11 +52,13 @@ class ConversationStateRepository:
         """Merge `new_signals` into the stored state under its row lock: version + 1, one
         event. Raises ConversationNotFound when the conversation has no state."""
         key = ConversationKey(tenant_id, account_id, contact_id)
-        async with self.database.for_tenant(tenant_id) as tx:
-            state = await tx.states.lock_state(key)
+        now = self.clock()
+
+        async def decide(_tx: TenantTransaction, state: ConversationState | None) -> NextVersion:
             if state is None:
                 raise ConversationNotFound(f"no conversation state for {key}")
-            version = version_from_signals(state, new_signals, now=self.clock())
-            stored = await commit_version(tx, version, update_topic=self.update_topic)
-        log_version(version, turns_applied=0, extract_s=0.0, write_s=0.0)
+            return version_from_signals(state, new_signals, now=now)
+
+        stored = await commit_under_lock(self.database, key, decide, update_topic=self.update_topic)
+        assert stored is not None  # decide always makes a version
         return stored

@@ -7,10 +7,9 @@ turns are recognised by event_id and cost neither an LLM call nor a count.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
@@ -19,7 +18,7 @@ from schemas import ConversationKey, ConversationState, ConversationTurn, DealSt
 from worker.errors import ConversationErased
 from worker.extract.port import CONTEXT_WINDOW_EXCEEDED, ExtractionResult, TurnText
 from worker.ops import tracing
-from worker.qualify.commit import commit_version, locked_state, log_version, refuse_if_erased
+from worker.qualify.commit import commit_under_lock, locked_state
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.extraction import Extraction, as_turn_text
 from worker.qualify.outcomes import ConversationOutcome, StoredTurns
@@ -158,79 +157,92 @@ class TurnPath:
         """One version: `new` turns stored and counted, `pending` ones marked extracted when
         the extraction worked. Nothing is written when no turn was new after all, or when only
         pending turns were read and their extraction failed again."""
-        started = time.perf_counter()
         if not new and result.status != "ok":
             return _Written(applied=0, version=None, raced=StoredTurns.none())
+        write = _TurnWrite(
+            key=key,
+            new=new,
+            pending=pending,
+            result=result,
+            now=self.clock(),
+            criteria=self.criteria,
+        )
         try:
-            async with self.database.for_tenant(key.tenant_id) as tx:
-                written, version = await self._turns_version(
-                    tx, key, new, pending, result, erasures=erasures
-                )
+            stored = await commit_under_lock(
+                self.database,
+                key,
+                write.decide,
+                update_topic=self.update_topic,
+                lock=write.lock,
+                erasures=erasures,
+                extract_s=result.seconds,
+            )
         except _NothingNew as nothing:  # every new turn was stored by someone else meanwhile
             return _Written(applied=0, version=None, raced=nothing.raced)
-        log_version(
-            version,
-            turns_applied=written.applied,
-            extract_s=result.seconds,
-            write_s=time.perf_counter() - started,
+        assert stored is not None  # decide always makes a version
+        return _Written(
+            applied=write.applied, version=stored.version, raced=write.raced, state=stored
         )
-        return written
 
-    async def _turns_version(
-        self,
-        tx: TenantTransaction,
-        key: ConversationKey,
-        new: list[ConversationTurn],
-        pending: list[TurnText],
-        result: ExtractionResult,
-        *,
-        erasures: int,
-    ) -> tuple[_Written, NextVersion]:
-        """Inside the write transaction, under the state's row lock."""
-        await refuse_if_erased(tx, key, erasures)
-        now = self.clock()
-        extracted_at = now if result.status == "ok" else None
-        if new:
-            state = await tx.states.lock_or_insert_state(key, new[-1].contact_email)
-        else:
-            state = await locked_state(tx, key)
+
+@dataclass(kw_only=True)
+class _TurnWrite:
+    """What one write transaction of the turn path does under the row lock, and what it saw."""
+
+    key: ConversationKey
+    new: list[ConversationTurn]
+    pending: list[TurnText]
+    result: ExtractionResult
+    now: datetime
+    criteria: StageCriteria
+    applied: int = 0
+    raced: StoredTurns = field(default_factory=StoredTurns.none)
+
+    async def lock(self, tx: TenantTransaction, key: ConversationKey) -> ConversationState:
+        """New turns may start the conversation: its row is created if need be."""
+        if self.new:
+            return await tx.states.lock_or_insert_state(key, self.new[-1].contact_email)
+        return await locked_state(tx, key)
+
+    async def decide(self, tx: TenantTransaction, state: ConversationState | None) -> NextVersion:
+        assert state is not None  # `lock` creates it or raises
+        key, new = self.key, self.new
+        extracted_at = self.now if self.result.status == "ok" else None
         inserted = await tx.turns.insert_turns(key, new, extracted_at=extracted_at)
-        raced = await self._raced(tx, key, [t for t in new if t.event_id not in inserted])
+        self.raced = await _raced(tx, key, [t for t in new if t.event_id not in inserted])
         if new and not inserted:
-            raise _NothingNew(raced)  # rolls back the (possibly just created) state row
+            raise _NothingNew(self.raced)  # rolls back the (possibly just created) state row
         applied = [t for t in new if t.event_id in inserted]
+        self.applied = len(applied)
         if extracted_at is not None:
-            pending_ids = [t.event_id for t in pending]
+            pending_ids = [t.event_id for t in self.pending]
             await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
-        version = version_from_turns(
+        return version_from_turns(
             state,
             applied,
-            result,
-            extracted_turns=len(new) + len(pending),
-            now=now,
+            self.result,
+            extracted_turns=len(new) + len(self.pending),
+            now=self.now,
             criteria=self.criteria,
-            stalled_by_inactivity=bool(applied) and await self._stalled_by_inactivity(tx, state),
+            stalled_by_inactivity=bool(applied) and await _stalled_by_inactivity(tx, state),
         )
-        stored = await commit_version(tx, version, update_topic=self.update_topic)
-        written = _Written(applied=len(applied), version=stored.version, raced=raced, state=stored)
-        return written, version
 
-    @staticmethod
-    async def _stalled_by_inactivity(tx: TenantTransaction, state: ConversationState) -> bool:
-        """One more statement, for stalled deals only: did the inactivity sweeper stall it?
-        Then a new turn resumes it before the extraction's proposal is judged."""
-        if state.deal_stage is not DealStage.STALLED:
-            return False
-        key = ConversationKey(state.tenant_id, state.account_id, state.contact_id)
-        return await tx.transitions.stall_source(key) == "inactivity"
 
-    @staticmethod
-    async def _raced(
-        tx: TenantTransaction, key: ConversationKey, not_inserted: list[ConversationTurn]
-    ) -> StoredTurns:
-        """New at our read but not inserted: a concurrent redelivery (a duplicate) or an
-        event_id another turn took, perhaps in another tenant (a conflict)."""
-        if not not_inserted:
-            return StoredTurns.none()
-        stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in not_inserted])
-        return StoredTurns.compare(not_inserted, stored, all_taken=True)
+async def _stalled_by_inactivity(tx: TenantTransaction, state: ConversationState) -> bool:
+    """One more statement, for stalled deals only: did the inactivity sweeper stall it?
+    Then a new turn resumes it before the extraction's proposal is judged."""
+    if state.deal_stage is not DealStage.STALLED:
+        return False
+    key = ConversationKey(state.tenant_id, state.account_id, state.contact_id)
+    return await tx.transitions.stall_source(key) == "inactivity"
+
+
+async def _raced(
+    tx: TenantTransaction, key: ConversationKey, not_inserted: list[ConversationTurn]
+) -> StoredTurns:
+    """New at our read but not inserted: a concurrent redelivery (a duplicate) or an
+    event_id another turn took, perhaps in another tenant (a conflict)."""
+    if not not_inserted:
+        return StoredTurns.none()
+    stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in not_inserted])
+    return StoredTurns.compare(not_inserted, stored, all_taken=True)

@@ -2,7 +2,7 @@
 
 Every change of a state — new turns, a re-extraction, signals merged through the repository
 API, an override or an inactivity stall — is described as a `NextVersion` computed
-from the state just locked; `commit.commit_version` writes it, its stage record and its event
+from the state just locked; `commit.commit_under_lock` writes it, its stage record and its event
 in that one transaction.
 """
 
