@@ -81,7 +81,7 @@ class DeferredExtraction:
         async with self.database.reading(key.tenant_id) as tx:
             compared = StoredTurns.compare(turns, await self._taken(tx, ids))
         outcome = ConversationOutcome(
-            key=key, duplicates=len(compared.duplicates), conflicts=tuple(compared.conflicts)
+            key=key, redelivered=tuple(compared.duplicates), conflicts=tuple(compared.conflicts)
         )
         if not compared.new:
             return outcome
@@ -96,15 +96,15 @@ class DeferredExtraction:
         return outcome + ConversationOutcome(
             key=key,
             deferred=len(inserted),
-            duplicates=len(raced.duplicates),
+            redelivered=tuple(raced.duplicates),
             conflicts=tuple(raced.conflicts),
         )
 
     @staticmethod
     async def _taken(tx: TenantTransaction, event_ids: list[UUID]) -> dict[UUID, str]:
         """Fingerprints of the ids this tenant has stored or deferred."""
-        stored = await tx.turns.find_stored_turns(tx.tenant_id, event_ids)
-        return stored | await tx.deferred.find_deferred_turns(tx.tenant_id, event_ids)
+        stored = await tx.turns.find_stored_turns(event_ids)
+        return stored | await tx.deferred.find_deferred_turns(event_ids)
 
     async def extract(self, key: ConversationKey, *, claim: UUID) -> ConversationOutcome:
         """The scheduler's unit of work for a due conversation it claimed: its deferred turns
@@ -189,9 +189,9 @@ class DeferredExtraction:
         ]
         await self._release(key, claim=claim, read=read, letters=letters)
         # The batch's own turns are what the consumer counts as duplicates and conflicts.
+        own = [t for t in outcome.redelivered if t.event_id in sent]
         conflicts = tuple(t for t in outcome.conflicts if t.event_id in sent)
-        duplicates = len(turns) - (outcome.applied - len(earlier)) - len(conflicts)
-        return replace(outcome, duplicates=max(duplicates, 0), conflicts=conflicts)
+        return replace(outcome, redelivered=tuple(own), conflicts=conflicts)
 
     async def _extract_stored_later(
         self, key: ConversationKey, deferred: list[ConversationTurn]

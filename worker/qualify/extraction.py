@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from schemas import ConversationState, ConversationTurn
+from schemas import ConversationState, ConversationTurn, NextStage
 from worker.extract.port import ExtractionResult, Extractor, TurnText
 from worker.ops import metrics, tracing
 from worker.qualify.criteria import StageCriteria
@@ -23,32 +23,38 @@ def as_turn_text(turn: ConversationTurn) -> TurnText:
     )
 
 
+@dataclass(frozen=True)
+class Known:
+    """What an extraction is shown of its conversation: the state, and what the next stage
+    still lacks (so the model's questions aim at the gaps), reported once per state."""
+
+    state: ConversationState
+    next_stage: NextStage | None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Extraction:
     extractor: Extractor
     criteria: StageCriteria
 
-    def plan(
-        self, turns: list[TurnText], known: ConversationState, *, shrink: int
-    ) -> list[list[TurnText]]:
+    def known(self, state: ConversationState) -> Known:
+        return Known(state, gap_report(state, self.criteria))
+
+    def plan(self, turns: list[TurnText], known: Known, *, shrink: int) -> list[list[TurnText]]:
         """Oldest first, in prompts that fit the model: one extraction (one version) each."""
+        state = known.state
         return self.extractor.plan_chunks(
-            turns,
-            known.qualification,
-            known.deal_stage,
-            next_stage=gap_report(known, self.criteria),
-            shrink=shrink,
+            turns, state.qualification, state.deal_stage, next_stage=known.next_stage, shrink=shrink
         )
 
-    async def extract(self, turns: list[TurnText], known: ConversationState) -> ExtractionResult:
+    async def extract(self, turns: list[TurnText], known: Known) -> ExtractionResult:
         """The one extractor call, with no connection held: timed, counted and traced. The
-        extractor sees what is known and what the next stage still lacks (so its questions
-        aim at the gaps)."""
-        gaps = gap_report(known, self.criteria)
+        extractor sees what is known and what the next stage still lacks."""
+        state = known.state
         with tracing.span("extraction", turns=len(turns)) as span:
             started = time.perf_counter()
             result = await self.extractor.extract_signals(
-                turns, known.qualification, known.deal_stage, next_stage=gaps
+                turns, state.qualification, state.deal_stage, next_stage=known.next_stage
             )
             result = replace(result, seconds=time.perf_counter() - started)
             span.set_attribute("llm.model", result.model)

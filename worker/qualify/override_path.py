@@ -54,7 +54,7 @@ async def _seen_before(
     tx: TenantTransaction, key: ConversationKey, override: QualificationOverride
 ) -> ConversationOutcome:
     """Its event_id is taken: a redelivery (a duplicate) or another override (a conflict)."""
-    stored = await tx.overrides.find_stored_overrides(key.tenant_id, [override.event_id])
+    stored = await tx.overrides.find_stored_overrides([override.event_id])
     if stored.get(override.event_id) == override.fingerprint():
-        return ConversationOutcome(key=key, duplicates=1)
+        return ConversationOutcome(key=key, redelivered=(override,))
     return ConversationOutcome(key=key, conflicts=(override,))

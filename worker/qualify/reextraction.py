@@ -45,14 +45,15 @@ class Reextraction:
             turns = await read(key, limit=MAX_PENDING_TURNS)
         if state is None or not turns:
             return ConversationOutcome(key=key)
-        outcome = ConversationOutcome(key=key)
-        for chunk in self.extraction.plan(turns, state, shrink=1):
-            result = await self.extraction.extract(chunk, state)
+        outcome, known = ConversationOutcome(key=key), self.extraction.known(state)
+        for chunk in self.extraction.plan(turns, known, shrink=1):
+            result = await self.extraction.extract(chunk, known)
             if result.status != "ok":
                 return outcome + ConversationOutcome(key=key, extraction_status=result.status)
             with tracing.span("write_transaction", turns=0):
                 try:
                     state = await self._write_reextraction(key, chunk, result, erasures=erasures)
+                    known = self.extraction.known(state)
                 except ConversationErased:
                     log.info(
                         "extraction_discarded_after_erasure",
@@ -76,7 +77,7 @@ class Reextraction:
 
         async def decide(tx: TenantTransaction, state: ConversationState | None) -> NextVersion:
             assert state is not None  # locked_state raised otherwise
-            await tx.turns.mark_turns_extracted(key.tenant_id, [t.event_id for t in turns], now)
+            await tx.turns.mark_turns_extracted([t.event_id for t in turns], now)
             # Merged against the locked state, not the one the extraction was shown.
             return version_from_reextraction(
                 state, result, extracted_turns=len(turns), now=now, criteria=self.criteria

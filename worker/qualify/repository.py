@@ -40,7 +40,7 @@ class ConversationStateRepository:
         self, tenant_id: UUID, deal_stage: DealStage | None = None
     ) -> list[ConversationState]:
         async with self.database.reading(tenant_id) as tx:
-            return await tx.states.list_states_by_tenant(tenant_id, deal_stage)
+            return await tx.states.list_states_by_tenant(deal_stage)
 
     async def update_qualification(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
@@ -50,6 +50,14 @@ class _Written:
     state: ConversationState | None = None  # the version written
 
 
+def _seen(key: ConversationKey, turns: StoredTurns) -> ConversationOutcome:
+    """The turns found stored (by their event_id) where they were counted: duplicates and
+    conflicts, each once."""
+    return ConversationOutcome(
+        key=key, redelivered=tuple(turns.duplicates), conflicts=tuple(turns.conflicts)
+    )
+
+
 class _NothingNew(Exception):
     """Raised inside the write transaction to roll it back when no turn was new after all."""
 
@@ -71,11 +79,7 @@ class TurnPath:
     ) -> ConversationOutcome:
         snapshot = await self._read(key, turns)
         if not snapshot.turns.new:
-            return ConversationOutcome(
-                key=key,
-                duplicates=len(snapshot.turns.duplicates),
-                conflicts=tuple(snapshot.turns.conflicts),
-            )
+            return _seen(key, snapshot.turns)
         new = snapshot.turns.new
         known = snapshot.state or ConversationState(  # a new conversation
             tenant_id=key.tenant_id,
@@ -90,23 +94,21 @@ class TurnPath:
         except ConversationErased:
             log.info("extraction_discarded_after_erasure", conversation_hash=conversation_hash(key))
             return ConversationOutcome(key=key, erased=len(new))
-        outcome += ConversationOutcome(key=key, conflicts=tuple(snapshot.turns.conflicts))
-        duplicates = len(turns) - outcome.applied - len(outcome.conflicts)
-        return replace(outcome, duplicates=duplicates)
+        return _seen(key, snapshot.turns) + outcome
 
     async def _extract_and_write(
         self,
         key: ConversationKey,
         new: list[ConversationTurn],
         pending: list[TurnText],
-        known: ConversationState,
+        state: ConversationState,
         *,
         erasures: int,
     ) -> ConversationOutcome:
         """Pending then new turns, in prompts that fit the model (almost always one): one
         extraction and one version each. Raises ConversationErased when the conversation was
         erased since the read (`erasures` counted before it)."""
-        outcome = ConversationOutcome(key=key)
+        outcome, known = ConversationOutcome(key=key), self.extraction.known(state)
         to_extract = pending + [as_turn_text(t) for t in new]
         queue = deque((chunk, False) for chunk in self.extraction.plan(to_extract, known, shrink=1))
         while queue:
@@ -125,19 +127,19 @@ class TurnPath:
                 written = await self._write_turns(
                     key, chunk_new, chunk_pending, result, erasures=erasures
                 )
-            known = written.state or known
-            outcome += ConversationOutcome(
+            if written.state is not None:
+                known = self.extraction.known(written.state)
+            outcome += _seen(key, written.raced) + ConversationOutcome(
                 key=key,
                 applied=written.applied,
                 version=written.version,
                 extraction_status=result.status if written.version is not None else None,
-                conflicts=tuple(written.raced.conflicts),
             )
         return outcome
 
     async def _read(self, key: ConversationKey, turns: list[ConversationTurn]) -> _Snapshot:
         async with self.database.reading(key.tenant_id) as tx:
-            stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in turns])
+            stored = await tx.turns.find_stored_turns([t.event_id for t in turns])
             compared = StoredTurns.compare(turns, stored)
             if not compared.new:
                 return _Snapshot(state=None, turns=compared, pending=[])
@@ -216,7 +218,7 @@ class _TurnWrite:
         self.applied = len(applied)
         if extracted_at is not None:
             pending_ids = [t.event_id for t in self.pending]
-            await tx.turns.mark_turns_extracted(key.tenant_id, pending_ids, extracted_at)
+            await tx.turns.mark_turns_extracted(pending_ids, extracted_at)
         return version_from_turns(
             state,
             applied,
@@ -244,5 +246,5 @@ async def _raced(
     event_id another turn took, perhaps in another tenant (a conflict)."""
     if not not_inserted:
         return StoredTurns.none()
-    stored = await tx.turns.find_stored_turns(key.tenant_id, [t.event_id for t in not_inserted])
+    stored = await tx.turns.find_stored_turns([t.event_id for t in not_inserted])
     return StoredTurns.compare(not_inserted, stored, all_taken=True)

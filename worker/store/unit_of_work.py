@@ -51,12 +51,12 @@ class TenantTransaction:
 
     def __post_init__(self) -> None:
         # Frozen: the repositories are fixed at construction, all on this one connection.
-        object.__setattr__(self, "states", StateRepository(self.conn))
-        object.__setattr__(self, "turns", TurnRepository(self.conn))
+        object.__setattr__(self, "states", StateRepository(self.conn, self.tenant_id))
+        object.__setattr__(self, "turns", TurnRepository(self.conn, self.tenant_id))
         object.__setattr__(self, "transitions", StageTransitionRepository(self.conn))
         object.__setattr__(self, "outbox", OutboxRepository(self.conn))
-        object.__setattr__(self, "overrides", OverrideRepository(self.conn))
-        object.__setattr__(self, "deferred", DeferredTurns(self.conn))
+        object.__setattr__(self, "overrides", OverrideRepository(self.conn, self.tenant_id))
+        object.__setattr__(self, "deferred", DeferredTurns(self.conn, self.tenant_id))
         object.__setattr__(self, "erasures", ErasureGuard(self.conn))
 
 
