@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from worker.extract.factory import build_extractor
+from worker.ops.clock import Clock, utc_now
 from worker.qualify.deferred_extraction import DeferredTurnSettings
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService
@@ -26,19 +27,22 @@ from worker.store.unit_of_work import Database, open_database
 class Components:
     settings: Settings
     database: Database
+    clock: Clock = utc_now  # the one clock of everything built here
 
     def repository(self) -> ConversationStateRepository:
         return ConversationStateRepository(
-            database=self.database, update_topic=self.settings.update_topic
+            database=self.database, update_topic=self.settings.update_topic, clock=self.clock
         )
 
     def service(self) -> QualificationService:
         """Built when asked for: with an LLM model its adapter imports LiteLLM (a second and
         ~130 MB), which commands that only read states never need."""
-        return build_service(self.settings, self.database)
+        return build_service(self.settings, self.database, clock=self.clock)
 
 
-def build_service(settings: Settings, database: Database) -> QualificationService:
+def build_service(
+    settings: Settings, database: Database, *, clock: Clock = utc_now
+) -> QualificationService:
     """The one place a service is assembled: the app, `reextract`, `eval` and the tests."""
     return QualificationService(
         database=database,
@@ -52,6 +56,7 @@ def build_service(settings: Settings, database: Database) -> QualificationServic
             dlq_topic=settings.dlq_topic,
             max_turn_chars=settings.max_turn_chars,
         ),
+        clock=clock,
     )
 
 

@@ -10,7 +10,7 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import structlog
@@ -18,6 +18,7 @@ import structlog
 from schemas import DEFAULT_MAX_TURN_CHARS, ConversationKey, ConversationTurn
 from worker.errors import DeferredExtractionBusy, PermanentError
 from worker.ops import metrics, tracing
+from worker.ops.clock import Clock
 from worker.qualify.outcomes import (
     ConversationOutcome,
     DeadLetterDecision,
@@ -68,7 +69,7 @@ class DeferredTurnSettings:
 class DeferredExtraction:
     database: Database
     settings: DeferredTurnSettings
-    clock: Callable[[], datetime]
+    clock: Clock
     slots: asyncio.Semaphore  # the service's bound on conversations extracted at once
     process: ProcessTurns  # the turn path
 

@@ -19,14 +19,14 @@ version_from_turns(stalled_by_inactivity=True)`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from schemas import ConversationKey, ConversationState
+from worker.ops.clock import Clock, utc_now
+from worker.ops.periodic import run_periodically
 from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.versioning import NextVersion, is_inactive, version_from_inactivity
@@ -37,10 +37,6 @@ log = structlog.get_logger(__name__)
 INACTIVITY_LOCK = "inactivity-sweeper"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(kw_only=True)
 class InactivitySweeper:
     database: Database
@@ -49,18 +45,14 @@ class InactivitySweeper:
     interval_s: float
     criteria: StageCriteria = DEFAULT_CRITERIA
     batch_size: int = 200
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps at start (a worker restarted more often than the interval still sweeps),
         then every `interval_s` until `stop`."""
-        while not stop.is_set():
-            try:
-                await self.sweep()
-            except Exception as error:  # database down: the next round tries again
-                log.warning("inactivity_sweep_failed", error=type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+        await run_periodically(
+            self.sweep, stop, interval_s=self.interval_s, failure_event="inactivity_sweep_failed"
+        )
 
     async def sweep(self) -> int:
         """One round; returns how many deals it stalled (0 when another worker sweeps)."""

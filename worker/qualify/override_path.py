@@ -3,12 +3,11 @@ state's row lock, once by event_id (overrides.py decides what it changes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from schemas import ConversationKey, ConversationState, QualificationOverride
 from worker.ops import metrics
+from worker.ops.clock import Clock
 from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.outcomes import ConversationOutcome
@@ -22,7 +21,7 @@ class OverridePath:
     database: Database
     criteria: StageCriteria
     update_topic: str
-    clock: Callable[[], datetime]
+    clock: Clock
 
     async def apply(
         self, key: ConversationKey, override: QualificationOverride

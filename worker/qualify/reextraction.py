@@ -3,9 +3,7 @@ same commit path as new turns (`python -m worker reextract`, the pending sweeper
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import structlog
 
@@ -13,6 +11,7 @@ from schemas import ConversationKey, ConversationState
 from worker.errors import ConversationErased
 from worker.extract.port import ExtractionResult, TurnText
 from worker.ops import tracing
+from worker.ops.clock import Clock
 from worker.qualify.commit import commit_under_lock, locked_state
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.extraction import Extraction
@@ -31,7 +30,7 @@ class Reextraction:
     extraction: Extraction
     criteria: StageCriteria
     update_topic: str
-    clock: Callable[[], datetime]
+    clock: Clock
 
     async def reextract(self, key: ConversationKey, *, stored_turns: bool) -> ConversationOutcome:
         """Reads its pending turns (whose extraction failed), or with `stored_turns` its latest

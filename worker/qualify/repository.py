@@ -8,27 +8,22 @@ row lock and goes through the one commit path, so it makes version + 1 and exact
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from uuid import UUID
 
 from schemas import ConversationKey, ConversationState, DealStage, QualificationSignals
 from worker.errors import ConversationNotFound
+from worker.ops.clock import Clock, utc_now
 from worker.qualify.commit import commit_under_lock
 from worker.qualify.versioning import NextVersion, version_from_signals
 from worker.store.unit_of_work import Database, TenantTransaction
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConversationStateRepository:
     database: Database
     update_topic: str
-    clock: Callable[[], datetime] = _utc_now
+    clock: Clock = utc_now
 
     async def get_state(
         self, tenant_id: UUID, account_id: str, contact_id: str

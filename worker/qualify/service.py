@@ -6,13 +6,13 @@ reextraction.py. worker/bootstrap.py builds it from `Settings`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from uuid import UUID
 
 from schemas import ConversationKey, ConversationTurn, QualificationOverride
 from worker.extract.port import Extractor
+from worker.ops.clock import Clock, utc_now
 from worker.qualify.batch import BatchFanOut
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.deferred_extraction import DeferredExtraction, DeferredTurnSettings
@@ -23,10 +23,6 @@ from worker.qualify.reextraction import Reextraction
 from worker.qualify.turn_path import TurnPath
 from worker.store.deferred import Debounce
 from worker.store.unit_of_work import Database
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(kw_only=True)
@@ -40,7 +36,7 @@ class QualificationService:
     # (worker/qualify/debounce.py) extracts each conversation once it is due.
     debounce: Debounce | None = None
     deferred: DeferredTurnSettings = field(default_factory=DeferredTurnSettings)
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     _slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:

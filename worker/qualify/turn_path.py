@@ -8,7 +8,6 @@ turns are recognised by event_id and cost neither an LLM call nor a count.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +17,7 @@ from schemas import ConversationKey, ConversationState, ConversationTurn, DealSt
 from worker.errors import ConversationErased
 from worker.extract.port import CONTEXT_WINDOW_EXCEEDED, ExtractionResult, TurnText
 from worker.ops import tracing
+from worker.ops.clock import Clock
 from worker.qualify.commit import commit_under_lock, locked_state
 from worker.qualify.criteria import StageCriteria
 from worker.qualify.extraction import Extraction, as_turn_text
@@ -72,7 +72,7 @@ class TurnPath:
     extraction: Extraction
     criteria: StageCriteria
     update_topic: str
-    clock: Callable[[], datetime]
+    clock: Clock
 
     async def process(
         self, key: ConversationKey, turns: list[ConversationTurn]
