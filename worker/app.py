@@ -38,14 +38,14 @@ from worker.ops.clock import Clock
 from worker.ops.http import operational_routes
 from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
-from worker.qualify.debounce import LEFTOVERS, ExtractionScheduler
+from worker.qualify.deferred_extraction_scheduler import LEFTOVERS, ExtractionScheduler
 from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
+from worker.store.database import Database
 from worker.store.outbox import Message, NotPublished, OutboxRelay, PublishMany
 from worker.store.retention import TurnTextRetention
-from worker.store.unit_of_work import Database
 
 DATABASE = "database"  # FastStream context key: what /ready pings
 

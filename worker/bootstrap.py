@@ -19,8 +19,8 @@ from worker.qualify.deferred_extraction import DeferredTurnSettings
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService
 from worker.settings import Settings
-from worker.store.deferred import Debounce
-from worker.store.unit_of_work import Database, open_database
+from worker.store.database import Database, open_database
+from worker.store.deferred_extraction import Debounce
 
 
 @dataclass(frozen=True, kw_only=True)

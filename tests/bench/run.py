@@ -54,7 +54,7 @@ from tests.bench.measure import (
 )
 from tests.bench.workload import Conversation, backlog, live, long_conversations, payload
 from tests.harness import Topics
-from worker.store.database import migrate
+from worker.store.postgres import migrate
 from worker.tools.stack import BrokerProcess, PostgresProcess, start_broker, start_postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

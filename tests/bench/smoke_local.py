@@ -30,8 +30,8 @@ from worker.errors import ConfigurationError
 from worker.extract.llm import structured_output
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import Settings, load_settings
-from worker.store.database import migrate_database
-from worker.store.unit_of_work import open_database
+from worker.store.database import open_database
+from worker.store.postgres import migrate_database
 from worker.tools.evaluation.dataset import LabelledConversation, read_dataset
 from worker.tools.evaluation.harness import counted_service, replay
 from worker.tools.evaluation.scoring import ConversationScore, score_conversation

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import Topics, WorkerProcess, applied_turns, fetch, produce, turn
 from tests.waiting import eventually
-from worker.store.database import connect, migrate
+from worker.store.postgres import connect, migrate
 from worker.tools.stack import free_port, start_postgres
 
 StartWorker = Callable[..., WorkerProcess]

@@ -28,7 +28,7 @@ from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService
 from worker.qualify.versioning import ACTIVITY_RESUMED
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 DAYS = 30
 SWEEP_AT = BASE_TIME + timedelta(days=DAYS + 1)  # the clock moved 31 days past the turns

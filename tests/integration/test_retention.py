@@ -18,8 +18,8 @@ from worker.extract.port import Extractor
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService
 from worker.settings import Settings
+from worker.store.database import Database
 from worker.store.retention import RETENTION_LOCK, TurnTextRetention
-from worker.store.unit_of_work import Database
 from worker.tools.reextract import reextract, report
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)

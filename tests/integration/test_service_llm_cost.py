@@ -25,7 +25,7 @@ from tests.state_store import count_turns
 from worker.bootstrap import build_service
 from worker.qualify.service import QualificationService
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 ANTHROPIC_MODEL = "anthropic/claude-sonnet-4-5"
 TURN_CHARS = 20_000

@@ -24,8 +24,8 @@ from tests.state_store import RULES
 from worker.bootstrap import build_service
 from worker.ingest.consumer import BatchHandler
 from worker.ops import tracing
+from worker.store.database import Database
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database
 
 
 @dataclass

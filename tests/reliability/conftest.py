@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from tests.harness import Topics
 from tests.reliability.support import DatabaseProbe, QuotingLLM, Workers
-from worker.store.database import connect, migrate
+from worker.store.postgres import connect, migrate
 from worker.tools.stack import PostgresProcess, start_postgres
 
 PARTITIONS = 6  # enough for three workers to each own some

@@ -36,7 +36,7 @@ from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import SWEEP_LOCK, PendingSweeper
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 

@@ -7,13 +7,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from schemas import Channel, Speaker
-from worker.extract.budget import (
+from worker.extract.port import TurnText
+from worker.extract.prompt_budget import (
     TURN_OVERHEAD_TOKENS,
     plan_chunks,
     trim_turn,
     turn_tokens,
 )
-from worker.extract.port import TurnText
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 

@@ -15,8 +15,9 @@ from schemas import ConversationKey, ConversationState, StageMove
 from worker.errors import ConversationErased, ConversationNotFound
 from worker.ops import metrics
 from worker.qualify.versioning import NextVersion, update_event
+from worker.store.database import Database
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
 

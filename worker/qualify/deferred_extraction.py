@@ -28,9 +28,10 @@ from worker.qualify.outcomes import (
     refused_letter,
 )
 from worker.qualify.versioning import order_turns
-from worker.store.deferred import DeferredRead
+from worker.store.database import Database
+from worker.store.deferred_extraction import DeferredRead
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
 

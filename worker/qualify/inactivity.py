@@ -30,7 +30,8 @@ from worker.ops.periodic import run_periodically
 from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
 from worker.qualify.versioning import NextVersion, is_inactive, version_from_inactivity
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.database import Database
+from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
 

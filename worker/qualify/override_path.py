@@ -13,7 +13,8 @@ from worker.qualify.criteria import StageCriteria
 from worker.qualify.outcomes import ConversationOutcome
 from worker.qualify.overrides import apply_override
 from worker.qualify.versioning import NextVersion
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.database import Database
+from worker.store.unit_of_work import TenantTransaction
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,8 +18,9 @@ from worker.qualify.extraction import Extraction
 from worker.qualify.outcomes import ConversationOutcome
 from worker.qualify.turn_path import MAX_PENDING_TURNS
 from worker.qualify.versioning import NextVersion, version_from_reextraction
+from worker.store.database import Database
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,8 @@ from worker.errors import ConversationNotFound
 from worker.ops.clock import Clock, utc_now
 from worker.qualify.commit import commit_under_lock
 from worker.qualify.versioning import NextVersion, version_from_signals
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.database import Database
+from worker.store.unit_of_work import TenantTransaction
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,8 +21,8 @@ from worker.qualify.outcomes import BatchOutcome, ConversationOutcome, Event
 from worker.qualify.override_path import OverridePath
 from worker.qualify.reextraction import Reextraction
 from worker.qualify.turn_path import TurnPath
-from worker.store.deferred import Debounce
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
+from worker.store.deferred_extraction import Debounce
 
 
 @dataclass(kw_only=True)
@@ -33,7 +33,7 @@ class QualificationService:
     concurrency: int
     criteria: StageCriteria = DEFAULT_CRITERIA
     # With a debounce, a batch only stores its turns as deferred; the scheduler
-    # (worker/qualify/debounce.py) extracts each conversation once it is due.
+    # (worker/qualify/deferred_extraction_scheduler.py) extracts each conversation once it is due.
     debounce: Debounce | None = None
     deferred: DeferredTurnSettings = field(default_factory=DeferredTurnSettings)
     clock: Clock = utc_now

@@ -21,7 +21,7 @@ import structlog
 from schemas import ConversationKey
 from worker.ops.periodic import run_periodically
 from worker.qualify.outcomes import ConversationOutcome
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 log = structlog.get_logger(__name__)
 

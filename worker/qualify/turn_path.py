@@ -23,8 +23,9 @@ from worker.qualify.criteria import StageCriteria
 from worker.qualify.extraction import Extraction, as_turn_text
 from worker.qualify.outcomes import ConversationOutcome, StoredTurns
 from worker.qualify.versioning import NextVersion, version_from_turns
+from worker.store.database import Database
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database, TenantTransaction
+from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
 

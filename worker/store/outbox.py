@@ -24,7 +24,7 @@ import structlog
 from schemas import DeadLetter, QualificationUpdated, conversation_key
 from worker.ops import metrics
 from worker.ops.periodic import run_periodically
-from worker.store.database import connect, queries
+from worker.store.postgres import connect, queries
 
 NOTIFY_CHANNEL = "tenant_outbox"
 

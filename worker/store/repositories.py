@@ -30,8 +30,8 @@ from schemas import (
     Suggestion,
 )
 from worker.extract.port import TurnText
-from worker.store.database import REFUSED_BY_DATABASE, queries
 from worker.store.erasure import conversation_hash
+from worker.store.postgres import REFUSED_BY_DATABASE, queries
 
 
 class _TriedOnly(Exception):

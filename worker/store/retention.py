@@ -19,10 +19,10 @@ import structlog
 
 from worker.ops.clock import Clock, utc_now
 from worker.ops.periodic import run_periodically
-from worker.store.database import queries, translated_errors
+from worker.store.postgres import queries, translated_errors
 
 if TYPE_CHECKING:
-    from worker.store.unit_of_work import Database
+    from worker.store.database import Database
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError
 from worker.settings import Settings
-from worker.store.database import migrate_database
+from worker.store.postgres import migrate_database
 from worker.tools.arguments import parse_stage, parse_uuid
 from worker.tools.views import render_pipeline, render_state
 

@@ -34,8 +34,8 @@ from worker.extract.port import ExtractionResult, ExtractorDecorator, TurnText
 from worker.qualify.repository import ConversationStateRepository
 from worker.qualify.service import QualificationService
 from worker.settings import Settings
-from worker.store.database import migrate_database
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
+from worker.store.postgres import migrate_database
 from worker.tools.evaluation.dataset import Dataset, LabelledConversation
 from worker.tools.evaluation.scoring import (
     ConversationScore,

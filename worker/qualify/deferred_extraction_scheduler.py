@@ -32,9 +32,9 @@ from worker.ops import metrics
 from worker.ops.clock import Clock, utc_now
 from worker.ops.periodic import run_periodically
 from worker.qualify.outcomes import ConversationOutcome
-from worker.store.deferred import Debounce
+from worker.store.database import Database
+from worker.store.deferred_extraction import Debounce
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from schemas import ConversationKey, ConversationTurn
-from worker.store.database import queries
+from worker.store.postgres import queries
 
 
 @dataclass(frozen=True, kw_only=True)
