@@ -113,9 +113,9 @@ class Settings(BaseSettings):
     kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # v3: the largest produce request the worker sends (aiokafka's max_request_size), for dead
     # letters and update events alike. Dead letters are cut to fit it; the bounds of an update
-    # event (docs/decisions.md, Bounds) are sized for 1 MiB, hence the minimum. Keep it at or under the
-    # broker's `message.max.bytes` (and the topics' `max.message.bytes`): start-up checks that
-    # when the broker says.
+    # event (docs/decisions.md, Bounds) are sized for 1 MiB, hence the minimum. Keep it at or
+    # under the broker's `message.max.bytes` (and the topics' `max.message.bytes`): start-up
+    # checks that when the broker says.
     kafka_max_request_bytes: int = Field(default=1024 * 1024, ge=1024 * 1024)
     turn_topic: str = "conversation.turn"
     # v2: a person's or a CRM's corrections, keyed like turns (CONTRACT.md section 1).
