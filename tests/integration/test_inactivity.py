@@ -26,7 +26,7 @@ from tests.waiting import eventually
 from worker.bootstrap import build_service
 from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService
-from worker.qualify.versioning import ACTIVITY_RESUMED
+from worker.qualify.stages import ACTIVITY_RESUMED
 from worker.settings import Settings
 from worker.store.database import Database
 

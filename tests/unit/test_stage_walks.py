@@ -20,8 +20,8 @@ from schemas import (
 )
 from worker.extract.evidence import verify_evidence
 from worker.extract.port import ExtractionResult, TurnText
-from worker.qualify.commit import stage_records
-from worker.qualify.versioning import NextVersion, update_event, version_from_reextraction
+from worker.qualify.commit import stage_records, update_event
+from worker.qualify.versioning import NextVersion, version_from_reextraction
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 KEY = ConversationKey(uuid.UUID("00000000-0000-4000-8000-000000000002"), "acme", "jane")

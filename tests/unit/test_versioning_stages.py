@@ -18,7 +18,8 @@ from schemas import (
 )
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import NO_CRITERIA
-from worker.qualify.versioning import update_event, version_from_reextraction
+from worker.qualify.update_event import update_event
+from worker.qualify.versioning import version_from_reextraction
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 KEY = ConversationKey(uuid.UUID("00000000-0000-4000-8000-000000000001"), "acme", "jane")

@@ -14,7 +14,8 @@ import structlog
 from schemas import ConversationKey, ConversationState, StageMove
 from worker.errors import ConversationErased, ConversationNotFound
 from worker.ops import metrics
-from worker.qualify.versioning import NextVersion, update_event
+from worker.qualify.update_event import update_event
+from worker.qualify.versioning import NextVersion
 from worker.store.database import Database
 from worker.store.erasure import conversation_hash
 from worker.store.unit_of_work import TenantTransaction

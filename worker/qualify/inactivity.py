@@ -29,7 +29,8 @@ from worker.ops.clock import Clock, utc_now
 from worker.ops.periodic import run_periodically
 from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
-from worker.qualify.versioning import NextVersion, is_inactive, version_from_inactivity
+from worker.qualify.stages import is_inactive
+from worker.qualify.versioning import NextVersion, version_from_inactivity
 from worker.store.database import Database
 from worker.store.unit_of_work import TenantTransaction
 

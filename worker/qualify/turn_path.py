@@ -78,11 +78,13 @@ class TurnPath:
     async def process(
         self, key: ConversationKey, turns: list[ConversationTurn]
     ) -> ConversationOutcome:
+        """The turns found stored are counted (duplicates, conflicts); the new ones are
+        extracted with the conversation's pending turns and written."""
         snapshot = await self._read(key, turns)
         if not snapshot.turns.new:
             return _seen(key, snapshot.turns)
         new = snapshot.turns.new
-        known = snapshot.state or ConversationState(  # a new conversation
+        state = snapshot.state or ConversationState(  # a new conversation
             tenant_id=key.tenant_id,
             account_id=key.account_id,
             contact_id=key.contact_id,
@@ -90,7 +92,7 @@ class TurnPath:
         )
         try:
             outcome = await self._extract_and_write(
-                key, new, snapshot.pending, known, erasures=snapshot.erasures
+                key, new, snapshot.pending, state, erasures=snapshot.erasures
             )
         except ConversationErased:
             log.info("extraction_discarded_after_erasure", conversation_hash=conversation_hash(key))

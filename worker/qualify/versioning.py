@@ -1,4 +1,4 @@
-"""The next version of a conversation, and the event that announces it. Pure.
+"""The next version of a conversation. Pure.
 
 Every change of a state — new turns, a re-extraction, signals merged through the repository
 API, an override or an inactivity stall — is described as a `NextVersion` computed
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from schemas import (
@@ -23,10 +23,8 @@ from schemas import (
     ExtractionInfo,
     NextStage,
     QualificationSignals,
-    QualificationUpdated,
     StageChange,
     VersionSource,
-    update_event_id,
 )
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import (
@@ -36,10 +34,7 @@ from worker.qualify.criteria import (
 )
 from worker.qualify.judging import extraction_info, judge_proposal, merge_extraction
 from worker.qualify.merge import changed_fields, merge_qualification_signals
-from worker.qualify.stages import resume_point
-
-# The reason recorded when a turn resumes a deal the inactivity sweeper stalled.
-ACTIVITY_RESUMED = "activity resumed"
+from worker.qualify.stages import resume_on_activity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,28 +100,6 @@ def version_from_turns(
         before=state,  # the event's previous_stage is `stalled`, where the deal really was
         resumed=resumed[1],
         changed_fields=fields if "deal_stage" in fields else [*fields, "deal_stage"],
-    )
-
-
-def resume_on_activity(state: ConversationState) -> tuple[ConversationState, StageChange]:
-    """A deal stalled by inactivity, back at the stage it stalled from (prospecting for a row
-    without a usable `stalled_from`), and the record of that move."""
-    if state.deal_stage is not DealStage.STALLED:
-        raise ValueError(f"only a stalled deal resumes, not one in {state.deal_stage.value}")
-    point = resume_point(state.stalled_from)
-    change = StageChange(
-        from_stage=DealStage.STALLED, to_stage=point, accepted=True, reason=ACTIVITY_RESUMED
-    )
-    return state.model_copy(update={"deal_stage": point, "stalled_from": None}), change
-
-
-def is_inactive(state: ConversationState, *, now: datetime, days: int) -> bool:
-    """An open deal whose latest turn is more than `days` before `now` (the sweeper's rule;
-    the same predicate as migration 0006's listing). A deal without turns never is."""
-    return (
-        state.deal_stage in OPEN_STAGES
-        and state.last_interaction is not None
-        and state.last_interaction < now - timedelta(days=days)
     )
 
 
@@ -262,34 +235,3 @@ def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -
     if personas := [t.persona_type for t in applied if t.persona_type is not None]:
         update["persona_type"] = personas[-1]
     return state.model_copy(update=update)
-
-
-def update_event(version: NextVersion) -> QualificationUpdated:
-    state = version.state
-    key = version.key
-    assert state.updated_at is not None, "a new version carries the time it was made"
-    return QualificationUpdated(
-        event_id=update_event_id(key, state.version, state.incarnation),
-        tenant_id=key.tenant_id,
-        account_id=key.account_id,
-        contact_id=key.contact_id,
-        version=state.version,
-        deal_stage=state.deal_stage,
-        previous_stage=version.before.deal_stage,
-        # One field for what may be two records (a resume, then the extraction's proposal
-        # judged from the resumed stage): the proposal when there is one, else the resume.
-        # `previous_stage` is where the deal was before this version in either case.
-        stage_change=version.stage_change or version.resumed,
-        qualification=state.qualification,
-        changed_fields=version.changed_fields,
-        interaction_count=state.interaction_count,
-        confidence_score=state.confidence_score,
-        extraction=version.extraction,
-        turn_event_ids=version.turn_event_ids,
-        source=version.source,
-        actor=version.actor,
-        owners=state.owners,
-        suggestions=state.suggestions,
-        next_stage=version.next_stage,
-        occurred_at=state.updated_at,
-    )
