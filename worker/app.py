@@ -163,7 +163,7 @@ async def _start_sweepers(
 ) -> None:
     """The background tasks the settings turn on. The sweepers are cancelled, not awaited, at
     the end: each round is short transactions, and a pending sweep mid-extraction would
-    otherwise wait out the LLM's retry budget. The debounced-extraction scheduler drains itself;
+    otherwise wait out the LLM's retry budget. The deferred extraction scheduler drains itself;
     it runs whatever EXTRACT_DEBOUNCE_MS says, so turns deferred before it was set back to 0
     are extracted too.
     """

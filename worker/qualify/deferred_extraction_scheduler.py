@@ -1,4 +1,4 @@
-"""The extraction scheduler of debounced extraction (EXTRACT_DEBOUNCE_MS > 0; DESIGN.md data
+"""The scheduler of deferred extraction (EXTRACT_DEBOUNCE_MS > 0; DESIGN.md data
 flow step 7).
 
 With a debounce, a batch stores its turns in tenant.deferred_turns and schedules their

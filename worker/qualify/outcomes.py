@@ -128,7 +128,7 @@ class StoredTurns:
 class ConversationOutcome:
     key: ConversationKey
     applied: int = 0  # turns stored and counted by this call
-    deferred: int = 0  # turns stored for a debounced extraction (EXTRACT_DEBOUNCE_MS)
+    deferred: int = 0  # turns stored for a deferred extraction (EXTRACT_DEBOUNCE_MS)
     redelivered: tuple[Event, ...] = ()  # events already stored: duplicates
     version: int | None = None  # the version written, None when nothing was new
     extraction_status: str | None = None

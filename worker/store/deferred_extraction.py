@@ -1,4 +1,4 @@
-"""Deferred turns and the extraction schedule (migration 0007): what debounced extraction
+"""Deferred turns and the extraction schedule (migration 0007): what deferred extraction
 stores at ingest, and how schedulers on many workers share the due conversations.
 
 `DeferredTurns` runs on a tenant's unit of work (`Database.for_tenant` / `reading`); the
