@@ -10,7 +10,7 @@ from pathlib import Path
 from devtools.stack import stack_down, stack_status, stack_up_async
 from worker.errors import ConfigurationError
 from worker.settings import Settings
-from worker.store.database import migrate_database
+from worker.store.postgres import migrate_database
 
 
 async def stack(args: argparse.Namespace, settings: Settings) -> int:

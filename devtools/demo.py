@@ -21,7 +21,7 @@ from worker.bootstrap import bootstrap
 from worker.errors import ConfigurationError, WorkerError
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import RULES_MODEL, Settings
-from worker.store.database import migrate_database
+from worker.store.postgres import migrate_database
 from worker.tools.producer import publish_turns, read_turns
 from worker.tools.views import render_pipeline
 

@@ -24,8 +24,8 @@ from tests.harness import Topics, WorkerProcess, worker_env
 from worker.bootstrap import Components, bootstrap
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import Settings
-from worker.store.database import create_pool, migrate
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
+from worker.store.postgres import create_pool, migrate
 
 
 def docker_engine_available() -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from schemas import ConversationKey, ConversationState
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 RULES = Settings(llm_model="rules", update_topic="updates")
 

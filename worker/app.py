@@ -34,17 +34,18 @@ from worker.ingest.consumer import (
 )
 from worker.ops import tracing
 from worker.ops.asyncapi import contract_settings, declare_publishers, specification
+from worker.ops.clock import Clock
 from worker.ops.http import operational_routes
 from worker.ops.logs import configure_logging
 from worker.ops.readiness import ConsumerProgress, Readiness
-from worker.qualify.debounce import LEFTOVERS, ExtractionScheduler
+from worker.qualify.deferred_extraction_scheduler import LEFTOVERS, ExtractionScheduler
 from worker.qualify.inactivity import InactivitySweeper
 from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import PendingSweeper
 from worker.settings import Settings, load_settings
+from worker.store.database import Database
 from worker.store.outbox import Message, NotPublished, OutboxRelay, PublishMany
 from worker.store.retention import TurnTextRetention
-from worker.store.unit_of_work import Database
 
 DATABASE = "database"  # FastStream context key: what /ready pings
 
@@ -132,7 +133,7 @@ async def _open(
         poll_interval_s=settings.outbox_poll_interval_s,
     )
     await stack.enter_async_context(_running(relay.run, "outbox-relay", cancel=False))
-    await _start_sweepers(stack, settings, database, service)
+    await _start_sweepers(stack, settings, database, service, clock=components.clock)
 
 
 def _batch_handler(
@@ -157,10 +158,12 @@ async def _start_sweepers(
     settings: Settings,
     database: Database,
     service: QualificationService,
+    *,
+    clock: Clock,
 ) -> None:
     """The background tasks the settings turn on. The sweepers are cancelled, not awaited, at
     the end: each round is short transactions, and a pending sweep mid-extraction would
-    otherwise wait out the LLM's retry budget. The debounced-extraction scheduler drains itself;
+    otherwise wait out the LLM's retry budget. The deferred extraction scheduler drains itself;
     it runs whatever EXTRACT_DEBOUNCE_MS says, so turns deferred before it was set back to 0
     are extracted too.
     """
@@ -179,6 +182,7 @@ async def _start_sweepers(
             stall_after_days=settings.stall_after_days,
             interval_s=settings.stall_sweep_interval_s,
             criteria=settings.stage_criteria,
+            clock=clock,
         )
         await stack.enter_async_context(_running(inactivity.run, "inactivity-sweeper", cancel=True))
     if settings.turn_text_retention_days > 0:
@@ -186,6 +190,7 @@ async def _start_sweepers(
             database=database,
             retention_days=settings.turn_text_retention_days,
             interval_s=settings.turn_text_retention_interval_s,
+            clock=clock,
         )
         await stack.enter_async_context(_running(retention.run, "text-retention", cancel=True))
     # Always on: with EXTRACT_DEBOUNCE_MS set back to 0 it drains the turns deferred before.
@@ -195,6 +200,7 @@ async def _start_sweepers(
         debounce=service.debounce or LEFTOVERS,
         concurrency=settings.llm_concurrency,
         poll_interval_s=settings.extract_poll_interval_ms / 1000,
+        clock=clock,
     )
     # Not cancelled: it drains itself (in-flight extractions finish or release their claims).
     await stack.enter_async_context(_running(scheduler.run, "extraction-scheduler", cancel=False))

@@ -35,14 +35,14 @@ from schemas import (
     NextStage,
     QualificationState,
 )
-from worker.bootstrap import bootstrap
+from worker.bootstrap import bootstrap, build_service
 from worker.errors import ConfigurationError, TransientError
 from worker.extract.port import ExtractionResult, ExtractorDecorator, TurnText
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
-from worker.store.database import migrate_database
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
+from worker.store.postgres import migrate_database
 
 TURN_SPACING = timedelta(minutes=3)  # when the dataset gives no occurred_at
 CONTACT_EMAIL = "prospect@example.com"

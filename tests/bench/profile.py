@@ -31,7 +31,7 @@ _CLIENT_PACKAGES = ("instructor", "litellm", "openai", "httpx", "httpcore", "aio
 _OWNED_FILES = {
     "worker/extract/prompt.py": "prompt",
     "worker/extract/redaction.py": "redaction",
-    "worker/extract/budget.py": "budget",
+    "worker/extract/prompt_budget.py": "budget",
     "worker/qualify/merge.py": "merge",
 }
 # The LLM adapter's own budget functions (they call LiteLLM's token counter).

@@ -55,7 +55,7 @@ from tests.bench.measure import (
 )
 from tests.bench.workload import Conversation, backlog, live, long_conversations, payload
 from tests.harness import Topics
-from worker.store.database import migrate
+from worker.store.postgres import migrate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 8  # what `stack up` creates

@@ -34,8 +34,8 @@ from worker.errors import ConfigurationError
 from worker.extract.llm import structured_output
 from worker.qualify.repository import ConversationStateRepository
 from worker.settings import Settings, load_settings
-from worker.store.database import migrate_database
-from worker.store.unit_of_work import open_database
+from worker.store.database import open_database
+from worker.store.postgres import migrate_database
 
 DATASET = Path(__file__).resolve().parents[2] / "examples" / "eval" / "development.jsonl"
 # A 7-turn email thread that says nine of the ten dimensions: one call, a short prompt.

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import REPO_ROOT, Topics, turn, worker_env
 from tests.state_store import RULES
+from worker.bootstrap import build_service
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import build_service
 from worker.store.erasure import conversation_hash
 
 NEED = "We need a faster onboarding because our reps lose hours on manual data entry."

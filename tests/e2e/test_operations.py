@@ -18,7 +18,7 @@ from devtools.stack import free_port, start_postgres
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import Topics, WorkerProcess, applied_turns, fetch, produce, turn
 from tests.waiting import eventually
-from worker.store.database import connect, migrate
+from worker.store.postgres import connect, migrate
 
 StartWorker = Callable[..., WorkerProcess]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

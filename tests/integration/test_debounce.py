@@ -21,11 +21,12 @@ from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, r
 from tests.harness import turn
 from tests.state_store import count_turns
 from tests.waiting import eventually
+from worker.bootstrap import build_service
 from worker.errors import DeferredExtractionBusy
-from worker.qualify.debounce import LEASE, ExtractionScheduler
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.deferred_extraction_scheduler import LEASE, ExtractionScheduler
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEBOUNCE_MS = 5_000
@@ -315,7 +316,7 @@ async def test_two_schedulers_never_extract_one_conversation_at_once(
     """Two workers' schedulers (each its own pool and service) claim the same due
     conversations concurrently, round after round: each conversation is extracted once, by
     one of them, and the fake LLM never has two requests of one conversation in flight."""
-    from worker.store.unit_of_work import open_database
+    from worker.store.database import open_database
 
     conversations = 24
     async with (

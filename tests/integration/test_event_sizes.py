@@ -17,10 +17,10 @@ from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, JsonObject
 from tests.harness import Topics, turn
 from tests.reliability.support import prompt_turns
 from worker.app import kafka_publisher
-from worker.qualify.service import build_service
+from worker.bootstrap import build_service
 from worker.settings import Settings
+from worker.store.database import Database
 from worker.store.outbox import OutboxRelay
-from worker.store.unit_of_work import Database
 
 TURNS = 2000
 PER_BATCH = 100  # 20 extractions, 20 versions

@@ -13,12 +13,13 @@ from schemas import ConversationKey, ConversationTurn, update_event_id
 from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
 from tests.waiting import eventually
-from worker.qualify.debounce import ExtractionScheduler
+from worker.bootstrap import build_service
+from worker.qualify.deferred_extraction_scheduler import ExtractionScheduler
 from worker.qualify.outcomes import BatchOutcome, ConversationOutcome
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
+from worker.store.database import Database
 from worker.store.erasure import erase_conversation
-from worker.store.unit_of_work import Database
 
 
 def service_of(database: Database, llm: FakeLLMServer, **settings: int) -> QualificationService:

@@ -23,11 +23,12 @@ from tests.gap_reports import assert_next_stages_consistent, key_of
 from tests.harness import BASE_TIME, turn
 from tests.state_store import save_state
 from tests.waiting import eventually
+from worker.bootstrap import build_service
 from worker.qualify.inactivity import InactivitySweeper
-from worker.qualify.service import QualificationService, build_service
-from worker.qualify.versioning import ACTIVITY_RESUMED
+from worker.qualify.service import QualificationService
+from worker.qualify.stages import ACTIVITY_RESUMED
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 DAYS = 30
 SWEEP_AT = BASE_TIME + timedelta(days=DAYS + 1)  # the clock moved 31 days past the turns

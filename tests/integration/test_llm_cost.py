@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from schemas import DealStage, QualificationState
 from tests.builders import turn_text
 from tests.fakes.llm_server import FakeLLMServer, JsonObject, echo_extraction, request_text
-from worker.extract.budget import TRIM_MARKER
 from worker.extract.llm import CONTEXT_WINDOW_EXCEEDED, QualificationExtractor
 from worker.extract.port import ExtractionResult, TurnText
 from worker.extract.pricing import TokenUsage, token_prices
+from worker.extract.prompt_budget import TRIM_MARKER
 from worker.ops.metrics import observe_extraction
 from worker.settings import Settings
 

@@ -14,7 +14,7 @@ import pytest
 
 from schemas import DealStage
 from worker.errors import MigrationError
-from worker.store.database import Migration, load_migrations, migrate
+from worker.store.postgres import Migration, load_migrations, migrate
 
 
 async def test_second_migrate_is_a_no_op(empty_database_url: str) -> None:

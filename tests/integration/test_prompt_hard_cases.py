@@ -16,9 +16,9 @@ from typing import Any
 from schemas import ConversationTurn
 from tests.fakes.llm_server import FakeLLMServer, ToolCallReply
 from tests.harness import turn
+from worker.bootstrap import build_service
 from worker.extract.prompt import PROMPT_VERSION, SYSTEM_PROMPT
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import build_service
 from worker.settings import Settings
 
 DATASET = Path(__file__).resolve().parents[2] / "examples" / "eval" / "development.jsonl"

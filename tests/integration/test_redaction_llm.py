@@ -12,9 +12,10 @@ from schemas import ConversationTurn, DealStage, QualificationOverride, Qualific
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, ToolCallReply
 from tests.harness import BASE_TIME, turn
 from tests.state_store import count_turns
+from worker.bootstrap import build_service
 from worker.extract.factory import build_extractor
+from worker.qualify.extraction import as_turn_text
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import as_turn_text, build_service
 from worker.settings import Settings
 
 CONTACT_DATA = ["jane.doe@acme.com", "(415) 555-0132", "+44 20 7946 0958", "4111 1111 1111 1111"]

@@ -24,7 +24,7 @@ from schemas.bounds import EVIDENCE
 from tests.state_store import save_state
 from worker.errors import PermanentError
 from worker.qualify.repository import ConversationStateRepository
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 
 def new_state(tenant_id: uuid.UUID | None = None, contact_id: str = "c-1") -> ConversationState:

@@ -12,13 +12,14 @@ from schemas import ConversationKey, ConversationTurn
 from tests.fakes.llm_server import ErrorReply, FakeLLMServer
 from tests.harness import turn
 from tests.state_store import RULES
+from worker.bootstrap import build_service
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import Extractor
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
+from worker.store.database import Database
 from worker.store.retention import RETENTION_LOCK, TurnTextRetention
-from worker.store.unit_of_work import Database
 from worker.tools.reextract import reextract, report
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)

@@ -11,9 +11,10 @@ import asyncpg
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import turn
 from tests.state_store import RULES
+from worker.bootstrap import build_service
 from worker.qualify.outcomes import BatchOutcome, EventRef
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 
 
 def service_for(repository: ConversationStateRepository) -> QualificationService:

@@ -23,9 +23,10 @@ from tests.fakes.llm_server import (
 )
 from tests.harness import turn
 from tests.state_store import count_turns
-from worker.qualify.service import QualificationService, build_service
+from worker.bootstrap import build_service
+from worker.qualify.service import QualificationService
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 ANTHROPIC_MODEL = "anthropic/claude-sonnet-4-5"
 TURN_CHARS = 20_000

@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas import ConversationKey, ConversationTurn
 from tests.harness import turn
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 
 def turns_of(*payloads: dict[str, Any]) -> list[ConversationTurn]:

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 from schemas import ConversationKey, ConversationTurn, DealStage
 from tests.fakes.llm_server import EMPTY_EXTRACTION, FakeLLMServer, ToolCallReply
 from tests.harness import turn
+from worker.bootstrap import build_service
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import build_service
 from worker.settings import Settings
 
 PAIN = "Our month-end close takes nine days and the auditors complained."

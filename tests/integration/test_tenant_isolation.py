@@ -11,7 +11,7 @@ import pytest
 from schemas import ConversationState
 from tests.state_store import save_state
 from worker.qualify.repository import ConversationStateRepository
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 
 def state(tenant_id: uuid.UUID, name: str) -> ConversationState:

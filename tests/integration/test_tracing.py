@@ -22,11 +22,11 @@ from schemas import ConversationKey, DeadLetter
 from tests.builders import Record
 from tests.harness import turn
 from tests.state_store import RULES
+from worker.bootstrap import build_service
 from worker.ingest.consumer import BatchHandler
 from worker.ops import tracing
-from worker.qualify.service import build_service
+from worker.store.database import Database
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database
 
 
 @dataclass

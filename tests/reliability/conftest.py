@@ -12,7 +12,7 @@ import pytest_asyncio
 from devtools.stack import PostgresProcess, start_postgres
 from tests.harness import Topics
 from tests.reliability.support import DatabaseProbe, QuotingLLM, Workers
-from worker.store.database import connect, migrate
+from worker.store.postgres import connect, migrate
 
 PARTITIONS = 6  # enough for three workers to each own some
 

@@ -26,8 +26,8 @@ from tests.reliability.support import (
     verify_end_state,
 )
 from tests.state_store import RULES
-from worker.qualify.service import build_service
-from worker.store.unit_of_work import Database
+from worker.bootstrap import build_service
+from worker.store.database import Database
 
 TENANT = uuid.UUID("c4ec4e00-0000-4000-8000-00000000000c")
 TEXTS = ["We need faster reporting.", "Our budget is $40k.", "The CFO signs off in June."]

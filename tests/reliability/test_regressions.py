@@ -24,15 +24,16 @@ from tests.fakes.llm_server import FakeLLMServer
 from tests.harness import turn
 from tests.state_store import count_turns
 from tests.waiting import eventually
+from worker.bootstrap import build_service
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.llm import QualificationExtractor
 from worker.extract.port import ExtractionResult
 from worker.ingest.decoding import decode_record
 from worker.qualify.repository import ConversationStateRepository
-from worker.qualify.service import QualificationService, build_service
+from worker.qualify.service import QualificationService
 from worker.qualify.sweeper import SWEEP_LOCK, PendingSweeper
 from worker.settings import Settings
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 TENANT = uuid.UUID("0f4e6b3a-2c1d-4e5f-8a9b-0c1d2e3f4a5b")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from tests.builders import turn_text
-from worker.extract.budget import (
+from worker.extract.prompt_budget import (
     TURN_OVERHEAD_TOKENS,
     plan_chunks,
     trim_turn,

@@ -26,7 +26,8 @@ from worker.extract.port import ExtractionResult
 from worker.extract.prompt import summarize_state, system_prompts
 from worker.qualify.merge import changed_fields, merge_qualification_signals
 from worker.qualify.ownership import protect_owned
-from worker.qualify.versioning import update_event, version_from_reextraction
+from worker.qualify.update_event import update_event
+from worker.qualify.versioning import version_from_reextraction
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 KEY = ConversationKey(uuid.UUID("00000000-0000-4000-8000-000000000021"), "acme", "jane")

@@ -25,12 +25,11 @@ from tests.builders import KEY, state_at
 from tests.harness import turn
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import DEFAULT_CRITERIA
+from worker.qualify.stages import ACTIVITY_RESUMED, is_inactive
+from worker.qualify.update_event import update_event
 from worker.qualify.versioning import (
-    ACTIVITY_RESUMED,
     NextVersion,
     gap_report,
-    is_inactive,
-    update_event,
     version_from_inactivity,
     version_from_turns,
 )

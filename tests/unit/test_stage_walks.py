@@ -19,8 +19,8 @@ from schemas import (
 from tests.builders import state_at, turn_texts
 from worker.extract.evidence import verify_evidence
 from worker.extract.port import ExtractionResult, TurnText
-from worker.qualify.commit import stage_records
-from worker.qualify.versioning import NextVersion, update_event, version_from_reextraction
+from worker.qualify.commit import stage_records, update_event
+from worker.qualify.versioning import NextVersion, version_from_reextraction
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 PAIN = "Our month-end close takes nine days and the auditors complained."

@@ -16,7 +16,8 @@ from schemas import (
 from tests.builders import state_at
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import NO_CRITERIA
-from worker.qualify.versioning import update_event, version_from_reextraction
+from worker.qualify.update_event import update_event
+from worker.qualify.versioning import version_from_reextraction
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 

@@ -56,7 +56,7 @@ from tenacity import (
 )
 
 from schemas import DealStage, NextStage, QualificationExtraction, QualificationState
-from worker.extract import budget
+from worker.extract import prompt_budget
 from worker.extract.circuit import CircuitBreaker
 from worker.extract.evidence import verify_evidence
 from worker.extract.lean import ExtractedSignals, to_extraction
@@ -240,7 +240,9 @@ class QualificationExtractor:
             next_stage,
         )
         turns = [
-            turn if surely_fits(turn, room) else budget.trim_turn(turn, room, self.count_tokens)
+            turn
+            if surely_fits(turn, room)
+            else prompt_budget.trim_turn(turn, room, self.count_tokens)
             for turn in turns
         ]
         messages = build_messages(
@@ -285,7 +287,7 @@ class QualificationExtractor:
         )
         if most <= room // shrink:
             return [list(turns)]  # live traffic: a few short turns, no tokenizer needed
-        return budget.plan_chunks(turns, room // shrink, self.count_tokens)
+        return prompt_budget.plan_chunks(turns, room // shrink, self.count_tokens)
 
     def prompt_budget(self) -> int:
         """Input tokens one prompt may take: LLM_MAX_PROMPT_TOKENS, else the model's context
@@ -321,7 +323,7 @@ class QualificationExtractor:
         else:
             fixed += upper_bound_text_tokens(frame)
         fixed += summary_growth
-        return max(self.prompt_budget() - fixed, budget.TURN_OVERHEAD_TOKENS + 64)
+        return max(self.prompt_budget() - fixed, prompt_budget.TURN_OVERHEAD_TOKENS + 64)
 
     def _first_room(
         self,
@@ -573,7 +575,7 @@ def upper_bound_text_tokens(text: str) -> int:
 
 def upper_bound_tokens(turn: TurnText) -> int:
     """`upper_bound_text_tokens` of the turn's text plus the turn's frame."""
-    return upper_bound_text_tokens(turn.text) + budget.TURN_OVERHEAD_TOKENS
+    return upper_bound_text_tokens(turn.text) + prompt_budget.TURN_OVERHEAD_TOKENS
 
 
 def surely_fits(turn: TurnText, room: int) -> bool:

@@ -11,7 +11,6 @@ import base64
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from schemas import ConversationTurn, DeadLetter, QualificationOverride
 from schemas.events import TOO_LARGE
+from worker.ops.clock import utc_now
 from worker.qualify.outcomes import DeadLetterDecision, Event, EventRef, event_ref
 
 E = TypeVar("E", ConversationTurn, QualificationOverride)
@@ -118,7 +118,7 @@ def dead_letter(record: Record, error: Any, detail: str) -> DeadLetter:
         key=key,
         value=value,
         value_encoding=encoding,
-        failed_at=datetime.now(UTC),
+        failed_at=utc_now(),
     )
 
 

@@ -19,27 +19,24 @@ version_from_turns(stalled_by_inactivity=True)`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
-from schemas import ConversationKey
-from worker.qualify.commit import commit_version, log_version
+from schemas import ConversationKey, ConversationState
+from worker.ops.clock import Clock, utc_now
+from worker.ops.periodic import run_periodically
+from worker.qualify.commit import commit_under_lock
 from worker.qualify.criteria import DEFAULT_CRITERIA, StageCriteria
-from worker.qualify.versioning import is_inactive, version_from_inactivity
-from worker.store.unit_of_work import Database
+from worker.qualify.stages import is_inactive
+from worker.qualify.versioning import NextVersion, version_from_inactivity
+from worker.store.database import Database
+from worker.store.unit_of_work import TenantTransaction
 
 log = structlog.get_logger(__name__)
 
 INACTIVITY_LOCK = "inactivity-sweeper"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(kw_only=True)
@@ -50,18 +47,14 @@ class InactivitySweeper:
     interval_s: float
     criteria: StageCriteria = DEFAULT_CRITERIA
     batch_size: int = 200
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps at start (a worker restarted more often than the interval still sweeps),
         then every `interval_s` until `stop`."""
-        while not stop.is_set():
-            try:
-                await self.sweep()
-            except Exception as error:  # database down: the next round tries again
-                log.warning("inactivity_sweep_failed", error=type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+        await run_periodically(
+            self.sweep, stop, interval_s=self.interval_s, failure_event="inactivity_sweep_failed"
+        )
 
     async def sweep(self) -> int:
         """One round; returns how many deals it stalled (0 when another worker sweeps)."""
@@ -97,14 +90,17 @@ class InactivitySweeper:
     async def stall_if_quiet(self, key: ConversationKey, *, now: datetime) -> bool:
         """Stalls `key` if, under its row lock, it is still open and still quiet; True if it
         did. The listing is only a hint: this check is what decides."""
-        started = time.perf_counter()
-        async with self.database.for_tenant(key.tenant_id) as tx:
-            state = await tx.states.lock_state(key)
+
+        async def decide(
+            _tx: TenantTransaction, state: ConversationState | None
+        ) -> NextVersion | None:
             if state is None or not is_inactive(state, now=now, days=self.stall_after_days):
-                return False  # erased, closed, stalled already, or a turn arrived meanwhile
-            version = version_from_inactivity(
+                return None  # erased, closed, stalled already, or a turn arrived meanwhile
+            return version_from_inactivity(
                 state, now=now, days=self.stall_after_days, criteria=self.criteria
             )
-            await commit_version(tx, version, update_topic=self.update_topic)
-        log_version(version, turns_applied=0, extract_s=0.0, write_s=time.perf_counter() - started)
-        return True
+
+        stalled = await commit_under_lock(
+            self.database, key, decide, update_topic=self.update_topic
+        )
+        return stalled is not None

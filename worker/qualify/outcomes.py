@@ -128,8 +128,8 @@ class StoredTurns:
 class ConversationOutcome:
     key: ConversationKey
     applied: int = 0  # turns stored and counted by this call
-    deferred: int = 0  # turns stored for a debounced extraction (EXTRACT_DEBOUNCE_MS)
-    duplicates: int = 0  # turns that were already stored
+    deferred: int = 0  # turns stored for a deferred extraction (EXTRACT_DEBOUNCE_MS)
+    redelivered: tuple[Event, ...] = ()  # events already stored: duplicates
     version: int | None = None  # the version written, None when nothing was new
     extraction_status: str | None = None
     conflicts: tuple[Event, ...] = ()  # reused event_ids with other content
@@ -140,13 +140,17 @@ class ConversationOutcome:
     rejected: PermanentError | None = None
     events: tuple[Event, ...] = ()  # what was sent for it (for the dead letters)
 
+    @property
+    def duplicates(self) -> int:
+        return len(self.redelivered)
+
     def __add__(self, later: ConversationOutcome) -> ConversationOutcome:
         """This conversation's outcome after a later step of the same batch."""
         return ConversationOutcome(
             key=self.key,
             applied=self.applied + later.applied,
             deferred=self.deferred + later.deferred,
-            duplicates=self.duplicates + later.duplicates,
+            redelivered=(*self.redelivered, *later.redelivered),
             version=later.version if later.version is not None else self.version,
             extraction_status=later.extraction_status or self.extraction_status,
             conflicts=(*self.conflicts, *later.conflicts),

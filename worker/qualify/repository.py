@@ -8,27 +8,23 @@ row lock and goes through the one commit path, so it makes version + 1 and exact
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from uuid import UUID
 
 from schemas import ConversationKey, ConversationState, DealStage, QualificationSignals
 from worker.errors import ConversationNotFound
-from worker.qualify.commit import commit_version, log_version
-from worker.qualify.versioning import version_from_signals
-from worker.store.unit_of_work import Database
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+from worker.ops.clock import Clock, utc_now
+from worker.qualify.commit import commit_under_lock
+from worker.qualify.versioning import NextVersion, version_from_signals
+from worker.store.database import Database
+from worker.store.unit_of_work import TenantTransaction
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConversationStateRepository:
     database: Database
     update_topic: str
-    clock: Callable[[], datetime] = _utc_now
+    clock: Clock = utc_now
 
     async def get_state(
         self, tenant_id: UUID, account_id: str, contact_id: str
@@ -40,7 +36,7 @@ class ConversationStateRepository:
         self, tenant_id: UUID, deal_stage: DealStage | None = None
     ) -> list[ConversationState]:
         async with self.database.reading(tenant_id) as tx:
-            return await tx.states.list_states_by_tenant(tenant_id, deal_stage)
+            return await tx.states.list_states_by_tenant(deal_stage)
 
     async def update_qualification(
         self,
@@ -52,11 +48,13 @@ class ConversationStateRepository:
         """Merge `new_signals` into the stored state under its row lock: version + 1, one
         event. Raises ConversationNotFound when the conversation has no state."""
         key = ConversationKey(tenant_id, account_id, contact_id)
-        async with self.database.for_tenant(tenant_id) as tx:
-            state = await tx.states.lock_state(key)
+        now = self.clock()
+
+        async def decide(_tx: TenantTransaction, state: ConversationState | None) -> NextVersion:
             if state is None:
                 raise ConversationNotFound(f"no conversation state for {key}")
-            version = version_from_signals(state, new_signals, now=self.clock())
-            stored = await commit_version(tx, version, update_topic=self.update_topic)
-        log_version(version, turns_applied=0, extract_s=0.0, write_s=0.0)
+            return version_from_signals(state, new_signals, now=now)
+
+        stored = await commit_under_lock(self.database, key, decide, update_topic=self.update_topic)
+        assert stored is not None  # decide always makes a version
         return stored

@@ -18,17 +18,21 @@ open stage, is treated as stalled from `prospecting`: it may resume to prospecti
 discovery, never further. That is the safe reading: stalling must never let the AI skip ahead,
 and a deal that really was further on can be put back by a person's override.
 
+Inactivity (CONTRACT.md section 4): `is_inactive` is the inactivity sweeper's rule for stalling
+an open deal, and `resume_on_activity` the move back when a turn arrives on a deal it stalled.
+
 Exit criteria (what the qualification must show) live in `worker.qualify.criteria`; this module
-knows only the shape of the pipeline. Pure: no I/O.
+knows only the shape of the pipeline. Pure: no I/O, no clock (the caller passes `now`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from schemas import CLOSED_STAGES, OPEN_STAGES, DealStage
+from schemas import CLOSED_STAGES, OPEN_STAGES, ConversationState, DealStage, StageChange
 
 # Every stage that moving forward can reach, in order: the open stages, then the win.
 PIPELINE: tuple[DealStage, ...] = (*OPEN_STAGES, DealStage.CLOSED_WON)
@@ -178,3 +182,29 @@ def _stalled_from_text(stalled_from: DealStage | None) -> str:
 def _skips(origin: DealStage, to_stage: DealStage) -> str:
     skipped = PIPELINE[PIPELINE.index(origin) + 1 : PIPELINE.index(to_stage)]
     return "skips " + ", ".join(stage.value for stage in skipped)
+
+
+# The reason recorded when a turn resumes a deal the inactivity sweeper stalled.
+ACTIVITY_RESUMED = "activity resumed"
+
+
+def resume_on_activity(state: ConversationState) -> tuple[ConversationState, StageChange]:
+    """A deal stalled by inactivity, back at the stage it stalled from (prospecting for a row
+    without a usable `stalled_from`), and the record of that move."""
+    if state.deal_stage is not DealStage.STALLED:
+        raise ValueError(f"only a stalled deal resumes, not one in {state.deal_stage.value}")
+    point = resume_point(state.stalled_from)
+    change = StageChange(
+        from_stage=DealStage.STALLED, to_stage=point, accepted=True, reason=ACTIVITY_RESUMED
+    )
+    return state.model_copy(update={"deal_stage": point, "stalled_from": None}), change
+
+
+def is_inactive(state: ConversationState, *, now: datetime, days: int) -> bool:
+    """An open deal whose latest turn is more than `days` before `now` (the sweeper's rule;
+    the same predicate as migration 0006's listing). A deal without turns never is."""
+    return (
+        state.deal_stage in OPEN_STAGES
+        and state.last_interaction is not None
+        and state.last_interaction < now - timedelta(days=days)
+    )

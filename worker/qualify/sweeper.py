@@ -12,7 +12,6 @@ first failed extraction, since the LLM is evidently still down (or its circuit s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,8 +19,9 @@ from typing import Protocol
 import structlog
 
 from schemas import ConversationKey
+from worker.ops.periodic import run_periodically
 from worker.qualify.outcomes import ConversationOutcome
-from worker.store.unit_of_work import Database
+from worker.store.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -43,13 +43,9 @@ class PendingSweeper:
     batch_size: int = 50
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.sweep()
-            except Exception as error:  # database down: the next round tries again
-                log.warning("pending_sweep_failed", error=type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+        await run_periodically(
+            self.sweep, stop, interval_s=self.interval_s, failure_event="pending_sweep_failed"
+        )
 
     async def sweep(self) -> int:
         """One round; returns how many conversations got a new version."""

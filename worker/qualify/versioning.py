@@ -1,8 +1,8 @@
-"""The next version of a conversation, and the event that announces it. Pure.
+"""The next version of a conversation. Pure.
 
 Every change of a state — new turns, a re-extraction, signals merged through the repository
 API, an override or an inactivity stall — is described as a `NextVersion` computed
-from the state just locked; `commit.commit_version` writes it, its stage record and its event
+from the state just locked; `commit.commit_under_lock` writes it, its stage record and its event
 in that one transaction.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from schemas import (
@@ -22,31 +22,19 @@ from schemas import (
     DealStage,
     ExtractionInfo,
     NextStage,
-    QualificationExtraction,
     QualificationSignals,
-    QualificationState,
-    QualificationUpdated,
     StageChange,
-    StageMove,
     VersionSource,
-    update_event_id,
 )
 from worker.extract.port import ExtractionResult
 from worker.qualify.criteria import (
     DEFAULT_CRITERIA,
     StageCriteria,
-    StepVerdict,
-    judge_ai_walk,
     next_stage,
 )
-from worker.qualify.merge import bounded, changed_fields, merge_qualification_signals
-from worker.qualify.ownership import protect_owned
-from worker.qualify.stages import resume_point
-
-# The reason recorded when a turn resumes a deal the inactivity sweeper stalled.
-ACTIVITY_RESUMED = "activity resumed"
-# A walk's reason names its last accepted step and where it stopped; the audit keeps it short.
-MAX_WALK_REASON_CHARS = 1000
+from worker.qualify.judging import extraction_info, judge_proposal, merge_extraction
+from worker.qualify.merge import changed_fields, merge_qualification_signals
+from worker.qualify.stages import resume_on_activity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,28 +100,6 @@ def version_from_turns(
         before=state,  # the event's previous_stage is `stalled`, where the deal really was
         resumed=resumed[1],
         changed_fields=fields if "deal_stage" in fields else [*fields, "deal_stage"],
-    )
-
-
-def resume_on_activity(state: ConversationState) -> tuple[ConversationState, StageChange]:
-    """A deal stalled by inactivity, back at the stage it stalled from (prospecting for a row
-    without a usable `stalled_from`), and the record of that move."""
-    if state.deal_stage is not DealStage.STALLED:
-        raise ValueError(f"only a stalled deal resumes, not one in {state.deal_stage.value}")
-    point = resume_point(state.stalled_from)
-    change = StageChange(
-        from_stage=DealStage.STALLED, to_stage=point, accepted=True, reason=ACTIVITY_RESUMED
-    )
-    return state.model_copy(update={"deal_stage": point, "stalled_from": None}), change
-
-
-def is_inactive(state: ConversationState, *, now: datetime, days: int) -> bool:
-    """An open deal whose latest turn is more than `days` before `now` (the sweeper's rule;
-    the same predicate as migration 0006's listing). A deal without turns never is."""
-    return (
-        state.deal_stage in OPEN_STAGES
-        and state.last_interaction is not None
-        and state.last_interaction < now - timedelta(days=days)
     )
 
 
@@ -234,10 +200,8 @@ def _extracted(
     fields: list[str] = []
     stage_change = None
     if result.extraction is not None:
-        updated, fields = _merged(locked, updated, result.extraction, now=now)
-        stage_change, stalled_from = _stage_proposal(
-            locked, result, updated.qualification, criteria
-        )
+        updated, fields = merge_extraction(locked, updated, result.extraction, now=now)
+        stage_change, stalled_from = judge_proposal(locked, result, updated.qualification, criteria)
         if stage_change is not None and stage_change.accepted:
             stage_update = {"deal_stage": stage_change.to_stage, "stalled_from": stalled_from}
             updated = updated.model_copy(update=stage_update)
@@ -249,52 +213,9 @@ def _extracted(
         source=source,
         changed_fields=fields,
         stage_change=stage_change,
-        extraction=_extraction_info(result, extracted_turns),
+        extraction=extraction_info(result, extracted_turns),
         turn_event_ids=turn_event_ids,
         next_stage=gap_report(updated, criteria),
-    )
-
-
-def _merged(
-    locked: ConversationState,
-    updated: ConversationState,
-    extraction: QualificationExtraction,
-    *,
-    now: datetime,
-) -> tuple[ConversationState, list[str]]:
-    """`updated` with the extraction merged into the locked qualification, and what changed.
-    A person's dimensions stay as they set them; the AI's differing view is a suggestion."""
-    extraction = bounded(extraction)  # its lists as a state keeps them, suggestions included
-    merged = merge_qualification_signals(locked.qualification, extraction, now=now)
-    merged, suggestions, suggested = protect_owned(
-        locked.qualification,
-        merged,
-        extraction,
-        locked.owners,
-        locked.suggestions,
-        locked.version + 1,
-    )
-    fields = changed_fields(locked.qualification, merged)
-    fields += [f"suggestions.{dimension}" for dimension in suggested]
-    update = {
-        "qualification": merged,
-        "confidence_score": merged.overall_confidence,
-        "suggestions": suggestions,
-    }
-    return updated.model_copy(update=update), fields
-
-
-def _extraction_info(result: ExtractionResult, turns: int) -> ExtractionInfo:
-    return ExtractionInfo(
-        status=result.status,
-        model=result.model,
-        prompt_version=result.prompt_version,
-        turns=turns,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        cache_read_tokens=result.cache_read_tokens,
-        cache_write_tokens=result.cache_write_tokens,
-        cost_usd=result.cost_usd,
     )
 
 
@@ -314,93 +235,3 @@ def _with_turns(state: ConversationState, applied: Sequence[ConversationTurn]) -
     if personas := [t.persona_type for t in applied if t.persona_type is not None]:
         update["persona_type"] = personas[-1]
     return state.model_copy(update=update)
-
-
-def _stage_proposal(
-    state: ConversationState,
-    result: ExtractionResult,
-    merged: QualificationState,
-    criteria: StageCriteria,
-) -> tuple[StageChange | None, DealStage | None]:
-    """The proposal's record and the `stalled_from` the state has if it is applied.
-
-    The proposal is a stage walk (a bare `suggested_stage` is a walk of one step), judged
-    step by step against the merged qualification: what these turns showed counts. Steps that
-    stay where the deal is propose nothing: a walk of only those is no proposal, nothing to
-    record."""
-    assert result.extraction is not None
-    steps, quotes_required = result.extraction.proposed_walk()
-    verdicts = judge_ai_walk(
-        state.deal_stage,
-        state.stalled_from,
-        steps,
-        merged,
-        criteria,
-        quotes_required=quotes_required,
-    )
-    if not verdicts:
-        return None, state.stalled_from
-    moves = [_move(verdict) for verdict in verdicts]
-    accepted = [move for move in moves if move.accepted]
-    if not accepted:  # the first step was rejected: the deal stays
-        first = moves[0]
-        change = StageChange(**first.model_dump(), steps=moves)
-        return change, state.stalled_from
-    rejected = [move for move in moves if not move.accepted]
-    reason = accepted[-1].reason
-    if rejected:
-        reason = f"{reason}; stopped before {rejected[0].to_stage.value}: {rejected[0].reason}"
-    change = StageChange(
-        from_stage=state.deal_stage,
-        to_stage=accepted[-1].to_stage,
-        accepted=True,
-        reason=reason[:MAX_WALK_REASON_CHARS],
-        steps=moves,
-    )
-    return change, verdicts[len(accepted) - 1].judgement.stalled_from
-
-
-def _move(verdict: StepVerdict) -> StageMove:
-    """A judged step as recorded: an accepted move is explained by the model, a rejected one
-    by the stage machine."""
-    step, judgement = verdict.step, verdict.judgement
-    reason = (step.reason if judgement.accepted else judgement.reason) or (
-        f"{verdict.from_stage.value} -> {step.stage.value}"
-    )
-    return StageMove(
-        from_stage=verdict.from_stage,
-        to_stage=step.stage,
-        accepted=judgement.accepted,
-        reason=reason,
-    )
-
-
-def update_event(version: NextVersion) -> QualificationUpdated:
-    state = version.state
-    key = version.key
-    assert state.updated_at is not None, "a new version carries the time it was made"
-    return QualificationUpdated(
-        event_id=update_event_id(key, state.version, state.incarnation),
-        tenant_id=key.tenant_id,
-        account_id=key.account_id,
-        contact_id=key.contact_id,
-        version=state.version,
-        deal_stage=state.deal_stage,
-        previous_stage=version.before.deal_stage,
-        # One field for what may be two records (a resume, then the extraction's proposal
-        # judged from the resumed stage): the proposal when there is one, else the resume.
-        # `previous_stage` is where the deal was before this version in either case.
-        stage_change=version.stage_change or version.resumed,
-        qualification=state.qualification,
-        changed_fields=version.changed_fields,
-        interaction_count=state.interaction_count,
-        confidence_score=state.confidence_score,
-        extraction=version.extraction,
-        turn_event_ids=version.turn_event_ids,
-        source=version.source,
-        actor=version.actor,
-        owners=state.owners,
-        suggestions=state.suggestions,
-        next_stage=version.next_stage,
-        occurred_at=state.updated_at,
-    )

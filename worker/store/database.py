@@ -1,221 +1,146 @@
-"""Named SQL from sql/queries/*.sql, connections and pools, and the migration runner."""
+"""The database: the pool, the tenant-bound units of work it hands out (unit_of_work.py),
+cross-worker advisory locks, and the few queries that read across tenants (what the sweepers and
+the scheduler look for).
+
+Driver errors become the project's own at the store's boundary: each transaction and query
+here runs inside `translated_errors` (postgres.py). Data the database refuses becomes
+`RejectedByDatabase` (permanent: dead-letter it), a lost connection `DatabaseUnavailable`
+(transient: redeliver). Nothing above the store imports asyncpg.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
 
 import asyncpg
-import orjson
-import structlog
 
-from worker.errors import (
-    ConfigurationError,
-    DatabaseUnavailable,
-    MigrationError,
-    RejectedByDatabase,
-)
-
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
-# Any constant works; it only has to be the same in every process that migrates.
-MIGRATION_LOCK_ID = 7_301_000_001
-
-log = structlog.get_logger(__name__)
+from schemas import ConversationKey
+from worker.errors import ConfigurationError
+from worker.store.deferred_extraction import Debounce
+from worker.store.postgres import create_pool, load_migrations, queries, translated_errors
+from worker.store.unit_of_work import TenantTransaction
 
 
-def parse_queries(text: str) -> dict[str, str]:
-    """Split a file of `-- name: foo` blocks into {name: statement}."""
-    parts = _NAME_LINE.split(text)
-    queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in queries:
-            raise ValueError(f"query {name!r} is defined twice")
-        queries[name] = body.strip()
-    return queries
+@dataclass(frozen=True)
+class Database:
+    """The pool, handing out tenant-bound units of work and cross-worker locks."""
 
+    pool: asyncpg.Pool = field(repr=False)
 
-@functools.cache
-def queries() -> Mapping[str, str]:
-    """All named queries, read once."""
-    loaded: dict[str, str] = {}
-    for path in sorted((SQL_DIR / "queries").glob("*.sql")):
-        for name, statement in parse_queries(path.read_text()).items():
-            if name in loaded:
-                raise ValueError(f"query {name!r} is defined twice ({path.name})")
-            loaded[name] = statement
-    return loaded
+    @contextlib.asynccontextmanager
+    async def for_tenant(self, tenant_id: UUID) -> AsyncIterator[TenantTransaction]:
+        """A transaction in `tenant_id`'s context: row-level security shows it that tenant's
+        rows only, whatever a query's WHERE clause says. Commits when the block ends."""
+        with translated_errors():
+            async with self.pool.acquire() as conn:
+                await conn.execute(queries()["set_tenant"], str(tenant_id))
+                async with conn.transaction():
+                    yield TenantTransaction(conn, tenant_id)
 
+    @contextlib.asynccontextmanager
+    async def reading(self, tenant_id: UUID) -> AsyncIterator[TenantTransaction]:
+        """The same, without a transaction: each statement stands alone. For short reads
+        (the snapshot before an extraction) that lock nothing and write nothing."""
+        with translated_errors():
+            async with self.pool.acquire() as conn:
+                await conn.execute(queries()["set_tenant"], str(tenant_id))
+                yield TenantTransaction(conn, tenant_id)
 
-CONNECT_TIMEOUT_S = 10.0
+    @contextlib.asynccontextmanager
+    async def exclusive(self, lock: str) -> AsyncIterator[bool]:
+        """A session advisory lock held for the block, across every worker of the database:
+        yields False at once when another worker holds it. The lock dies with the session, so
+        a crashed worker never keeps it."""
+        with translated_errors():
+            async with self.pool.acquire() as conn:
+                acquired = bool(await conn.fetchval(queries()["try_advisory_lock"], lock))
+                try:
+                    yield acquired
+                finally:
+                    if acquired:
+                        await conn.fetchval(queries()["advisory_unlock"], lock)
 
-# Errors that say "this data cannot be stored", not "the database is not there": retrying the
-# same records would fail the same way and stall their partition.
-REFUSED_BY_DATABASE = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
+    async def quiet_pending_conversations(
+        self, *, quiet_s: float, limit: int
+    ) -> list[ConversationKey]:
+        """Conversations (any tenant) with pending turns and no newer pending turn for
+        `quiet_s`, oldest first: what the pending sweeper re-extracts."""
+        with translated_errors():
+            rows = await self.pool.fetch(queries()["quiet_pending_conversations"], quiet_s, limit)
+        return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
 
+    async def quiet_open_conversations(
+        self, *, quiet_before: datetime, limit: int
+    ) -> list[ConversationKey]:
+        """Open deals (any tenant) whose latest turn is older than `quiet_before`, quietest
+        first: what the inactivity sweeper stalls."""
+        with translated_errors():
+            rows = await self.pool.fetch(queries()["quiet_open_conversations"], quiet_before, limit)
+        return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
 
-@contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except REFUSED_BY_DATABASE as error:
-        raise RejectedByDatabase(f"{type(error).__name__}: {error}") from error
-    except _UNAVAILABLE as error:
-        raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
+    async def claim_due_extractions(
+        self,
+        *,
+        now: datetime,
+        debounce: Debounce,
+        lease: timedelta,
+        claim: UUID,
+        limit: int,
+    ) -> list[ConversationKey]:
+        """Up to `limit` conversations of any tenant due at `now` by `debounce`, oldest first,
+        claimed as `claim` for `lease` from the database's now() (leases never depend on the
+        workers' clocks)."""
+        with translated_errors():
+            rows = await self.pool.fetch(
+                queries()["claim_due_extractions"],
+                now,
+                debounce.quiet,
+                debounce.max_wait,
+                lease,
+                claim,
+                limit,
+            )
+        return [ConversationKey(r["tenant_id"], r["account_id"], r["contact_id"]) for r in rows]
 
+    async def renew_extraction_claims(self, claims: Sequence[UUID], *, lease: timedelta) -> int:
+        """Extends the claims to the database's now() plus `lease`."""
+        if not claims:
+            return 0
+        with translated_errors():
+            renewed: int = await self.pool.fetchval(
+                queries()["renew_extraction_claims"], list(claims), lease
+            )
+        return renewed
 
-def redact(database_url: str) -> str:
-    """host:port/database of a URL, for messages: never the user's password."""
-    try:
-        parts = urlsplit(database_url)
-        return f"{parts.hostname or '?'}:{parts.port or 5432}{parts.path}"
-    except ValueError:
-        return "<unparseable DATABASE_URL>"
+    async def ping(self) -> None:
+        with translated_errors():
+            await self.pool.fetchval("SELECT 1")
 
-
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """jsonb in and out as Python objects, serialised with orjson."""
-    await conn.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=lambda value: orjson.dumps(value).decode(),
-        decoder=orjson.loads,
-        format="text",
-    )
-
-
-async def connect(database_url: str) -> asyncpg.Connection:
-    """One connection, with connection trouble turned into a one-line WorkerError."""
-    try:
-        conn = await asyncpg.connect(database_url, timeout=CONNECT_TIMEOUT_S)
-    except BaseException as error:
-        raise _explain(error, database_url) from error
-    await init_connection(conn)
-    return conn
-
-
-async def create_pool(
-    database_url: str, *, max_size: int = 10, role: str | None = None
-) -> asyncpg.Pool:
-    """A pool whose connections run as `role` (a startup parameter, so it survives resets)."""
-    server_settings = {"role": role} if role else None
-    try:
-        return await asyncpg.create_pool(
-            database_url,
-            min_size=1,
-            max_size=max_size,
-            init=init_connection,
-            timeout=CONNECT_TIMEOUT_S,
-            server_settings=server_settings,
-        )
-    except BaseException as error:
-        raise _explain(error, database_url) from error
-
-
-def _explain(error: BaseException, database_url: str) -> BaseException:
-    where = redact(database_url)
-    if isinstance(error, (ValueError, asyncpg.ClientConfigurationError)):
-        return ConfigurationError(f"DATABASE_URL is not a valid PostgreSQL URL: {error}")
-    if isinstance(error, (OSError, TimeoutError)):
-        return DatabaseUnavailable(f"cannot reach PostgreSQL at {where}: {error}")
-    if isinstance(error, asyncpg.PostgresError):
-        return ConfigurationError(f"PostgreSQL at {where} refused the connection: {error}")
-    return error  # cancellation and the like pass through unchanged
-
-
-@dataclass(frozen=True, kw_only=True)
-class Migration:
-    version: str
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def load_migrations(directory: Path = SQL_DIR / "migrations") -> list[Migration]:
-    migrations = []
-    for path in sorted(directory.glob("*.sql")):
-        version, _, name = path.stem.partition("_")
-        migrations.append(Migration(version=version, name=name, sql=path.read_text()))
-    return migrations
-
-
-_BOOKKEEPING = """
-CREATE SCHEMA IF NOT EXISTS tenant;
-CREATE TABLE IF NOT EXISTS tenant.schema_migrations (
-    version    text PRIMARY KEY,
-    name       text NOT NULL,
-    checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-"""
-
-
-async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply pending migrations in order; returns the versions applied (empty when up to date).
-
-    A session advisory lock makes concurrent runs safe: the second waits, then finds nothing
-    to do. An applied migration whose file changed is refused rather than silently skipped.
-    """
-    migrations = load_migrations() if migrations is None else migrations
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
-    try:
-        await conn.execute(_BOOKKEEPING)
-        applied = await _applied_checksums(conn)
-        _refuse_edited(migrations, applied)
-        pending = [m for m in migrations if m.version not in applied]
-        for migration in pending:
-            await _apply(conn, migration)
-        return [m.version for m in pending]
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
-
-
-async def migrate_database(database_url: str) -> list[str]:
-    """`migrate` on its own connection (as the login role: the tables' owner)."""
-    conn = await connect(database_url)
-    try:
-        return await migrate(conn)
-    finally:
-        await conn.close()
-
-
-async def _applied_checksums(conn: asyncpg.Connection) -> dict[str, str]:
-    rows = await conn.fetch("SELECT version, checksum FROM tenant.schema_migrations")
-    return {row["version"]: row["checksum"] for row in rows}
-
-
-def _refuse_edited(migrations: list[Migration], applied: dict[str, str]) -> None:
-    for migration in migrations:
-        recorded = applied.get(migration.version)
-        if recorded is not None and recorded != migration.checksum:
-            raise MigrationError(
-                f"migration {migration.version}_{migration.name} was edited after it was applied; "
-                "migrations are append-only: add a new one instead"
+    async def require_migrated(self) -> None:
+        """Refuse to start on a database `migrate` has not brought up to date."""
+        expected = {m.version for m in load_migrations()}
+        try:
+            rows = await self.pool.fetch("SELECT version FROM tenant.schema_migrations")
+        except asyncpg.UndefinedTableError:
+            rows = []
+        if missing := sorted(expected - {r["version"] for r in rows}):
+            raise ConfigurationError(
+                f"the database lacks migrations {', '.join(missing)}: "
+                "run `python -m worker migrate`"
             )
 
 
-async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
-    async with conn.transaction():
-        await conn.execute(migration.sql)
-        await conn.execute(
-            "INSERT INTO tenant.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            migration.version,
-            migration.name,
-            migration.checksum,
-        )
-    log.info("migration_applied", version=migration.version, migration=migration.name)
+@contextlib.asynccontextmanager
+async def open_database(
+    database_url: str, *, max_size: int, role: str | None
+) -> AsyncIterator[Database]:
+    """A pool for the block's lifetime (a command, or the worker's lifespan)."""
+    pool = await create_pool(database_url, max_size=max_size, role=role)
+    try:
+        yield Database(pool)
+    finally:
+        await pool.close()

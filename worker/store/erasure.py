@@ -18,7 +18,7 @@ import structlog
 
 from schemas import ConversationKey
 from worker.errors import ConfigurationError
-from worker.store.database import connect, queries
+from worker.store.postgres import connect, queries
 
 log = structlog.get_logger(__name__)
 

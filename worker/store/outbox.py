@@ -23,7 +23,8 @@ import structlog
 
 from schemas import DeadLetter, QualificationUpdated, conversation_key
 from worker.ops import metrics
-from worker.store.database import connect, queries
+from worker.ops.periodic import run_periodically
+from worker.store.postgres import connect, queries
 
 NOTIFY_CHANNEL = "tenant_outbox"
 
@@ -96,9 +97,13 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(stop))
         try:
-            while not stop.is_set():
-                await self._drain_safely()
-                await self._wait_for_work(stop)
+            await run_periodically(
+                self._drain,
+                stop,
+                interval_s=self.poll_interval_s,
+                failure_event="outbox_relay_failed",
+                wake=self._wake,  # a NOTIFY from a commit that wrote an event
+            )
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,25 +154,12 @@ class OutboxRelay:
             )
         metrics.observe_not_published(why.error for _, why in refused)
 
-    async def _drain_safely(self) -> None:
-        try:
-            while await self.publish_pending() == self.batch_size:
-                pass
-            metrics.OUTBOX_BACKLOG.set(await self.pool.fetchval(queries()["outbox_backlog"]))
-        except Exception as error:  # database or broker down: the rows wait for the next round
-            log.warning("outbox_relay_failed", error=type(error).__name__, detail=str(error)[:200])
-
-    async def _wait_for_work(self, stop: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_interval_s):
-                stopping = asyncio.ensure_future(stop.wait())
-                woken = asyncio.ensure_future(self._wake.wait())
-                try:
-                    await asyncio.wait({stopping, woken}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stopping.cancel()
-                    woken.cancel()
-        self._wake.clear()
+    async def _drain(self) -> None:
+        """Claims until a claim comes back short. Database or broker down: the round fails and
+        the rows wait for the next."""
+        while await self.publish_pending() == self.batch_size:
+            pass
+        metrics.OUTBOX_BACKLOG.set(await self.pool.fetchval(queries()["outbox_backlog"]))
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """LISTEN on a dedicated connection; reconnects after a database restart."""

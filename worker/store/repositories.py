@@ -30,8 +30,8 @@ from schemas import (
     Suggestion,
 )
 from worker.extract.port import TurnText
-from worker.store.database import REFUSED_BY_DATABASE, queries
 from worker.store.erasure import conversation_hash
+from worker.store.postgres import REFUSED_BY_DATABASE, queries
 
 
 class _TriedOnly(Exception):
@@ -129,6 +129,7 @@ def turn_text_from_row(row: asyncpg.Record) -> TurnText:
 @dataclass(frozen=True)
 class StateRepository:
     conn: asyncpg.Connection
+    tenant_id: UUID  # the tenant the connection is bound to
 
     async def read_state(self, key: ConversationKey) -> ConversationState | None:
         """Unlocked snapshot."""
@@ -171,22 +172,23 @@ class StateRepository:
         return state_from_row(row)
 
     async def list_states_by_tenant(
-        self, tenant_id: UUID, deal_stage: DealStage | None = None
+        self, deal_stage: DealStage | None = None
     ) -> list[ConversationState]:
         stage = deal_stage.value if deal_stage else None
-        rows = await self.conn.fetch(queries()["list_states_by_tenant"], tenant_id, stage)
+        rows = await self.conn.fetch(queries()["list_states_by_tenant"], self.tenant_id, stage)
         return [state_from_row(row) for row in rows]
 
 
 @dataclass(frozen=True)
 class TurnRepository:
     conn: asyncpg.Connection
+    tenant_id: UUID  # the tenant the connection is bound to
 
-    async def find_stored_turns(
-        self, tenant_id: UUID, event_ids: Sequence[UUID]
-    ) -> dict[UUID, str]:
+    async def find_stored_turns(self, event_ids: Sequence[UUID]) -> dict[UUID, str]:
         """The stored fingerprint of each of `event_ids` this tenant already has."""
-        rows = await self.conn.fetch(queries()["find_stored_turns"], tenant_id, list(event_ids))
+        rows = await self.conn.fetch(
+            queries()["find_stored_turns"], self.tenant_id, list(event_ids)
+        )
         return {row["event_id"]: row["fingerprint"] for row in rows}
 
     async def pending_turns(self, key: ConversationKey, *, limit: int) -> list[TurnText]:
@@ -237,34 +239,32 @@ class TurnRepository:
                 refused.append(turn)
         return refused
 
-    async def mark_turns_extracted(
-        self, tenant_id: UUID, event_ids: Sequence[UUID], when: datetime
-    ) -> None:
+    async def mark_turns_extracted(self, event_ids: Sequence[UUID], when: datetime) -> None:
         if event_ids:
             await self.conn.execute(
-                queries()["mark_turns_extracted"], tenant_id, list(event_ids), when
+                queries()["mark_turns_extracted"], self.tenant_id, list(event_ids), when
             )
 
     async def cleared_turn_count(
-        self, tenant_id: UUID, account_id: str | None = None, contact_id: str | None = None
+        self, account_id: str | None = None, contact_id: str | None = None
     ) -> int:
-        """Turns of a tenant (or of one conversation) whose text retention cleared."""
+        """Turns of the tenant (or of one conversation) whose text retention cleared."""
         count: int = await self.conn.fetchval(
-            queries()["cleared_turn_count"], tenant_id, account_id, contact_id
+            queries()["cleared_turn_count"], self.tenant_id, account_id, contact_id
         )
         return count
 
     async def reextract_candidates(
         self,
-        tenant_id: UUID,
         account_id: str | None = None,
         contact_id: str | None = None,
         *,
         pending_only: bool,
     ) -> list[ConversationKey]:
         rows = await self.conn.fetch(
-            queries()["reextract_candidates"], tenant_id, account_id, contact_id, pending_only
+            queries()["reextract_candidates"], self.tenant_id, account_id, contact_id, pending_only
         )
+        tenant_id = self.tenant_id
         return [ConversationKey(tenant_id, row["account_id"], row["contact_id"]) for row in rows]
 
 
@@ -306,6 +306,7 @@ class StageTransitionRepository:
 @dataclass(frozen=True)
 class OverrideRepository:
     conn: asyncpg.Connection
+    tenant_id: UUID  # the tenant the connection is bound to
 
     async def insert_override(
         self, key: ConversationKey, override: QualificationOverride, *, version: int
@@ -322,8 +323,8 @@ class OverrideRepository:
         )
         return row is not None
 
-    async def find_stored_overrides(
-        self, tenant_id: UUID, event_ids: Sequence[UUID]
-    ) -> dict[UUID, str]:
-        rows = await self.conn.fetch(queries()["find_stored_overrides"], tenant_id, list(event_ids))
+    async def find_stored_overrides(self, event_ids: Sequence[UUID]) -> dict[UUID, str]:
+        rows = await self.conn.fetch(
+            queries()["find_stored_overrides"], self.tenant_id, list(event_ids)
+        )
         return {row["event_id"]: row["fingerprint"] for row in rows}

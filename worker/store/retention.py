@@ -11,24 +11,20 @@ short transaction, until nothing is due.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 
-from worker.store.database import queries, translated_errors
+from worker.ops.clock import Clock, utc_now
+from worker.ops.periodic import run_periodically
+from worker.store.postgres import queries, translated_errors
 
 if TYPE_CHECKING:
-    from worker.store.unit_of_work import Database
+    from worker.store.database import Database
 
 log = structlog.get_logger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 RETENTION_LOCK = "turn-text-retention"
@@ -40,16 +36,12 @@ class TurnTextRetention:
     retention_days: int
     interval_s: float
     batch_size: int = 1000
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.sweep()
-            except Exception as error:  # database down: the next round tries again
-                log.warning("turn_text_retention_failed", error=type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+        await run_periodically(
+            self.sweep, stop, interval_s=self.interval_s, failure_event="turn_text_retention_failed"
+        )
 
     async def sweep(self) -> int:
         """One round; returns how many turns' text it cleared (0 when another worker sweeps)."""

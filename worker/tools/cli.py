@@ -8,7 +8,7 @@ from pathlib import Path
 
 from worker.bootstrap import bootstrap
 from worker.settings import Settings
-from worker.store.database import migrate_database
+from worker.store.postgres import migrate_database
 from worker.tools.arguments import parse_stage, parse_uuid
 from worker.tools.views import render_pipeline, render_state
 

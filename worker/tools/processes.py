@@ -23,7 +23,7 @@ from worker.errors import ConfigurationError, WorkerError
 from worker.ingest.consumer import require_co_partitioned
 from worker.ops.logs import configure_logging
 from worker.settings import Settings, load_settings
-from worker.store.unit_of_work import open_database
+from worker.store.database import open_database
 
 log = structlog.get_logger(__name__)
 

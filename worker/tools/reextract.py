@@ -48,7 +48,7 @@ async def reextract(
         db, service = components.database, components.service()
         async with db.reading(tenant_id) as tx:
             keys = await tx.turns.reextract_candidates(
-                tenant_id, account_id, contact_id, pending_only=not stored_turns
+                account_id, contact_id, pending_only=not stored_turns
             )
         slots = asyncio.Semaphore(settings.llm_concurrency)
 
@@ -60,7 +60,7 @@ async def reextract(
         cleared = 0  # pending turns are never cleared
         if stored_turns:
             async with db.reading(tenant_id) as tx:
-                cleared = await tx.turns.cleared_turn_count(tenant_id, account_id, contact_id)
+                cleared = await tx.turns.cleared_turn_count(account_id, contact_id)
         return Reextraction(outcomes=outcomes, cleared_turns=cleared)
 
 

@@ -1,4 +1,4 @@
--- Deferred turns and the extraction schedule (migration 0007, worker/qualify/debounce.py).
+-- Deferred turns and the extraction schedule (migration 0007, worker/qualify/deferred_extraction*.py).
 
 -- name: find_deferred_turns
 -- Which of a batch's turns already wait for their extraction, with their fingerprints: a

@@ -1,4 +1,4 @@
-"""Deferred turns and the extraction schedule (migration 0007): what debounced extraction
+"""Deferred turns and the extraction schedule (migration 0007): what deferred extraction
 stores at ingest, and how schedulers on many workers share the due conversations.
 
 `DeferredTurns` runs on a tenant's unit of work (`Database.for_tenant` / `reading`); the
@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from schemas import ConversationKey, ConversationTurn
-from worker.store.database import queries
+from worker.store.postgres import queries
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,11 +56,12 @@ ClaimResult = Literal["claimed", "busy", "none"]
 @dataclass(frozen=True)
 class DeferredTurns:
     conn: asyncpg.Connection
+    tenant_id: UUID  # the tenant the connection is bound to
 
-    async def find_deferred_turns(
-        self, tenant_id: UUID, event_ids: Sequence[UUID]
-    ) -> dict[UUID, str]:
-        rows = await self.conn.fetch(queries()["find_deferred_turns"], tenant_id, list(event_ids))
+    async def find_deferred_turns(self, event_ids: Sequence[UUID]) -> dict[UUID, str]:
+        rows = await self.conn.fetch(
+            queries()["find_deferred_turns"], self.tenant_id, list(event_ids)
+        )
         return {row["event_id"]: row["fingerprint"] for row in rows}
 
     async def defer(
@@ -110,9 +111,11 @@ class DeferredTurns:
             return "none"
         return "claimed" if row["claimed"] else "busy"
 
-    async def delete(self, tenant_id: UUID, event_ids: Sequence[UUID]) -> None:
+    async def delete(self, event_ids: Sequence[UUID]) -> None:
         if event_ids:
-            await self.conn.execute(queries()["delete_deferred_turns"], tenant_id, list(event_ids))
+            await self.conn.execute(
+                queries()["delete_deferred_turns"], self.tenant_id, list(event_ids)
+            )
 
     async def release(
         self,
@@ -126,6 +129,6 @@ class DeferredTurns:
         takes it off the schedule. The due row is locked first, so a batch deferring a turn
         right now is either seen or waits."""
         await self.conn.fetchrow(queries()["lock_extraction_due"], *key)
-        await self.delete(key.tenant_id, extracted)
+        await self.delete(extracted)
         await self.conn.execute(queries()["reschedule_extraction"], *key, claim)
         await self.conn.execute(queries()["unschedule_extraction"], *key, claim)

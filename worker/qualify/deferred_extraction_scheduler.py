@@ -1,4 +1,4 @@
-"""The extraction scheduler of debounced extraction (EXTRACT_DEBOUNCE_MS > 0; DESIGN.md data
+"""The scheduler of deferred extraction (EXTRACT_DEBOUNCE_MS > 0; DESIGN.md data
 flow step 7).
 
 With a debounce, a batch stores its turns in tenant.deferred_turns and schedules their
@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -29,10 +29,12 @@ import structlog
 
 from schemas import ConversationKey
 from worker.ops import metrics
+from worker.ops.clock import Clock, utc_now
+from worker.ops.periodic import run_periodically
 from worker.qualify.outcomes import ConversationOutcome
-from worker.store.deferred import Debounce
+from worker.store.database import Database
+from worker.store.deferred_extraction import Debounce
 from worker.store.erasure import conversation_hash
-from worker.store.unit_of_work import Database
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +52,6 @@ class ExtractDeferred(Protocol):
     def __call__(self, key: ConversationKey, *, claim: UUID) -> Awaitable[ConversationOutcome]: ...
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(kw_only=True)
 class ExtractionScheduler:
     database: Database
@@ -61,7 +59,7 @@ class ExtractionScheduler:
     debounce: Debounce
     concurrency: int  # conversations in flight (the service bounds LLM calls itself)
     poll_interval_s: float
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     lease: timedelta = LEASE
     renew_every_s: float = RENEW_EVERY_S
     drain_s: float = DRAIN_S
@@ -72,16 +70,18 @@ class ExtractionScheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    await self.claim_round()
-                    await self._renew_when_due()
-                except Exception as error:  # database down: the next round tries again
-                    log.warning("extraction_schedule_failed", error=type(error).__name__)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_interval_s)
+            await run_periodically(
+                self._round,
+                stop,
+                interval_s=self.poll_interval_s,
+                failure_event="extraction_schedule_failed",
+            )
         finally:
             await self.drain()
+
+    async def _round(self) -> None:
+        await self.claim_round()
+        await self._renew_when_due()
 
     async def claim_round(self) -> list[asyncio.Task[ConversationOutcome]]:
         """Claims as many due conversations as there are free slots and starts their
