@@ -5,34 +5,43 @@ SELECT * FROM tenant.conversation_states
 WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text;
 
 -- name: read_snapshot
--- The short read before extraction in one round trip (not two): the state, unlocked (the write
--- transaction locks it and reads it again), and its pending turns (extraction failed open), the
--- oldest $4, as arrays. No state row: a new conversation, which has no turns yet either.
-SELECT s.*, p.event_ids AS pending_event_ids, p.speakers AS pending_speakers,
-       p.channels AS pending_channels, p.texts AS pending_texts,
-       p.occurred_ats AS pending_occurred_ats
-FROM tenant.conversation_states AS s
-CROSS JOIN LATERAL (
-    SELECT array_agg(t.event_id ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
-               AS event_ids,
-           array_agg(t.speaker ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
-               AS speakers,
-           array_agg(t.channel ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
-               AS channels,
-           array_agg(t.text ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
-               AS texts,
-           array_agg(t.occurred_at ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
-               AS occurred_ats
-    FROM (
-        SELECT event_id, speaker, channel, text, occurred_at, sequence, received_at
-        FROM tenant.conversation_turns
-        WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
-          AND extracted_at IS NULL
-        ORDER BY occurred_at, sequence NULLS LAST, received_at
-        LIMIT $4::int
-    ) AS t
-) AS p
-WHERE s.tenant_id = $1::uuid AND s.account_id = $2::text AND s.contact_id = $3::text;
+-- The short read before extraction in one round trip (not three): the conversation's erasure
+-- count ($5: the key's hash; ErasureGuard compares it with a count under the writers' lock),
+-- the state, unlocked (the write transaction locks it and reads it again), and its pending
+-- turns (extraction failed open), the oldest $4, as arrays. conversation_erasures is STABLE, so
+-- it counts in this statement's snapshot, the one the state is read in: a `forget` that commits
+-- later changes the count the write compares. No state row (a new conversation, which has no
+-- turns yet either): one row of the count and NULLs.
+SELECT tenant.conversation_erasures($5::text) AS erasures, snap.*
+FROM (VALUES (1)) AS one (n)
+LEFT JOIN LATERAL (
+    SELECT s.*, p.event_ids AS pending_event_ids, p.speakers AS pending_speakers,
+           p.channels AS pending_channels, p.texts AS pending_texts,
+           p.occurred_ats AS pending_occurred_ats
+    FROM tenant.conversation_states AS s
+    CROSS JOIN LATERAL (
+        SELECT array_agg(t.event_id ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
+                   AS event_ids,
+               array_agg(t.speaker ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
+                   AS speakers,
+               array_agg(t.channel ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
+                   AS channels,
+               array_agg(t.text ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
+                   AS texts,
+               array_agg(
+                   t.occurred_at ORDER BY t.occurred_at, t.sequence NULLS LAST, t.received_at)
+                   AS occurred_ats
+        FROM (
+            SELECT event_id, speaker, channel, text, occurred_at, sequence, received_at
+            FROM tenant.conversation_turns
+            WHERE tenant_id = $1::uuid AND account_id = $2::text AND contact_id = $3::text
+              AND extracted_at IS NULL
+            ORDER BY occurred_at, sequence NULLS LAST, received_at
+            LIMIT $4::int
+        ) AS t
+    ) AS p
+    WHERE s.tenant_id = $1::uuid AND s.account_id = $2::text AND s.contact_id = $3::text
+) AS snap ON true;
 
 -- name: lock_state
 -- The row lock serialises every writer of one conversation: two workers (or a redelivered

@@ -184,7 +184,7 @@ async def run_configuration(
         )
         log.close()
         try:
-            await wait_for_pool(stack, database, worker)
+            await wait_for_pool(stack, database, worker, workers=1)
             warm = warm_up_turn()
             await publish_on_schedule(
                 stack.broker.bootstrap_servers,

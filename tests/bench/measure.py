@@ -135,6 +135,23 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a live process and its live descendants (`run --workers N`: the supervisor and
+    its N worker processes)."""
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(pid).children(recursive=True)
+        return cpu_seconds(pid) + sum(cpu_seconds(c.pid) for c in children)
+    return 0.0
+
+
+def peak_rss_by_process(pid: int) -> dict[int, float]:
+    """VmHWM of a process and of each live descendant, by pid: the peak RSS per process."""
+    pids = [pid]
+    with contextlib.suppress(psutil.Error):
+        pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    return {p: mb for p in pids if (mb := peak_rss_mb(p)) is not None}
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The kernel's high-water mark of resident memory (VmHWM): the true peak, not a sample."""
     with contextlib.suppress(OSError, ValueError):
@@ -184,7 +201,7 @@ class Samples:
     def take(cls, worker: int, llm: int, postmaster: int, broker: int) -> Samples:
         return cls(
             at=time.monotonic(),
-            worker=cpu_seconds(worker),
+            worker=tree_cpu_seconds(worker),
             llm=cpu_seconds(llm),
             postgres=postgres_cpu_seconds(postmaster),
             broker=cpu_seconds(broker),
@@ -204,7 +221,8 @@ class Run:
     seen: dict[str, float]  # turn event_id -> first update naming it
     events: int
     worker_total_cpu_s: float  # from the exit rusage: startup and shutdown included
-    worker_peak_rss_mb: float
+    worker_peak_rss_mb: float  # the largest process's, with `--workers N`
+    worker_rss_by_process: list[float]  # MB, every process of the worker, largest first
     exit_code: int
     warm_up: bool
     # Filled in after the worker exited (PostgreSQL reports a backend's counters at its exit).

@@ -56,6 +56,7 @@ def summarize(sc: Scenario, run: Run, payloads: list[dict[str, Any]]) -> dict[st
         "worker_cpu_s_per_1k_turns": worker_cpu / applied * 1000,
         "worker_startup_cpu_s": ready.worker,
         "worker_peak_rss_mb": run.worker_peak_rss_mb,
+        "worker_rss_mb_by_process": run.worker_rss_by_process,
         "other_cpu_s_per_1k_turns": {
             name: (getattr(end, name) - getattr(ready, name)) / applied * 1000
             for name in ("llm", "postgres", "broker", "bench")

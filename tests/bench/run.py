@@ -32,8 +32,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import asyncpg
+import psutil  # type: ignore[import-untyped]
 
 from devtools.stack import BrokerProcess, PostgresProcess, start_broker, start_postgres
 from tests.bench import profile, report
@@ -46,7 +48,7 @@ from tests.bench.measure import (
     UpdateReader,
     backends,
     commits,
-    peak_rss_mb,
+    peak_rss_by_process,
     produce_all,
     reap,
     statement_calls,
@@ -264,12 +266,31 @@ async def wait_until(
     return True
 
 
-async def wait_for_pool(stack: Stack, database: str, worker: subprocess.Popen[bytes]) -> None:
-    """The worker is ready once its pool holds a connection (imports and startup are done)."""
-    while not await backends(stack.admin, database):
+async def wait_for_pool(
+    stack: Stack, database: str, worker: subprocess.Popen[bytes], workers: int
+) -> None:
+    """The worker is ready once its pool holds a connection (imports and startup are done);
+    with `--workers N`, once each of its N processes holds one (the supervisor's own check
+    before it spawns them connects too, so counting backends would not do)."""
+    while not await backends(stack.admin, database) or not pools_open(worker.pid, workers, stack):
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited ({worker.returncode}) during startup")
         await asyncio.sleep(0.02)  # poll
+
+
+def pools_open(pid: int, workers: int, stack: Stack) -> bool:
+    if workers == 1:
+        return True
+    port = urlsplit(stack.postgres.url).port
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(pid).children()
+        connected = [c for c in children if _connected_to(c, port)]
+        return len(connected) >= workers
+    return False
+
+
+def _connected_to(process: psutil.Process, port: int | None) -> bool:
+    return any(c.raddr and c.raddr.port == port for c in process.net_connections())
 
 
 def announced(reader: UpdateReader, turns: list[dict[str, Any]]) -> Callable[[], bool]:
@@ -300,7 +321,8 @@ async def produce_in_lockstep(
 
 
 def start_profiler(pid: int, output: Path | None) -> subprocess.Popen[bytes] | None:
-    """py-spy sampling the worker from now on (its overhead is in another process)."""
+    """py-spy sampling the worker (and its worker processes, with `--workers N`) from now on
+    (its overhead is in another process)."""
     if output is None:
         return None
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -308,7 +330,7 @@ def start_profiler(pid: int, output: Path | None) -> subprocess.Popen[bytes] | N
         raise SystemExit(f"--profile needs py-spy ({py_spy}): make install brings it (dev extras)")
     command = [str(py_spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
     return subprocess.Popen(  # stopped with a signal, never awaited
-        [*command, "--full-filenames", "--output", str(output), "--nonblocking"],
+        [*command, "--full-filenames", "--subprocesses", "--output", str(output), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -326,7 +348,13 @@ def warm_up_turn() -> dict[str, Any]:
 
 
 async def run_scenario(
-    stack: Stack, sc: Scenario, payloads: list[dict[str, Any]], out: Path, *, profile: bool
+    stack: Stack,
+    sc: Scenario,
+    payloads: list[dict[str, Any]],
+    out: Path,
+    *,
+    profile: bool,
+    workers: int = 1,
 ) -> dict[str, Any]:
     database = await stack.new_database(sc.name)
     topics = Topics.unique()
@@ -346,6 +374,7 @@ async def run_scenario(
                 llm_url=llm.base_url,
                 llm_pid=llm.process.pid,
                 profile_to=out / f"profile-{sc.name}.txt" if profile else None,
+                workers=workers,
             )
             run = await _drive(stack, sc, payloads, target, reader, out)
         finally:
@@ -362,6 +391,7 @@ async def run_scenario(
     ]
     run.stored_turns = await _stored_turns(stack, database, run.warm_up)
     summary = report.summarize(sc, run, payloads)
+    summary["worker_processes"] = workers
     if target.profile_to is not None and target.profile_to.exists():
         summary["cpu_ms_per_extraction"] = cpu_split(summary, target.profile_to)
     return summary
@@ -393,6 +423,7 @@ class Target:
     llm_url: str
     llm_pid: int
     profile_to: Path | None = None  # py-spy's collapsed stacks of the worker, when asked
+    workers: int = 1  # `python -m worker run --workers N`
 
 
 async def _drive(
@@ -411,12 +442,13 @@ async def _drive(
     log = (out / "logs" / f"{sc.name}-worker.log").open("wb")
     spawned = time.monotonic()
     # Popen, not asyncio's subprocess: we reap it ourselves (os.wait4) to read its rusage.
+    command = [sys.executable, "-m", "worker", "run", "--workers", str(target.workers)]
     worker = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "worker", "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+        command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log
     )
     log.close()
     try:
-        await wait_for_pool(stack, database, worker)
+        await wait_for_pool(stack, database, worker, target.workers)
         warm_up = sc.live
         if warm_up:  # live traffic starts once the worker consumes: a turn must come back first
             turn = warm_up_turn()
@@ -439,7 +471,7 @@ async def _drive(
         if producing is not None:
             sent = await producing
         end = Samples.take(worker.pid, llm_pid, stack.postgres.pid, stack.broker.pid)
-        rss = peak_rss_mb(worker.pid)
+        rss = peak_rss_by_process(worker.pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
             profiler.wait(timeout=60)
@@ -457,7 +489,8 @@ async def _drive(
         seen={k: v for k, v in reader.seen.items() if k in expected},
         events=reader.events,
         worker_total_cpu_s=usage.cpu_s,
-        worker_peak_rss_mb=rss or usage.peak_rss_mb,
+        worker_peak_rss_mb=max(rss.values(), default=usage.peak_rss_mb),
+        worker_rss_by_process=sorted(rss.values(), reverse=True),
         exit_code=usage.exit_code,
         warm_up=warm_up,
     )
@@ -487,6 +520,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="py-spy stacks of the worker into bench/, and its CPU per extraction split by owner",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start the worker as `python -m worker run --workers N` (N consumer processes)",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench")
     parser.add_argument(
@@ -531,7 +571,9 @@ async def main_async(args: argparse.Namespace) -> int:
                 payloads = workloads.setdefault(sc.workload, plan.payloads(sc.workload))
                 print(f"running {sc.name} ({len(payloads)} turns) …", flush=True)
                 results.append(
-                    await run_scenario(stack, sc, payloads, args.out, profile=args.profile)
+                    await run_scenario(
+                        stack, sc, payloads, args.out, profile=args.profile, workers=args.workers
+                    )
                 )
                 print("  " + report.one_line(results[-1]), flush=True)
             if with_w4:

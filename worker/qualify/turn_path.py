@@ -40,7 +40,7 @@ class _Snapshot:
     state: ConversationState | None
     turns: StoredTurns
     pending: list[TurnText]
-    erasures: int = 0  # of the conversation's key, counted before the read
+    erasures: int = 0  # of the conversation's key, counted with the read
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,9 +146,10 @@ class TurnPath:
             compared = StoredTurns.compare(turns, stored)
             if not compared.new:
                 return _Snapshot(state=None, turns=compared, pending=[])
-            erasures = await tx.erasures.erasures(key)  # before the read it guards
-            state, pending = await tx.states.read_snapshot(key, pending_limit=MAX_PENDING_TURNS)
-        return _Snapshot(state=state, turns=compared, pending=pending, erasures=erasures)
+            read = await tx.states.read_snapshot(key, pending_limit=MAX_PENDING_TURNS)
+        return _Snapshot(
+            state=read.state, turns=compared, pending=read.pending, erasures=read.erasures
+        )
 
     async def _write_turns(
         self,

@@ -31,8 +31,9 @@ def conversation_hash(key: ConversationKey) -> str:
 @dataclass(frozen=True)
 class ErasureGuard:
     """On a tenant's unit of work: what an extraction checks so that it never writes back a
-    conversation erased after it read it. It counts the key's erasures before reading, and
-    again under the writers' lock before writing; a `forget` in between changes the count."""
+    conversation erased after it read it. The key's erasures are counted with the read (the
+    extraction's short read counts them in its own statement, `read_snapshot`) and again under
+    the writers' lock before writing; a `forget` in between changes the count."""
 
     conn: asyncpg.Connection
 

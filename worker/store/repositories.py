@@ -126,6 +126,15 @@ def turn_text_from_row(row: asyncpg.Record) -> TurnText:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """`read_snapshot`: what the short read before an extraction saw."""
+
+    erasures: int  # of the conversation's key (ErasureGuard), counted with the read
+    state: ConversationState | None  # None: a new conversation
+    pending: list[TurnText]  # turns whose extraction failed open, oldest first
+
+
 @dataclass(frozen=True)
 class StateRepository:
     conn: asyncpg.Connection
@@ -136,15 +145,18 @@ class StateRepository:
         row = await self.conn.fetchrow(queries()["read_state"], *key)
         return None if row is None else state_from_row(row)
 
-    async def read_snapshot(
-        self, key: ConversationKey, *, pending_limit: int
-    ) -> tuple[ConversationState | None, list[TurnText]]:
-        """The short read before extraction in one round trip: the state (unlocked) and its
-        pending turns, oldest first."""
-        row = await self.conn.fetchrow(queries()["read_snapshot"], *key, pending_limit)
-        if row is None:
-            return None, []
-        return state_from_row(row), pending_from_row(row)
+    async def read_snapshot(self, key: ConversationKey, *, pending_limit: int) -> Snapshot:
+        """The short read before extraction in one round trip: the key's erasure count, the
+        state (unlocked) and its pending turns, oldest first, all in one snapshot."""
+        row = await self.conn.fetchrow(
+            queries()["read_snapshot"], *key, pending_limit, conversation_hash(key)
+        )
+        assert row is not None  # one row, with or without a state
+        if row["tenant_id"] is None:  # no state row: the state's columns are NULL
+            return Snapshot(erasures=row["erasures"], state=None, pending=[])
+        return Snapshot(
+            erasures=row["erasures"], state=state_from_row(row), pending=pending_from_row(row)
+        )
 
     async def lock_state(self, key: ConversationKey) -> ConversationState | None:
         row = await self.conn.fetchrow(queries()["lock_state"], *key)
