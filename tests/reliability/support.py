@@ -576,8 +576,21 @@ class Killer:
     async def kill_during(self, moment: str, worker: WorkerProcess, within_s: float = 60) -> None:
         assert moment in KILL_MOMENTS, moment
         await self._warm_up(within_s)
-        aim: Callable[[float], Awaitable[Witness]] = getattr(self, f"_aim_{moment}")
-        witness = await aim(within_s)
+        await self.kill_when(moment, self.aim(moment, within_s), worker)
+
+    def aim(self, moment: str, within_s: float = 60) -> asyncio.Task[Witness]:
+        """Start aiming at `moment` now, before the work the kill is meant for is produced:
+        with debounced extraction a whole round is extracted at once, and aiming after it was
+        produced (as `kill_during` does) can find the round's calls and writes already over."""
+        assert moment in KILL_MOMENTS, moment
+        aiming: Callable[[float], Awaitable[Witness]] = getattr(self, f"_aim_{moment}")
+        return asyncio.ensure_future(aiming(within_s))
+
+    async def kill_when(
+        self, moment: str, aimed: Awaitable[Witness], worker: WorkerProcess
+    ) -> None:
+        """SIGKILL `worker` once `aimed` (from `aim`) found the moment; record the proof."""
+        witness = await aimed
         code = await stop_worker(worker, signal.SIGKILL, within_s=10)
         assert code == -signal.SIGKILL, f"the worker exited with {code} before the kill"
         self.landings.append(Landing(moment, await witness()))

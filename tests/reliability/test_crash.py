@@ -245,10 +245,13 @@ async def test_sigkill_in_debounce_mode_applies_every_turn_and_override_exactly_
         await killer.started()
         worker = workers.start(**settings)
         for number, round_turns in enumerate(workload.rounds):
+            # Aimed before the round is produced: the scheduler extracts a round at once.
+            moment = DEBOUNCED_KILL_PLAN[number] if number < len(DEBOUNCED_KILL_PLAN) else None
+            aimed = killer.aim(moment, within_s=90) if moment is not None else None
             sent += await produce_tracked(kafka_bootstrap_servers, topics.turns, round_turns)
             await publish_overrides_due(number)
-            if number < len(DEBOUNCED_KILL_PLAN):
-                await killer.kill_during(DEBOUNCED_KILL_PLAN[number], worker, within_s=90)
+            if moment is not None and aimed is not None:
+                await killer.kill_when(moment, aimed, worker)
                 lost = await unstored_below_committed(
                     database_url,
                     kafka_bootstrap_servers,
