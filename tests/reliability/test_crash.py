@@ -92,18 +92,7 @@ async def test_sigkill_at_any_moment_applies_every_turn_and_override_exactly_onc
     sent: list[Sent] = []
     sent_overrides: list[Sent] = []
 
-    async def stored_not_committed_past() -> int:
-        stored = await stored_above_committed(
-            database_url, kafka_bootstrap_servers, workers.group, topics.turns, sent
-        )
-        return len(stored)
-
-    killer = Killer(
-        llm=llm,
-        probe=probe,
-        rng=random.Random(SEED),
-        stored_above_committed=stored_not_committed_past,
-    )
+    killer = killer_for(llm, probe, workers, topics, database_url, kafka_bootstrap_servers, sent)
     settings = {"BATCH_MAX_RECORDS": "100"}
 
     async def publish_overrides_due(after_round: int) -> None:
@@ -214,19 +203,8 @@ async def test_sigkill_in_debounce_mode_applies_every_turn_and_override_exactly_
     sent: list[Sent] = []
     sent_overrides: list[Sent] = []
 
-    async def stored_not_committed_past() -> int:
-        stored = await stored_above_committed(
-            database_url, kafka_bootstrap_servers, workers.group, topics.turns, sent
-        )
-        return len(stored)
-
-    killer = Killer(
-        llm=llm,
-        probe=probe,
-        rng=random.Random(SEED),
-        stored_above_committed=stored_not_committed_past,
-        max_warm_up_versions=20,
-    )
+    killer = killer_for(llm, probe, workers, topics, database_url, kafka_bootstrap_servers, sent)
+    killer.max_warm_up_versions = 20
     settings = {
         "BATCH_MAX_RECORDS": "50",
         "EXTRACT_DEBOUNCE_MS": "200",
@@ -311,3 +289,29 @@ async def test_sigkill_in_debounce_mode_applies_every_turn_and_override_exactly_
     assert dead_letters == [], dead_letters
     assert len(sent_overrides) == len(schedule.overrides) + schedule.redelivered
     assert workers.secrets_in_logs(workload.turns, "sk-test-not-a-real-key") == []
+
+
+def killer_for(
+    llm: QuotingLLM,
+    probe: DatabaseProbe,
+    workers: Workers,
+    topics: Topics,
+    database_url: str,
+    kafka_bootstrap_servers: str,
+    sent: list[Sent],
+) -> Killer:
+    """The seeded killer of a crash test; its `after_state_commit` proof counts the turns of
+    `sent` (as the test fills it) stored but not committed past in Kafka."""
+
+    async def stored_not_committed_past() -> int:
+        stored = await stored_above_committed(
+            database_url, kafka_bootstrap_servers, workers.group, topics.turns, sent
+        )
+        return len(stored)
+
+    return Killer(
+        llm=llm,
+        probe=probe,
+        rng=random.Random(SEED),
+        stored_above_committed=stored_not_committed_past,
+    )
