@@ -255,3 +255,16 @@ async def test_the_wrapped_extractor_sees_only_redacted_text_and_keeps_its_ident
     assert inner.seen == ["I'm at [email], [phone]."]
     assert (extractor.model_name, extractor.prompt_version) == ("recording", "p1")
     assert result.model == "recording"
+
+
+def test_a_turn_is_redacted_once_however_often_it_is_prepared_or_prompted() -> None:
+    """The extractor sees a turn to plan, to extract and in the prompt: the first redaction
+    marks it, and the later ones leave the marked turn as it is."""
+    turn = turn_text("I'm at jane@acme.com, (415) 555-0132.")
+    once = RedactingExtractor(inner=RecordingExtractor()).prepare([turn])[0]
+    assert (once.text, once.redacted, turn.redacted) == ("I'm at [email], [phone].", True, False)
+    assert RedactingExtractor(inner=RecordingExtractor()).prepare([once])[0] is once
+    prompt = build_messages([once], QualificationState(), DealStage.DISCOVERY, redacted=True)
+    assert "I'm at [email], [phone]." in prompt[1]["content"]
+    unredacted = build_messages([turn], QualificationState(), DealStage.DISCOVERY, redacted=True)
+    assert prompt == unredacted

@@ -34,6 +34,10 @@ class TurnText:
     channel: Channel
     text: str
     occurred_at: datetime
+    # Contact data already taken out (redaction.redact_turn): not redacted again. A turn is
+    # seen up to three times per extraction (to plan, to extract, in the prompt), and the
+    # phone matcher is slow pure Python.
+    redacted: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from schemas import DealStage, NextStage, QualificationState, is_identified, sig
 from schemas.dimensions import DIMENSIONS, DimensionSpec, DimensionTable, Group, ValueKind
 from schemas.qualification import GroupSignals
 from worker.extract.port import TurnText
-from worker.extract.redaction import redact
+from worker.extract.redaction import redact, redact_turn
 from worker.qualify.stages import VALID_TRANSITIONS
 
 # Bump on any change to the wording or layout below: it is recorded with every extraction.
@@ -161,10 +161,10 @@ def build_messages(
     `redacted` (REDACT_CONTACT_DATA): contact data is taken out of the whole variable part,
     the known state included (values people set in overrides were never redacted as turns);
     the fixed part has none, and stays byte for byte what the provider cached."""
-    variable = user_message(turns, existing_state, current_stage, next_stage)
+    variable = user_message(turns, existing_state, current_stage, next_stage, redacted=redacted)
     return [
         {"role": "system", "content": SYSTEM_PROMPTS[schema]},
-        {"role": "user", "content": redact(variable) if redacted else variable},
+        {"role": "user", "content": variable},
     ]
 
 
@@ -173,11 +173,22 @@ def user_message(
     existing_state: QualificationState,
     current_stage: DealStage,
     next_stage: NextStage | None = None,
+    *,
+    redacted: bool = False,
 ) -> str:
-    parts = [
+    """The variable part. `redacted`: each piece redacted on its own (the matchers cost per
+    text they scan, and most pieces hold too few digits for the phone matcher to run), each
+    turn once (`redact_turn` leaves a turn redacted before as it is)."""
+    context = [
         f"<known_state>\n{summarize_state(existing_state)}\n</known_state>",
         render_stage(current_stage),
         *([render_next_stage(next_stage)] if next_stage is not None else []),
+    ]
+    if redacted:
+        context = [redact(piece) for piece in context]
+        turns = [redact_turn(turn) for turn in turns]
+    parts = [
+        *context,
         f"New turns ({len(turns)}), oldest first:\n{render_turns(turns)}",
         "Extract the signals these new turns show.",
     ]

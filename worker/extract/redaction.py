@@ -6,8 +6,9 @@ social security numbers with `[email]`, `[phone]`, `[card]`, `[iban]` and `[ssn]
 `RedactingExtractor` wraps any extractor and hands it redacted turns, so the inner extractor
 checks evidence quotes against the text it saw and a quote around a placeholder is kept, as
 it was seen. The LLM adapter also redacts the whole variable part of each prompt
-(worker/extract/prompt.py): the known-state summary holds values people set in overrides,
-which no turn redaction saw.
+(worker/extract/prompt.py), piece by piece: the known-state summary holds values people set
+in overrides, which no turn redaction saw, and a turn it is given unredacted is redacted
+there; a turn is redacted once (`TurnText.redacted`).
 
 What is found, and what is deliberately not:
 - emails: `local@domain.tld`; the local part in Latin, Greek or Cyrillic letters, the domain
@@ -139,7 +140,8 @@ def luhn_valid(digits: str) -> bool:
 
 
 def redact_turn(turn: TurnText) -> TurnText:
-    return replace(turn, text=redact(turn.text))
+    """`turn` with its text redacted, once: a turn redacted before is returned as it is."""
+    return turn if turn.redacted else replace(turn, text=redact(turn.text), redacted=True)
 
 
 @dataclass(kw_only=True)
