@@ -17,6 +17,7 @@ from worker.errors import WorkerError
 from worker.ops.logs import configure_logging
 from worker.settings import Settings, load_settings
 from worker.tools import cli, development
+from worker.tools.event_loop import run_on_event_loop
 
 EXIT_USAGE = 2  # bad configuration, unreachable dependency, bad input
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet = args.command == "eval" and "log_level" not in settings.model_fields_set
         configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
         if args.command == "run":  # the worker drains on SIGTERM itself (FastStream)
-            return asyncio.run(command(args, settings))
+            return run_on_event_loop(command(args, settings))
         return asyncio.run(stopped_by_sigterm(command(args, settings)))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

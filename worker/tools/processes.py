@@ -8,7 +8,6 @@ it, HTTP on `HTTP_PORT` + its number (0..N-1), so every process has its own /rea
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -24,6 +23,7 @@ from worker.ingest.consumer import require_co_partitioned
 from worker.ops.logs import configure_logging
 from worker.settings import Settings, load_settings
 from worker.store.database import open_database
+from worker.tools.event_loop import run_on_event_loop
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +84,7 @@ def run_child(args: RunArgs) -> None:
     log.info("worker_process_started", pid=os.getpid())
     port = settings.http_port + number if settings.http_port else 0
     try:
-        asyncio.run(_serve(settings, port))
+        run_on_event_loop(_serve(settings, port))
     except WorkerError as error:  # one line, as `run` reports it; the supervisor starts another
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
